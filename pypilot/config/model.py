@@ -1,0 +1,166 @@
+"""The typed, immutable configuration that the rest of pypilot reads.
+
+The loader (``pypilot.config.loader``) turns a ContainerPilot 3 JSON5 file into these objects after every
+validation rule has passed; nothing downstream re-validates. Durations are float seconds, signals are
+numbers, ``restarts`` is an int with ``UNLIMITED`` for CP's "unlimited". Field names follow the config
+keys in snake_case; keys that go beyond ContainerPilot are marked so in their comment.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+
+UNLIMITED = -1
+DEFAULT_SOCKET = "/var/run/containerpilot.socket"
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Restart backoff for a crash-looping job (beyond CP): Kubernetes' shape."""
+
+    initial: float = 0.1  # delay after the second failed run in a row; the first restart is immediate
+    factor: float = 2.0
+    max: float = 30.0
+    reset_after: float = 10.0  # a run at least this long resets the delay
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    exec: tuple[str, ...] | None = None
+    interval: float = 0.0  # seconds (CP: int seconds, required >= 1)
+    ttl: int = 0
+    timeout: float = 0.0  # defaults to interval
+    raw_logging: bool = False
+    # beyond CP: native probes and thresholds
+    http: str | None = None
+    tcp: str | None = None
+    success_threshold: int = 1
+    failure_threshold: int = 1
+    initial_delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """One (source, event) pair that can start a job."""
+
+    source: str
+    event: str  # a CP event name: exitSuccess, healthy, stopping, changed, ...
+
+
+@dataclass(frozen=True, slots=True)
+class WhenConfig:
+    """When a job starts. All None = once on ``startup`` from ``global``."""
+
+    source: str | None = None
+    once: str | None = None
+    each: str | None = None
+    interval: float | None = None
+    timeout: float | None = None
+    # beyond CP (#435): start once every trigger here has fired (AND), each at least once
+    all: tuple[Trigger, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JobConfig:
+    name: str
+    exec: tuple[str, ...] | None = None
+    port: int = 0
+    tags: tuple[str, ...] = ()
+    interfaces: tuple[str, ...] = ("eth0:inet", "inet")
+    ip: str | None = None  # resolved from interfaces when port != 0
+    initial_status: str | None = None
+    enable_tag_override: bool = False
+    deregister_critical_service_after: str | None = None
+    health: HealthConfig | None = None
+    when: WhenConfig = field(default_factory=WhenConfig)
+    timeout: float | None = None  # exec timeout; interval jobs default to the interval
+    stop_timeout: float = 0.0
+    restarts: int = 0  # UNLIMITED = -1
+    raw_logging: bool = False
+    # beyond CP
+    stop_signal: int = signal.SIGTERM
+    reload_signal: int | None = None
+    backoff: Backoff | None = field(default_factory=Backoff)  # None = off
+    main: bool = False  # the container exits with this job's code when it ends for good
+    exit_code_map: tuple[tuple[int, int], ...] = ()  # e.g. ((143, 0),)
+
+    @property
+    def has_service(self) -> bool:
+        return self.port != 0
+
+
+@dataclass(frozen=True, slots=True)
+class WatchConfig:
+    name: str
+    interval: int
+    tag: str | None = None
+    dc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricConfig:
+    namespace: str
+    subsystem: str
+    name: str
+    help: str
+    type: str  # counter | gauge | histogram | summary
+
+    @property
+    def full_name(self) -> str:
+        return "_".join(p for p in (self.namespace, self.subsystem, self.name) if p)
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    port: int = 9090
+    interfaces: tuple[str, ...] = ("eth0:inet", "inet")
+    ip: str | None = None
+    tags: tuple[str, ...] = ()
+    metrics: tuple[MetricConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    cafile: str | None = None
+    capath: str | None = None
+    clientcert: str | None = None
+    clientkey: str | None = None
+    servername: str | None = None
+    verify: bool = True  # beyond CP: CP defaulted to False; an explicit false turns it off
+
+
+@dataclass(frozen=True, slots=True)
+class ConsulConfig:
+    address: str = "127.0.0.1:8500"
+    scheme: str = "http"
+    token: str | None = None
+    tls: TLSConfig = field(default_factory=TLSConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "INFO"  # DEBUG INFO WARN ERROR FATAL PANIC
+    format: str = "default"  # default | text | json
+    output: str = "stdout"  # stdout | stderr | a file path
+
+
+@dataclass(frozen=True, slots=True)
+class ControlConfig:
+    socket: str = DEFAULT_SOCKET
+    # beyond CP
+    socket_mode: int = 0o600
+    reload: str = "diff"  # diff | restart (CP's full restart)
+    reload_grace: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    consul: ConsulConfig | None
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    jobs: tuple[JobConfig, ...] = ()
+    watches: tuple[WatchConfig, ...] = ()
+    telemetry: TelemetryConfig | None = None
+    control: ControlConfig = field(default_factory=ControlConfig)
+    stop_timeout: float = 5.0  # seconds; negative = no grace before the final SIGKILL
+    path: str | None = None  # where it was loaded from (for reloads)
