@@ -1,0 +1,104 @@
+"""Events and the bus that fans them out, in one total order, to every subscriber.
+
+An ``Event`` is a ``(code, source)`` value compared with ``==`` (CP §4.2); codes are the names used
+in configs. ``publish`` never blocks and never recurses: an event published while another is being
+delivered is queued behind it, so every subscriber sees every event in the same order (CP #590 was a
+bounded queue that stalled the whole process; this one is a deque drained by the loop's thread).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
+
+from pypilot import logs
+
+# codes, as spelled in configs (when.once / when.each)
+EXIT_SUCCESS = "exitSuccess"
+EXIT_FAILED = "exitFailed"
+STOPPING = "stopping"
+STOPPED = "stopped"
+HEALTHY = "healthy"
+UNHEALTHY = "unhealthy"
+CHANGED = "changed"
+STARTUP = "startup"
+SHUTDOWN = "shutdown"
+ENTER_MAINTENANCE = "enterMaintenance"
+EXIT_MAINTENANCE = "exitMaintenance"
+TIMER_EXPIRED = "timerExpired"
+ERROR = "error"
+QUIT = "quit"
+SIGNAL = "signal"
+METRIC = "metric"
+GAVE_UP = "gaveUp"  # beyond CP: a job ran out of restarts after failing
+
+GLOBAL = "global"
+
+# CP's debug/metric spelling of each code
+CP_NAMES = {
+    EXIT_SUCCESS: "ExitSuccess", EXIT_FAILED: "ExitFailed", STOPPING: "Stopping", STOPPED: "Stopped",
+    HEALTHY: "StatusHealthy", UNHEALTHY: "StatusUnhealthy", CHANGED: "StatusChanged", STARTUP: "Startup",
+    SHUTDOWN: "Shutdown", ENTER_MAINTENANCE: "EnterMaintenance", EXIT_MAINTENANCE: "ExitMaintenance",
+    TIMER_EXPIRED: "TimerExpired", ERROR: "Error", QUIT: "Quit", SIGNAL: "Signal", METRIC: "Metric",
+    GAVE_UP: "GaveUp",
+}
+
+
+class Event(NamedTuple):
+    code: str
+    source: str
+
+    def __str__(self) -> str:
+        return f"{{{CP_NAMES.get(self.code, self.code)} {self.source}}}"
+
+
+class Subscriber(Protocol):
+    def receive(self, event: Event) -> None: ...
+
+
+class Bus:
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._listeners: list[Callable[[Event], None]] = []
+        self._queue: deque[Event] = deque()
+        self._delivering = False
+        self.published = 0
+
+    def subscribe(self, sub: Subscriber) -> None:
+        if sub not in self._subscribers:
+            self._subscribers.append(sub)
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        if sub in self._subscribers:
+            self._subscribers.remove(sub)
+
+    def listen(self, fn: Callable[[Event], None]) -> None:
+        """Observers (metrics, the event stream) see every event after the subscribers."""
+        self._listeners.append(fn)
+
+    def publish(self, event: Event) -> None:
+        self._queue.append(event)
+        if self._delivering:
+            return
+        self._delivering = True
+        try:
+            while self._queue:
+                self._deliver(self._queue.popleft())
+        finally:
+            self._delivering = False
+
+    def _deliver(self, event: Event) -> None:
+        self.published += 1
+        if logs.enabled(logs.DEBUG):
+            logs.debug(f"event: {event}")
+        for sub in tuple(self._subscribers):
+            try:
+                sub.receive(event)
+            except Exception as e:  # a failing job is an event for the log, never a dead PID 1
+                logs.exception(f"handling {event} failed", e)
+        for fn in tuple(self._listeners):
+            try:
+                fn(event)
+            except Exception as e:
+                logs.exception(f"listener on {event} failed", e)

@@ -1,0 +1,325 @@
+"""A job's whole lifecycle: when it starts, restarts, times out, stops and completes (CP §3.4–3.6, §4.4–4.6).
+
+Each ``Job`` is a state machine fed by the bus (``receive``) and by its own timers. It decides and
+asks for effects: spawn or signal its command, publish events, tell the supervisor it completed.
+``receive`` is CP's dispatch table, first match wins; the ``_on_*`` handlers are its cells.
+
+Beyond CP, and only where a CP config cannot tell the difference: restart backoff for crash loops of
+``restarts: "unlimited"`` jobs (finite ``restarts`` keep CP's immediate restarts), a per-job stop signal,
+the job ``stopTimeout`` bounding the wait for a preStop dependent, a ``shutdown``-triggered job that
+really runs at shutdown, and ``when.all`` (start once several triggers have all fired).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Protocol
+
+from pypilot import events as ev
+from pypilot import logs, reaper
+from pypilot.config.model import UNLIMITED, JobConfig
+from pypilot.events import Event
+from pypilot.loop import Loop, Timer
+from pypilot.process import Command
+
+IDLE, UNKNOWN, HEALTHY, UNHEALTHY, MAINTENANCE = "idle", "unknown", "healthy", "unhealthy", "maintenance"
+SIGNAL_SOURCES = ("SIGHUP", "SIGUSR2")
+
+
+class Context(Protocol):
+    """What a job needs from the supervisor that owns it."""
+
+    loop: Loop
+    reaper: reaper.Reaper
+    bus: ev.Bus
+
+    def job_completed(self, job: Job) -> None: ...
+
+    def stop_grace(self, job: Job) -> float: ...
+
+
+def env_name(command: str) -> str:
+    """CP's ENVNAME for ``CONTAINERPILOT_<ENVNAME>_PID``: basename, no extension, runs of
+    non-alphanumerics to one ``_``, upper case (``test-Case--now.sh`` → ``TEST_CASE_NOW``)."""
+    base = os.path.basename(command).split(".", 1)[0]
+    out, last = [], ""
+    for c in base:
+        c = c if c.isascii() and c.isalnum() else "_"
+        if c == "_" and last == "_":
+            continue
+        out.append(c)
+        last = c
+    return "".join(out).upper()
+
+
+class Job:
+    def __init__(self, cfg: JobConfig, ctx: Context) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.ctx = ctx
+        self.status = IDLE
+        self.completed = False
+        self.halted = False  # cleanup has begun: no trigger starts it any more
+        self.runs = 0
+        self.last_exit: int | None = None
+        self.failures_in_a_row = 0
+        # what starts it (CP §3.4)
+        when = cfg.when
+        self.interval = when.interval
+        self.start_event: Event | None = Event(ev.STARTUP, ev.GLOBAL)
+        self.starts_remain = 1
+        self.pending_triggers: set[Event] = set()
+        if when.interval:
+            pass
+        elif when.all:
+            self.start_event = None
+            self.pending_triggers = {Event(t.event, t.source) for t in when.all}
+        elif when.source in SIGNAL_SOURCES:
+            self.start_event, self.starts_remain = Event(ev.SIGNAL, when.source), UNLIMITED
+        elif when.once:
+            self.start_event = Event(when.once, when.source or ev.GLOBAL)
+        elif when.each:
+            self.start_event, self.starts_remain = Event(when.each, when.source or ev.GLOBAL), UNLIMITED
+        elif when.source:
+            self.start_event, self.starts_remain = None, 0  # CP: a source with no event is inert
+        self.restart_limit = cfg.restarts
+        self.restarts_remain = cfg.restarts
+        self.stopping_wait: Event | None = None  # Stopped{<preStop dependent>}, set by the supervisor
+        self.queued_runs = 0  # `each` triggers that came while a run was going: serialised, never dropped
+        self.command: Command | None = None
+        if cfg.exec:
+            timeout = cfg.timeout if cfg.timeout is not None else when.interval
+            self.command = Command(cfg.name, cfg.exec, ctx.loop, ctx.reaper, raw=cfg.raw_logging,
+                                   timeout=timeout, env_name=env_name(cfg.exec[0]))
+        self._timers: dict[str, Timer] = {}
+
+    # --- lifecycle entry points -------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Arm the job's own timers (before ``startup`` is published, as CP does)."""
+        if self.interval:
+            self._every("run-every", self.interval, self._on_tick)
+        timeout = self.cfg.when.timeout
+        if timeout and not self.interval and (self.start_event is not None or self.pending_triggers):
+            self._once("wait-timeout", timeout, self._on_start_timeout)
+
+    def receive(self, event: Event) -> None:
+        """CP's dispatch table (§4.4): the first row that matches handles the event."""
+        if self.completed:
+            return
+        if self.halted:
+            if event == self.stopping_wait:
+                self._finish_cleanup()
+            return
+        code, source = event
+        if code in (ev.QUIT, ev.SHUTDOWN) and (source == self.name or event == (ev.SHUTDOWN, ev.GLOBAL)):
+            self._on_quit(event)
+        elif code == ev.ENTER_MAINTENANCE and source == ev.GLOBAL:
+            self.status = MAINTENANCE
+            if event == self.start_event:
+                self._on_start()
+        elif code == ev.EXIT_MAINTENANCE and source == ev.GLOBAL:
+            self.status = UNKNOWN
+            if event == self.start_event:
+                self._on_start()
+        elif code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED) and source == self.name:
+            self._on_exec_exit(code == ev.EXIT_SUCCESS)
+        elif code == ev.SIGNAL:
+            if event == self.start_event:
+                self._start_exec()
+        elif event == self.start_event:
+            self._on_start()
+        elif event in self.pending_triggers:
+            self.pending_triggers.discard(event)
+            if not self.pending_triggers:
+                self._on_start()
+
+    # --- the table's cells -----------------------------------------------------------------------
+
+    def _on_start(self) -> None:
+        if self.starts_remain == 0:
+            self.start_event = None
+            self._halt()
+            return
+        if self.starts_remain != UNLIMITED:
+            self.starts_remain -= 1
+            if self.starts_remain == 0 or self.restarts_remain == 0:
+                self.start_event = None
+        self._start_exec()
+
+    def _on_tick(self) -> None:
+        if self.halted:
+            return
+        if self.restart_limit == UNLIMITED or self.restarts_remain > 0:
+            if self.restarts_remain > 0:
+                self.restarts_remain -= 1
+            self._start_exec()
+        else:
+            self.start_event = None
+            self._halt()
+
+    def _on_start_timeout(self) -> None:
+        if self.runs or self.halted:
+            return
+        self.ctx.bus.publish(Event(ev.TIMER_EXPIRED, self.name))
+        self.receive(Event(ev.QUIT, self.name))
+
+    def _on_exec_exit(self, success: bool) -> None:
+        if self.interval:
+            if self.queued_runs and not self.halted:
+                self.queued_runs -= 1
+                self._start_exec()
+            return
+        if self.restart_limit == UNLIMITED or self.restarts_remain > 0:
+            if self.restarts_remain > 0:
+                self.restarts_remain -= 1
+            delay = self._backoff_delay(success)
+            if delay > 0:
+                logs.info(f"restarting {self.name} in {delay:g}s after {self.failures_in_a_row} failed runs "
+                          f"in a row", job=self.name)
+                self._once("backoff", delay, self._start_exec)
+            else:
+                self._start_exec()
+            return
+        if not success and self.restart_limit > 0:
+            logs.warn(f"{self.name} failed and has no restarts left ({self.restart_limit} used)")
+            self.ctx.bus.publish(Event(ev.GAVE_UP, self.name))
+        if self.starts_remain != 0:
+            if self.queued_runs:
+                self.queued_runs -= 1
+                self._start_exec()
+            return
+        self.start_event = None
+        self.status = UNKNOWN
+        self._halt()
+
+    def _on_quit(self, event: Event) -> None:
+        self.restarts_remain = 0
+        self._cancel("backoff")
+        hook = self.start_event is not None and self.start_event.code in (ev.STOPPING, ev.STOPPED)
+        if hook and self.command is not None:
+            # preStop/postStop-style jobs outlive shutdown and run once more on their trigger
+            if self.starts_remain == UNLIMITED:
+                self.starts_remain = 1
+            return
+        if event == self.start_event and self.command is not None:
+            # CP never ran a `once: shutdown` job (the quit row matched first); run it now, then stop
+            self.starts_remain = 1
+            self._on_start()
+            return
+        self.starts_remain = 0
+        self.start_event = None
+        self._halt()
+
+    # --- effects ---------------------------------------------------------------------------------
+
+    def _start_exec(self) -> None:
+        self._cancel("wait-timeout")
+        if self.status != MAINTENANCE:
+            self.status = UNKNOWN
+        cmd = self.command
+        if cmd is None:
+            return
+        if cmd.running:  # one instance at a time: the trigger waits for the current run
+            self.queued_runs += 1
+            return
+        self.runs += 1
+        cmd.start(self._on_process_exit)
+
+    def _on_process_exit(self, status: int | None, start_error: str | None) -> None:
+        bus = self.ctx.bus
+        if start_error is not None:
+            self.last_exit = 127
+            logs.error(f"unable to start {self.name}: {start_error}")
+            self._count_failure(0.0)
+            bus.publish(Event(ev.EXIT_FAILED, self.name))
+            bus.publish(Event(ev.ERROR, start_error))
+            return
+        assert status is not None and self.command is not None
+        self.last_exit = reaper.exit_code(status)
+        ran_for = self.ctx.loop.now() - self.command.started_at
+        if status == 0:
+            self.failures_in_a_row = 0
+            logs.debug(f"{self.name} exited without error")
+            bus.publish(Event(ev.EXIT_SUCCESS, self.name))
+        else:
+            err = reaper.describe(status)
+            self._count_failure(ran_for)
+            logs.error(f"{self.name} exited with error: {err}")
+            bus.publish(Event(ev.EXIT_FAILED, self.name))
+            bus.publish(Event(ev.ERROR, f"{self.name}: {err}"))
+
+    def _count_failure(self, ran_for: float) -> None:
+        backoff = self.cfg.backoff
+        if backoff is not None and ran_for >= backoff.reset_after:
+            self.failures_in_a_row = 0
+        self.failures_in_a_row += 1
+
+    def _backoff_delay(self, success: bool) -> float:
+        """Kubernetes' shape: the first restart is immediate, then initial, doubling, capped."""
+        b = self.cfg.backoff
+        if success or b is None or self.restart_limit != UNLIMITED or self.failures_in_a_row < 2:
+            return 0.0
+        return float(min(b.max, b.initial * b.factor ** (self.failures_in_a_row - 2)))
+
+    def _halt(self) -> None:
+        """Cleanup (CP §4.6): stopping → wait for a preStop dependent → stop signal → stopped."""
+        if self.halted:
+            return
+        self.halted = True
+        self._cancel_all()
+        self.ctx.bus.publish(Event(ev.STOPPING, self.name))
+        if self.completed:
+            return  # our preStop dependent already ran to its end while `stopping` was delivered
+        if self.stopping_wait is not None:
+            if self.cfg.stop_timeout > 0:
+                self._once("stopping-timeout", self.cfg.stop_timeout, self._finish_cleanup)
+            return
+        self._finish_cleanup()
+
+    def force_complete(self) -> None:
+        """The shutdown deadline passed: complete now, whatever the job was waiting for."""
+        self._finish_cleanup()
+
+    def _finish_cleanup(self) -> None:
+        if self.completed:
+            return
+        self._cancel_all()
+        self.completed = True
+        cmd = self.command
+        if cmd is not None and cmd.running:
+            cmd.signal(self.cfg.stop_signal)
+            grace = self.ctx.stop_grace(self)
+            self.ctx.loop.call_later(grace, cmd.kill)
+        self.ctx.bus.unsubscribe(self)
+        self.ctx.bus.publish(Event(ev.STOPPED, self.name))
+        self.ctx.job_completed(self)
+
+    # --- timers ----------------------------------------------------------------------------------
+
+    def _once(self, name: str, delay: float, fn: object) -> None:
+        self._cancel(name)
+
+        def fire() -> None:
+            self._timers.pop(name, None)
+            fn()  # type: ignore[operator]
+
+        self._timers[name] = self.ctx.loop.call_later(delay, fire)
+
+    def _every(self, name: str, period: float, fn: object) -> None:
+        def tick() -> None:
+            self._timers[name] = self.ctx.loop.call_later(period, tick)
+            fn()  # type: ignore[operator]
+
+        self._timers[name] = self.ctx.loop.call_later(period, tick)
+
+    def _cancel(self, name: str) -> None:
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _cancel_all(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()

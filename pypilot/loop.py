@@ -1,0 +1,104 @@
+"""The PID-1 event loop: one ``poll`` over every fd, and timers whose next deadline is the timeout.
+
+Single-threaded and never blocking: readers and timers run to completion, and one that raises is
+logged with its cause while the loop goes on. An idle loop sleeps in ``poll`` with no timeout at all
+(zero wake-ups per second).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import select
+import time
+from collections.abc import Callable
+
+from pypilot import logs
+
+Callback = Callable[[], None]
+_READ = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+
+
+class Timer:
+    __slots__ = ("callback", "cancelled", "deadline", "seq")
+
+    def __init__(self, deadline: float, seq: int, callback: Callback) -> None:
+        self.deadline = deadline
+        self.seq = seq
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __lt__(self, other: Timer) -> bool:
+        return (self.deadline, self.seq) < (other.deadline, other.seq)
+
+
+class Loop:
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self._readers: dict[int, Callback] = {}
+        self._timers: list[Timer] = []
+        self._seq = itertools.count()
+        self._running = False
+        self.max_lateness = 0.0
+
+    @staticmethod
+    def now() -> float:
+        return time.monotonic()
+
+    def add_reader(self, fd: int, callback: Callback) -> None:
+        self._readers[fd] = callback
+        self._poll.register(fd, _READ)
+
+    def remove_reader(self, fd: int) -> None:
+        if self._readers.pop(fd, None) is not None:
+            self._poll.unregister(fd)
+
+    def call_at(self, deadline: float, callback: Callback) -> Timer:
+        timer = Timer(deadline, next(self._seq), callback)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def call_later(self, delay: float, callback: Callback) -> Timer:
+        return self.call_at(time.monotonic() + max(delay, 0.0), callback)
+
+    def call_soon(self, callback: Callback) -> Timer:
+        return self.call_at(0.0, callback)
+
+    def stop(self) -> None:
+        self._running = False
+
+    def run(self) -> None:
+        self._running = True
+        while self._running:
+            for fd, _ in self._poll.poll(self._timeout_ms()):
+                callback = self._readers.get(fd)
+                if callback is not None:
+                    self._call(callback)
+            self._run_due_timers()
+
+    def _timeout_ms(self) -> int | None:
+        while self._timers and self._timers[0].cancelled:
+            heapq.heappop(self._timers)
+        if not self._timers:
+            return None
+        delay = self._timers[0].deadline - time.monotonic()
+        return 0 if delay <= 0 else int(delay * 1000) + 1
+
+    def _run_due_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0].deadline <= now:
+            timer = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                if timer.deadline:
+                    self.max_lateness = max(self.max_lateness, now - timer.deadline)
+                self._call(timer.callback)
+
+    @staticmethod
+    def _call(callback: Callback) -> None:
+        try:
+            callback()
+        except Exception as e:
+            logs.exception("event loop callback failed", e)

@@ -1,0 +1,178 @@
+"""One running command of a job or a check: spawn, output, timeout, signals, exit (CP §4.5).
+
+A ``Command`` spawns through the reaper into its own process group, logs its output line by line
+with its name (or leaves stdout/stderr untouched when raw), kills its group at its timeout, and
+reports its exit status once. While it runs, ``CONTAINERPILOT_<ENVNAME>_PID`` is set in PID 1's
+environment so that later spawns see it. It decides nothing: the job does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Sequence
+
+from pypilot import logs, reaper
+from pypilot.loop import Loop, Timer
+
+ExitCallback = Callable[[int | None, str | None], None]  # (wait status, or None + start error)
+
+_devnull = -1
+
+
+def _stdin() -> int:
+    global _devnull
+    if _devnull < 0:
+        _devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _devnull
+
+
+def go_duration(seconds: float) -> str:
+    """Seconds in Go's Duration.String() form, as CP's log lines print them (100ms, 1.5s, 2m0s)."""
+    if seconds < 1:
+        ms = seconds * 1000
+        return f"{ms:g}ms" if ms >= 1 else f"{seconds * 1e6:g}µs"
+    if seconds < 60:
+        return f"{seconds:g}s"
+    m, s = divmod(seconds, 60)
+    if m < 60:
+        return f"{int(m)}m{s:g}s"
+    h, m = divmod(m, 60)
+    return f"{int(h)}h{int(m)}m{s:g}s"
+
+
+class _Output:
+    """The read end of one run's stdout+stderr pipe; it outlives the run while stragglers write."""
+
+    def __init__(self, loop: Loop, fd: int, emit: Callable[[bytes], None]) -> None:
+        self.loop, self.fd, self.emit = loop, fd, emit
+        self.splitter = logs.LineSplitter()
+        loop.add_reader(fd, self.on_readable)
+
+    def on_readable(self) -> None:
+        try:
+            chunk = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            for line in self.splitter.feed(chunk):
+                self.emit(line)
+            return
+        for line in self.splitter.flush():
+            self.emit(line)
+        self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Command:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        loop: Loop,
+        reaper_: reaper.Reaper,
+        raw: bool = False,
+        timeout: float | None = None,
+        env_name: str | None = None,
+        log_field: str = "job",
+    ) -> None:
+        self.name = name
+        self.argv = tuple(argv)
+        self.loop = loop
+        self.reaper = reaper_
+        self.raw = raw
+        self.timeout = timeout
+        self.env_name = env_name
+        self.log_field = log_field
+        self.pid = 0
+        self.pidfd = -1
+        self.started_at = 0.0
+        self._on_exit: ExitCallback | None = None
+        self._timer: Timer | None = None
+        self._output: _Output | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.pid != 0
+
+    def start(self, on_exit: ExitCallback) -> None:
+        """Spawn; the outcome always arrives later through ``on_exit``, even a failure to start,
+        so that a command that cannot start at all can never spin inside one loop iteration."""
+        self._on_exit = on_exit
+        rd = out = -1
+        if not self.raw:
+            rd, out = os.pipe2(os.O_CLOEXEC)
+            os.set_blocking(rd, False)
+        try:
+            pid = reaper.spawn(self.argv, stdin=_stdin(), stdout=out, stderr=out)
+        except OSError as e:
+            if rd >= 0:
+                os.close(rd)
+                os.close(out)
+            err = f"fork/exec {self.argv[0]}: {os.strerror(e.errno or 0).lower()}"
+            self.loop.call_soon(lambda: on_exit(None, err))
+            return
+        if rd >= 0:
+            os.close(out)
+            self._output = _Output(self.loop, rd, self._log_line)
+        self.pid = pid
+        self.pidfd = reaper.pidfd_open(pid)
+        self.started_at = self.loop.now()
+        # CP sends SIGTERM to whatever is left of the group when the leader exits
+        self.reaper.register(pid, self._on_reaped, group_signal=signal.SIGTERM)
+        if self.env_name:
+            os.environ[f"CONTAINERPILOT_{self.env_name}_PID"] = str(pid)
+        if self.timeout:
+            self._timer = self.loop.call_later(self.timeout, self._on_timeout)
+        logs.debug(f"{self.name}.Run start")
+
+    def signal(self, sig: int) -> bool:
+        """Signal the command's whole process group; False when nothing is left to signal."""
+        if not self.pid:
+            return False
+        try:
+            return reaper.kill_group(self.pid, sig, self.pidfd)
+        except OSError as e:
+            logs.warn(f"signalling {self.name} ({self.pid}) failed: {e}")
+            return False
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        args = "[" + " ".join(self.argv[1:]) + "]"
+        logs.warn(f"{self.name} timeout after {go_duration(self.timeout or 0)}: '{args}'")
+        self.signal(signal.SIGKILL)
+
+    def _log_line(self, line: bytes) -> None:
+        text = line.decode("utf-8", "replace").rstrip("\r")
+        if self.log_field == "job":
+            logs.info(text, job=self.name)
+        else:
+            logs.info(text, job=f"check.{self.name}")
+
+    def _on_reaped(self, pid: int, status: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+        if self.env_name:
+            os.environ.pop(f"CONTAINERPILOT_{self.env_name}_PID", None)
+        self.pid = 0
+        if self._output is not None:  # take what the leader wrote; stragglers may write on
+            self._output.on_readable()
+            self._output = None
+        logs.debug(f"{self.name}.Run end")
+        on_exit, self._on_exit = self._on_exit, None
+        if on_exit is not None:
+            on_exit(status, None)

@@ -1,0 +1,184 @@
+"""The one owner of every ``wait`` in pypilot, and the thin wrapper over the C hot path.
+
+Everything pypilot spawns is spawned here (``spawn``) and every exit status of every child comes
+back through ``Reaper.drain``, dispatched by PID to whoever registered it. Nothing else in the
+process may wait on a child: a second waiter would race this one and turn real exit codes into 0
+or hangs (CP #178/#222, bpo-15756). Statuses of PIDs nobody has registered yet are kept for a
+while, so a registration that comes after the exit still gets it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+
+from pypilot import logs
+from pypilot._reaper import ffi, lib
+
+BATCH = 256
+STASH_MAX = 4096  # unclaimed statuses kept (orphans mostly); oldest dropped first
+
+ExitHandler = Callable[[int, int], None]  # (pid, wait status)
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        raise OSError(-ret, f"{what}: {os.strerror(-ret)}")
+    return ret
+
+
+def setup_signals() -> int:
+    """Block every asynchronous signal in this (still single-threaded) process; return a signalfd."""
+    return _check(lib.pp_signals_setup(), "signalfd")
+
+
+_sig_buf = ffi.new("int[]", 64)
+_sender_buf = ffi.new("int[]", 64)
+
+
+def read_signals(fd: int) -> list[tuple[int, int]]:
+    """Every pending (signal number, sending PID) on the signalfd, oldest first."""
+    out: list[tuple[int, int]] = []
+    while True:
+        n = _check(lib.pp_signals_read(fd, _sig_buf, _sender_buf, 64), "read signalfd")
+        out.extend((_sig_buf[i], _sender_buf[i]) for i in range(n))
+        if n < 64:
+            return out
+
+
+def set_subreaper() -> None:
+    _check(lib.pp_set_subreaper(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+class SpawnError(OSError):
+    """The command could not be started; the message names it."""
+
+
+def spawn(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    stdin: int = -1,
+    stdout: int = -1,
+    stderr: int = -1,
+    new_group: bool = True,
+) -> int:
+    """Start ``argv`` (looked up in PATH) in a new process group; return its PID.
+
+    Stdio fds of -1 are inherited. The child gets an empty signal mask and default dispositions.
+    """
+    if not argv:
+        raise SpawnError(errno.EINVAL, "empty command")
+    env = os.environ if env is None else env
+    args = [ffi.new("char[]", os.fsencode(a)) for a in argv]
+    envs = [ffi.new("char[]", os.fsencode(k) + b"=" + os.fsencode(v)) for k, v in env.items()]
+    c_argv = ffi.new("char *[]", [*args, ffi.NULL])
+    c_envp = ffi.new("char *[]", [*envs, ffi.NULL])
+    c_cwd = ffi.new("char[]", os.fsencode(cwd)) if cwd else ffi.NULL
+    pid = ffi.new("int *")
+    ret = lib.pp_spawn(args[0], c_argv, c_envp, c_cwd, stdin, stdout, stderr, int(new_group), pid)
+    if ret < 0:
+        raise SpawnError(-ret, f"{os.strerror(-ret)}: {argv[0]}", argv[0])
+    return int(pid[0])
+
+
+def pidfd_open(pid: int) -> int:
+    """A pidfd for ``pid``, or -1 where the kernel has none (it is only an optimisation)."""
+    ret = lib.pp_pidfd_open(pid)
+    return ret if ret >= 0 else -1
+
+
+def kill_group(pgid: int, sig: int, pidfd: int = -1) -> bool:
+    """Signal a process group; False when it no longer exists (ESRCH is not an error here)."""
+    ret = lib.pp_kill_group(pgid, sig, pidfd)
+    if ret == -errno.ESRCH:
+        return False
+    _check(ret, f"kill group {pgid}")
+    return True
+
+
+def kill(pid: int, sig: int) -> bool:
+    ret = lib.pp_kill(pid, sig)
+    if ret == -errno.ESRCH:
+        return False
+    _check(ret, f"kill {pid}")
+    return True
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell would report it: the code, or 128 + the signal."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def describe(status: int) -> str:
+    """CP's wording for an exit (``exit status 1``, ``signal: killed``)."""
+    if os.WIFSIGNALED(status):
+        import signal as _signal
+
+        sig = os.WTERMSIG(status)
+        try:
+            name = _signal.strsignal(sig) or str(sig)
+        except ValueError:
+            name = str(sig)
+        return f"signal: {name.lower()}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+class Reaper:
+    """Drains exits and dispatches each status to the handler registered for its PID."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[int, ExitHandler] = {}
+        self._stash: OrderedDict[int, int] = OrderedDict()
+        self._pids = ffi.new("int[]", BATCH)
+        self._statuses = ffi.new("int[]", BATCH)
+        self.orphans_reaped = 0
+
+    def register(self, pid: int, handler: ExitHandler, group_signal: int = 0) -> None:
+        """Route ``pid``'s exit to ``handler``. With ``group_signal``, its group gets that signal
+        at the moment it exits, while it is still unreaped (CP sends SIGTERM to leftovers)."""
+        if group_signal:
+            _check(lib.pp_hold(pid, group_signal), "hold")
+        status = self._stash.pop(pid, None)
+        if status is not None:
+            handler(pid, status)
+        else:
+            self._handlers[pid] = handler
+
+    def unregister(self, pid: int) -> None:
+        self._handlers.pop(pid, None)
+        lib.pp_release(pid)
+
+    @property
+    def watched(self) -> int:
+        return len(self._handlers)
+
+    def drain(self) -> int:
+        """Reap every child that has exited (no cap: a storm is drained in one call)."""
+        total = 0
+        while True:
+            n = _check(lib.pp_reap(self._pids, self._statuses, BATCH), "waitid")
+            batch = [(self._pids[i], self._statuses[i]) for i in range(n)]
+            for pid, status in batch:
+                self._dispatch(pid, status)
+            total += n
+            if n < BATCH:
+                return total
+
+    def _dispatch(self, pid: int, status: int) -> None:
+        handler = self._handlers.pop(pid, None)
+        if handler is not None:
+            try:
+                handler(pid, status)
+            except Exception as e:  # one failing handler must not lose the rest of the batch
+                logs.exception(f"exit handler for pid {pid} failed", e)
+            return
+        self.orphans_reaped += 1
+        self._stash[pid] = status
+        if len(self._stash) > STASH_MAX:
+            self._stash.popitem(last=False)
+        logs.debug(f"reaped orphan {pid}: {describe(status)}")

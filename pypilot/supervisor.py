@@ -1,0 +1,183 @@
+"""The PID-1 supervisor: signals and exits in, the job state machines decide, shutdown out.
+
+``Supervisor.run`` is the whole loop: signals arrive on the signalfd, every exit goes through the
+reaper, and the jobs react on the bus. Shutdown (SIGTERM/SIGINT/SIGQUIT, or every job completed) runs
+in two phases bounded by one deadline, the global ``stopTimeout``: the jobs stop through their normal
+stopping/stopped path, then the escapees are swept (``kill(-1)`` as PID 1, the direct children as a
+subreaper) and pypilot returns as soon as nothing is left, never sleeping a fixed time (CP #479).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from pypilot import events as ev
+from pypilot import logs, reaper
+from pypilot.config.model import Config
+from pypilot.events import Event
+from pypilot.jobs import Job
+from pypilot.loop import Loop, Timer
+
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+EVENT_SIGNALS: dict[int, str] = {signal.SIGHUP: "SIGHUP", signal.SIGUSR2: "SIGUSR2"}
+KILL_WAIT = 2.0  # after the final SIGKILL sweep: how long for the kernel to finish the kills
+
+
+class Supervisor:
+    def __init__(self, config: Config, sigfd: int) -> None:
+        self.config = config
+        self.sigfd = sigfd
+        self.loop = Loop()
+        self.reaper = reaper.Reaper()
+        self.bus = ev.Bus()
+        self.is_pid1 = os.getpid() == 1
+        self.exit_code = 0
+        self.jobs = [Job(cfg, self) for cfg in config.jobs]
+        self._wire_stopping_dependents()
+        self._shutting_down = False
+        self._sweeping = False
+        self._escapees_termed = False
+        self._deadline: Timer | None = None
+
+    def _wire_stopping_dependents(self) -> None:
+        """A job whose trigger is another's ``stopping`` makes that job wait for its ``stopped``."""
+        by_name = {job.name: job for job in self.jobs}
+        for job in self.jobs:
+            when = job.cfg.when
+            if ev.STOPPING in (when.once, when.each) and when.source in by_name:
+                by_name[when.source].stopping_wait = Event(ev.STOPPED, job.name)
+
+    # --- Context for jobs ---------------------------------------------------------------------------
+
+    def stop_grace(self, job: Job) -> float:
+        return max(job.cfg.stop_timeout or self.config.stop_timeout, 0.0)
+
+    def job_completed(self, job: Job) -> None:
+        if all(j.completed for j in self.jobs):
+            self.loop.call_soon(self._sweep)
+
+    # --- the loop -----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        if not self.is_pid1:
+            try:
+                reaper.set_subreaper()  # orphans of our jobs still come to us, like `tini -s`
+            except OSError as e:
+                logs.warn(f"not PID 1 and cannot be a subreaper, orphans will not be reaped: {e}")
+        self.loop.add_reader(self.sigfd, self._on_signals)
+        for job in self.jobs:  # every job subscribes before anything runs: no lost `startup`
+            self.bus.subscribe(job)
+        for job in self.jobs:
+            job.run()
+        self.bus.publish(Event(ev.STARTUP, ev.GLOBAL))
+        self.reaper.drain()
+        while True:
+            try:
+                self.loop.run()
+                return self.exit_code
+            except Exception as e:  # the loop's own machinery failed: PID 1 must not die of it
+                logs.exception("event loop failed; resuming", e)
+
+    def _on_signals(self) -> None:
+        chld = False
+        for signo, sender in reaper.read_signals(self.sigfd):
+            if signo == signal.SIGCHLD:
+                chld = True
+            elif signo in SHUTDOWN_SIGNALS:
+                logs.debug(f"received {signal.Signals(signo).name} from pid {sender}")
+                self.shutdown()
+            elif signo in EVENT_SIGNALS:
+                self.bus.publish(Event(ev.SIGNAL, EVENT_SIGNALS[signo]))
+            elif signo == signal.SIGUSR1:
+                logs.reopen()
+            else:
+                logs.debug(f"ignoring signal {signo} from pid {sender}")
+        if chld:
+            self.reaper.drain()
+            if self._sweeping:
+                self._progress()
+
+    # --- shutdown -----------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Graceful stop of every job; the global stopTimeout is a deadline for all of it."""
+        if not self._shutting_down:
+            self._shutting_down = True
+            grace = max(self.config.stop_timeout, 0.0)
+            self._deadline = self.loop.call_later(grace, self._kill_everything)
+        self.bus.publish(Event(ev.SHUTDOWN, ev.GLOBAL))
+        if not self.jobs or all(j.completed for j in self.jobs):
+            self.loop.call_soon(self._sweep)
+
+    def _sweep(self) -> None:
+        """Every job has completed: once their processes are gone, TERM what is left (escapees)."""
+        if self._sweeping:
+            return
+        self._sweeping = True
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(max(self.config.stop_timeout, 0.0), self._kill_everything)
+        self._progress()
+
+    def _progress(self) -> None:
+        """Called after every drain while sweeping: the next step, or the end."""
+        self.reaper.drain()
+        if not self._escapees_termed:
+            if any(j.command is not None and j.command.running for j in self.jobs):
+                return  # each job's own stop signal and grace come first (stopSignal may not be TERM)
+            self._escapees_termed = True
+            self._signal_everyone(signal.SIGTERM)
+            self.reaper.drain()
+        if not self._has_children():
+            self.loop.stop()
+
+    def _kill_everything(self) -> None:
+        for job in self.jobs:
+            if job.command is not None and job.command.running:
+                logs.info(f'killing processes for job "{job.name}"')
+                job.command.signal(signal.SIGKILL)
+        for job in self.jobs:  # no trigger may start anything now
+            job.halted = True
+        for job in self.jobs:  # jobs still waiting on a hook that never came
+            job.force_complete()
+        self._sweeping = self._escapees_termed = True
+        self._signal_everyone(signal.SIGKILL)
+        self.reaper.drain()
+        if not self._has_children():
+            self.loop.stop()
+            return
+        # SIGKILL cannot be refused, but a process in uninterruptible sleep takes its time
+        self.loop.call_later(KILL_WAIT, self._give_up_waiting)
+
+    def _give_up_waiting(self) -> None:
+        logs.warn("processes still left after SIGKILL; exiting anyway")
+        self.loop.stop()
+
+    def _signal_everyone(self, sig: int) -> None:
+        if self.is_pid1:
+            reaper.kill(-1, sig)  # everyone in our PID namespace but us
+            return
+        for pid in _children_of(os.getpid()):
+            reaper.kill(pid, sig)
+
+    @staticmethod
+    def _has_children() -> bool:
+        from pypilot._reaper import lib
+
+        return bool(lib.pp_has_children() > 0)
+
+
+def _children_of(ppid: int) -> list[int]:
+    """Direct children by /proc (as a subreaper every orphaned descendant becomes one)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == ppid:
+            out.append(int(entry))
+    return out
