@@ -37,10 +37,22 @@ GLOBAL = "global"
 
 # CP's debug/metric spelling of each code
 CP_NAMES = {
-    EXIT_SUCCESS: "ExitSuccess", EXIT_FAILED: "ExitFailed", STOPPING: "Stopping", STOPPED: "Stopped",
-    HEALTHY: "StatusHealthy", UNHEALTHY: "StatusUnhealthy", CHANGED: "StatusChanged", STARTUP: "Startup",
-    SHUTDOWN: "Shutdown", ENTER_MAINTENANCE: "EnterMaintenance", EXIT_MAINTENANCE: "ExitMaintenance",
-    TIMER_EXPIRED: "TimerExpired", ERROR: "Error", QUIT: "Quit", SIGNAL: "Signal", METRIC: "Metric",
+    EXIT_SUCCESS: "ExitSuccess",
+    EXIT_FAILED: "ExitFailed",
+    STOPPING: "Stopping",
+    STOPPED: "Stopped",
+    HEALTHY: "StatusHealthy",
+    UNHEALTHY: "StatusUnhealthy",
+    CHANGED: "StatusChanged",
+    STARTUP: "Startup",
+    SHUTDOWN: "Shutdown",
+    ENTER_MAINTENANCE: "EnterMaintenance",
+    EXIT_MAINTENANCE: "ExitMaintenance",
+    TIMER_EXPIRED: "TimerExpired",
+    ERROR: "Error",
+    QUIT: "Quit",
+    SIGNAL: "Signal",
+    METRIC: "Metric",
     GAVE_UP: "GaveUp",
 }
 

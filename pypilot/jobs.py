@@ -13,7 +13,6 @@ really runs at shutdown, and ``when.all`` (start once several triggers have all 
 from __future__ import annotations
 
 import os
-import signal
 from typing import Protocol
 
 from pypilot import events as ev
@@ -90,8 +89,15 @@ class Job:
         self.command: Command | None = None
         if cfg.exec:
             timeout = cfg.timeout if cfg.timeout is not None else when.interval
-            self.command = Command(cfg.name, cfg.exec, ctx.loop, ctx.reaper, raw=cfg.raw_logging,
-                                   timeout=timeout, env_name=env_name(cfg.exec[0]))
+            self.command = Command(
+                cfg.name,
+                cfg.exec,
+                ctx.loop,
+                ctx.reaper,
+                raw=cfg.raw_logging,
+                timeout=timeout,
+                env_name=env_name(cfg.exec[0]),
+            )
         self._timers: dict[str, Timer] = {}
 
     # --- lifecycle entry points -------------------------------------------------------------------
@@ -176,8 +182,11 @@ class Job:
                 self.restarts_remain -= 1
             delay = self._backoff_delay(success)
             if delay > 0:
-                logs.info(f"restarting {self.name} in {delay:g}s after {self.failures_in_a_row} failed runs "
-                          f"in a row", job=self.name)
+                logs.info(
+                    f"restarting {self.name} in {delay:g}s after {self.failures_in_a_row} failed runs "
+                    f"in a row",
+                    job=self.name,
+                )
                 self._once("backoff", delay, self._start_exec)
             else:
                 self._start_exec()

@@ -15,8 +15,15 @@ import sys
 import time
 
 DEBUG, INFO, WARN, ERROR, FATAL = 10, 20, 30, 40, 50
-LEVELS = {"DEBUG": DEBUG, "INFO": INFO, "WARN": WARN, "WARNING": WARN, "ERROR": ERROR, "FATAL": FATAL,
-          "PANIC": FATAL}
+LEVELS = {
+    "DEBUG": DEBUG,
+    "INFO": INFO,
+    "WARN": WARN,
+    "WARNING": WARN,
+    "ERROR": ERROR,
+    "FATAL": FATAL,
+    "PANIC": FATAL,
+}
 _NAMES = {DEBUG: "debug", INFO: "info", WARN: "warning", ERROR: "error", FATAL: "fatal"}
 
 
