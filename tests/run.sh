@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): a venv with pypilot and its test tools, lint, types, tests.
+# PYPILOT_TEST_ARGS adds pytest arguments (e.g. "-m slow" for the long storm and soak forms).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/ruff check pypilot tests benchmarks csrc
+.venv/bin/mypy
+# image tests run where podman can be installed (see tests/image/); the rest everywhere
+.venv/bin/python -m pytest -m "not slow and not image" ${PYPILOT_TEST_ARGS:-}
