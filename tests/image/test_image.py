@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.image
+pytestmark = [pytest.mark.image, pytest.mark.timeout(900)]  # the first test builds the image
 
 HERE = Path(__file__).resolve().parent
 BUILD_SH = HERE / "build.sh"
@@ -316,3 +316,33 @@ def test_main_job_exit_code_is_the_containers(podman: Podman, tmp_path: Path) ->
     code = podman.state(name)[1]
     assert code == 7, f"container exited {code}, the main job 7\n{podman.logs(name)}"
     assert "app starting" in podman.logs(name)
+
+
+USER_DOCKERFILE = """\
+FROM {base}
+COPY --from={image} /opt/pypilot /opt/pypilot
+COPY containerpilot.json5 /etc/containerpilot.json5
+ENTRYPOINT ["/opt/pypilot/bin/pypilot", "-config", "/etc/containerpilot.json5"]
+"""
+
+
+def test_users_dockerfile_adds_pypilot_in_three_lines(podman: Podman, tmp_path: Path) -> None:
+    """The README's tini-style use: a user's own image (same Python base) takes pypilot's venv."""
+    (tmp_path / "Containerfile").write_text(USER_DOCKERFILE.format(base=podman.base, image=podman.image))
+    (tmp_path / "containerpilot.json5").write_text(
+        '{jobs: [{name: "app", exec: ["sh", "-c", "echo user app up; exec sleep infinity"]}]}'
+    )
+    tag = f"localhost/pypilot-user-test:{uuid.uuid4().hex[:8]}"
+    podman("build", "--pull=never", "--format", "docker", "-t", tag, str(tmp_path), timeout=300)
+    try:
+        name = f"pypilot-test-{uuid.uuid4().hex[:10]}"
+        podman.containers.append(name)
+        podman("run", "-d", "--pull", "never", "--name", name, tag)
+        wait_for(lambda: "user app up" in podman.logs(name), 30, "the user's job output")
+        argv = exec_in(podman, name, "cat", "/proc/1/cmdline").split("\0")
+        assert Path(argv[1]).name == "pypilot", argv
+        podman("stop", "-t", str(STOP_TIMEOUT), name, timeout=STOP_TIMEOUT + 30)
+        assert podman.state(name) == ("exited", 0)
+    finally:
+        podman("rm", "-f", "-t", "0", name, check=False)
+        podman("rmi", "-f", tag, check=False)
