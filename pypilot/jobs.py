@@ -19,6 +19,7 @@ from pypilot import events as ev
 from pypilot import logs, reaper
 from pypilot.config.model import UNLIMITED, JobConfig
 from pypilot.events import Event
+from pypilot.health import HealthChecks, request_for
 from pypilot.loop import Loop, Timer
 from pypilot.process import Command
 
@@ -32,6 +33,7 @@ class Context(Protocol):
     loop: Loop
     reaper: reaper.Reaper
     bus: ev.Bus
+    health: HealthChecks | None
 
     def job_completed(self, job: Job) -> None: ...
 
@@ -99,6 +101,12 @@ class Job:
                 env_name=env_name(cfg.exec[0]),
             )
         self._timers: dict[str, Timer] = {}
+        # health (CP §3.7), with beyond-CP thresholds and initial delay
+        self.check_source = f"check.{cfg.name}"
+        self.check_request = request_for(self)
+        self.check_in_flight = False
+        self.passes_in_a_row = self.fails_in_a_row = 0
+        self.started_at: float | None = None
 
     # --- lifecycle entry points -------------------------------------------------------------------
 
@@ -106,6 +114,8 @@ class Job:
         """Arm the job's own timers (before ``startup`` is published, as CP does)."""
         if self.interval:
             self._every("run-every", self.interval, self._on_tick)
+        if self.cfg.health is not None and self.cfg.health.interval > 0:
+            self._every("heartbeat", self.cfg.health.interval, self._on_heartbeat)
         timeout = self.cfg.when.timeout
         if timeout and not self.interval and (self.start_event is not None or self.pending_triggers):
             self._once("wait-timeout", timeout, self._on_start_timeout)
@@ -119,7 +129,10 @@ class Job:
                 self._finish_cleanup()
             return
         code, source = event
-        if code in (ev.QUIT, ev.SHUTDOWN) and (source == self.name or event == (ev.SHUTDOWN, ev.GLOBAL)):
+        if source == self.check_source and code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED):
+            if self.status != MAINTENANCE:
+                self._on_check_result(code == ev.EXIT_SUCCESS)
+        elif code in (ev.QUIT, ev.SHUTDOWN) and (source == self.name or event == (ev.SHUTDOWN, ev.GLOBAL)):
             self._on_quit(event)
         elif code == ev.ENTER_MAINTENANCE and source == ev.GLOBAL:
             self.status = MAINTENANCE
@@ -142,6 +155,40 @@ class Job:
                 self._on_start()
 
     # --- the table's cells -----------------------------------------------------------------------
+
+    def _on_heartbeat(self) -> None:
+        """Heartbeat tick: run the check, unless idle, in maintenance, or the last one still runs."""
+        health = self.cfg.health
+        if self.halted or self.status in (IDLE, MAINTENANCE) or health is None:
+            return
+        if self.started_at is None or self.ctx.loop.now() - self.started_at < health.initial_delay:
+            return
+        if self.check_request is None or self.ctx.health is None or self.check_in_flight:
+            return  # CP blocked the job's loop behind a slow check; we skip the tick instead
+        self.check_in_flight = True
+        self.ctx.health.check(self.check_request, self._on_check_done)
+
+    def _on_check_done(self, ok: bool, detail: str) -> None:
+        self.check_in_flight = False
+        if self.completed:
+            return
+        if not ok and self.check_request is not None and self.check_request["kind"] != "exec":
+            logs.warn(f"{self.check_source} failed: {detail}")
+        self.ctx.bus.publish(Event(ev.EXIT_SUCCESS if ok else ev.EXIT_FAILED, self.check_source))
+
+    def _on_check_result(self, ok: bool) -> None:
+        """Rows 4/5: a passing check publishes ``healthy`` every time, a failing one ``unhealthy``."""
+        health = self.cfg.health
+        if ok:
+            self.passes_in_a_row, self.fails_in_a_row = self.passes_in_a_row + 1, 0
+            if health is None or self.passes_in_a_row >= health.success_threshold:
+                self.status = HEALTHY
+                self.ctx.bus.publish(Event(ev.HEALTHY, self.name))
+        else:
+            self.passes_in_a_row, self.fails_in_a_row = 0, self.fails_in_a_row + 1
+            if health is None or self.fails_in_a_row >= health.failure_threshold:
+                self.status = UNHEALTHY
+                self.ctx.bus.publish(Event(ev.UNHEALTHY, self.name))
 
     def _on_start(self) -> None:
         if self.starts_remain == 0:
@@ -234,6 +281,8 @@ class Job:
             self.queued_runs += 1
             return
         self.runs += 1
+        if self.started_at is None:
+            self.started_at = self.ctx.loop.now()
         cmd.start(self._on_process_exit)
 
     def _on_process_exit(self, status: int | None, start_error: str | None) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 
 DEBUG, INFO, WARN, ERROR, FATAL = 10, 20, 30, 40, 50
 LEVELS = {
@@ -33,6 +34,7 @@ class _State:
     output = "stdout"
     fd = 1
     dropped = 0
+    sink: Callable[[bytes], None] | None = None  # in a worker: hand lines to PID 1, the log's one writer
 
 
 _s = _State()
@@ -74,6 +76,10 @@ def reopen() -> None:
         return
     os.close(_s.fd)
     _s.fd = fd
+
+
+def set_sink(sink: Callable[[bytes], None] | None) -> None:
+    _s.sink = sink
 
 
 def enabled(level: int) -> bool:
@@ -126,6 +132,9 @@ def format_line(level: int, msg: str, job: str | None = None, pid: int | None = 
 
 def write_raw(data: bytes, fd: int | None = None) -> None:
     """Write all of ``data``; a failure drops the rest (counted), never raises."""
+    if _s.sink is not None and fd is None:
+        _s.sink(data)
+        return
     fd = _s.fd if fd is None else fd
     view = memoryview(data)
     while view:

@@ -17,6 +17,7 @@ from pypilot import logs
 
 Callback = Callable[[], None]
 _READ = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+_WRITE = select.POLLOUT
 
 
 class Timer:
@@ -39,6 +40,7 @@ class Loop:
     def __init__(self) -> None:
         self._poll = select.poll()
         self._readers: dict[int, Callback] = {}
+        self._writers: dict[int, Callback] = {}
         self._timers: list[Timer] = []
         self._seq = itertools.count()
         self._running = False
@@ -50,11 +52,30 @@ class Loop:
 
     def add_reader(self, fd: int, callback: Callback) -> None:
         self._readers[fd] = callback
-        self._poll.register(fd, _READ)
+        self._update(fd)
 
     def remove_reader(self, fd: int) -> None:
         if self._readers.pop(fd, None) is not None:
-            self._poll.unregister(fd)
+            self._update(fd)
+
+    def add_writer(self, fd: int, callback: Callback) -> None:
+        """Call ``callback`` once ``fd`` is writable (until removed): for output that hit EAGAIN."""
+        self._writers[fd] = callback
+        self._update(fd)
+
+    def remove_writer(self, fd: int) -> None:
+        if self._writers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def _update(self, fd: int) -> None:
+        mask = (_READ if fd in self._readers else 0) | (_WRITE if fd in self._writers else 0)
+        if mask:
+            self._poll.register(fd, mask)
+        else:
+            try:
+                self._poll.unregister(fd)
+            except KeyError:
+                pass
 
     def call_at(self, deadline: float, callback: Callback) -> Timer:
         timer = Timer(deadline, next(self._seq), callback)
@@ -73,10 +94,16 @@ class Loop:
     def run(self) -> None:
         self._running = True
         while self._running:
-            for fd, _ in self._poll.poll(self._timeout_ms()):
-                callback = self._readers.get(fd)
-                if callback is not None:
-                    self._call(callback)
+            for fd, mask in self._poll.poll(self._timeout_ms()):
+                if mask & select.POLLNVAL:  # closed behind our back: forget it rather than spin
+                    self._readers.pop(fd, None)
+                    self._writers.pop(fd, None)
+                    self._update(fd)
+                    continue
+                if mask & _WRITE and fd in self._writers:
+                    self._call(self._writers[fd])
+                if mask & _READ and fd in self._readers:
+                    self._call(self._readers[fd])
             self._run_due_timers()
 
     def _timeout_ms(self) -> int | None:

@@ -81,7 +81,6 @@ class Command:
         raw: bool = False,
         timeout: float | None = None,
         env_name: str | None = None,
-        log_field: str = "job",
     ) -> None:
         self.name = name
         self.argv = tuple(argv)
@@ -90,7 +89,6 @@ class Command:
         self.raw = raw
         self.timeout = timeout
         self.env_name = env_name
-        self.log_field = log_field
         self.pid = 0
         self.pidfd = -1
         self.started_at = 0.0
@@ -154,10 +152,7 @@ class Command:
 
     def _log_line(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace").rstrip("\r")
-        if self.log_field == "job":
-            logs.info(text, job=self.name)
-        else:
-            logs.info(text, job=f"check.{self.name}")
+        logs.info(text, job=self.name)
 
     def _on_reaped(self, pid: int, status: int) -> None:
         if self._timer is not None:

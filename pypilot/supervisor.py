@@ -16,6 +16,7 @@ from pypilot import events as ev
 from pypilot import logs, reaper
 from pypilot.config.model import Config
 from pypilot.events import Event
+from pypilot.health import HealthChecks
 from pypilot.jobs import Job
 from pypilot.loop import Loop, Timer
 
@@ -33,7 +34,10 @@ class Supervisor:
         self.bus = ev.Bus()
         self.is_pid1 = os.getpid() == 1
         self.exit_code = 0
+        self.health: HealthChecks | None = None
         self.jobs = [Job(cfg, self) for cfg in config.jobs]
+        if any(job.check_request is not None for job in self.jobs):
+            self.health = HealthChecks(self.loop, self.reaper)  # its worker starts with the first check
         self._wire_stopping_dependents()
         self._shutting_down = False
         self._sweeping = False
@@ -115,6 +119,8 @@ class Supervisor:
         if self._sweeping:
             return
         self._sweeping = True
+        if self.health is not None:
+            self.health.stop()
         if self._deadline is None:
             self._deadline = self.loop.call_later(max(self.config.stop_timeout, 0.0), self._kill_everything)
         self._progress()

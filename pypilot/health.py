@@ -1,0 +1,221 @@
+"""Health checks, run in a worker process so PID 1's loop never waits on one (CP §3.7).
+
+PID 1's side, ``HealthChecks``, sends ``check`` requests and gets ``result`` messages back; it
+starts the worker on the first check and, when the worker dies, reports every check in flight as
+failed and lets ``Worker`` start a new one. The worker's side, ``worker_main``, runs exec checks as
+their own process groups (the whole group is killed at the timeout), and native HTTP (2xx–3xx
+passes) and TCP (connect passes) checks in threads; its output lines go to PID 1's log.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from pypilot import logs
+from pypilot.loop import Loop
+from pypilot.reaper import Reaper, describe
+from pypilot.workers import Message, Worker
+
+ResultCallback = Callable[[bool, str], None]
+
+
+class HealthChecks:
+    """PID 1's handle on the health worker."""
+
+    def __init__(self, loop: Loop, reaper: Reaper) -> None:
+        self.loop = loop
+        self.worker = Worker("health", worker_main, loop, reaper, self._on_message, self._on_worker_death)
+        self._inflight: dict[int, ResultCallback] = {}
+        self._next_id = 0
+        self._env_sent: dict[str, str] | None = None
+
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    def check(self, request: Message, callback: ResultCallback) -> None:
+        """Run one check (``kind`` exec/http/tcp, ``job``, ``timeout``, …); ``callback(ok, detail)``."""
+        if self.worker.pid == 0 and not self.worker.stopped and self.worker.channel is None:
+            self.worker.start()
+        env = dict(os.environ)
+        if env != self._env_sent and self.worker.send({"op": "env", "env": env}):
+            self._env_sent = env  # checks see PID 1's env as of now (job PIDs, -putenv values)
+        self._next_id += 1
+        request = {**request, "op": "check", "id": self._next_id}
+        if not self.worker.send(request):
+            self.loop.call_soon(lambda: callback(False, "health worker is not running"))
+            return
+        self._inflight[self._next_id] = callback
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self._fail_all("pypilot is stopping")
+
+    def _on_message(self, msg: Message) -> None:
+        op = msg.get("op")
+        if op == "result":
+            callback = self._inflight.pop(int(msg["id"]), None)
+            if callback is not None:
+                callback(bool(msg["ok"]), str(msg.get("detail", "")))
+        elif op == "log":
+            logs.write_raw(str(msg["data"]).encode())
+
+    def _on_worker_death(self) -> None:
+        self._env_sent = None
+        self._fail_all("health worker died")
+
+    def _fail_all(self, why: str) -> None:
+        inflight, self._inflight = self._inflight, {}
+        for callback in inflight.values():
+            callback(False, why)
+
+
+# --- the worker process ---------------------------------------------------------------------------
+
+
+def worker_main(sock: socket.socket) -> None:
+    """The health worker: its own loop, reaper and signalfd, like PID 1 but for checks."""
+    import signal
+
+    from pypilot import reaper as reaper_mod
+    from pypilot.workers import Channel
+
+    sigfd = reaper_mod.setup_signals()  # before any thread: check exits come only through our reaper
+    loop, reaper = Loop(), Reaper()
+    results = _ThreadResults(loop)
+
+    def reply(msg: Message) -> None:
+        channel.send(msg)
+
+    def on_message(msg: Message) -> None:
+        op = msg.get("op")
+        if op == "env":
+            os.environ.clear()
+            os.environ.update(msg["env"])
+        elif op == "check":
+            _run_check(msg, loop, reaper, results, reply)
+
+    def on_signals() -> None:
+        for signo, _ in reaper_mod.read_signals(sigfd):
+            if signo == signal.SIGCHLD:
+                reaper.drain()
+            elif signo in (signal.SIGTERM, signal.SIGQUIT):
+                loop.stop()
+
+    channel = Channel(loop, sock, on_message, loop.stop)
+    logs.set_sink(lambda data: channel.send({"op": "log", "data": data.decode("utf-8", "replace")}))
+    loop.add_reader(sigfd, on_signals)
+    loop.run()
+
+
+def _run_check(
+    msg: Message, loop: Loop, reaper: Reaper, results: _ThreadResults, reply: Callable[[Message], None]
+) -> None:
+    check_id, kind, timeout = msg["id"], msg["kind"], float(msg.get("timeout") or 1.0)
+
+    def done(ok: bool, detail: str) -> None:
+        reply({"op": "result", "id": check_id, "ok": ok, "detail": detail})
+
+    if kind == "exec":
+        from pypilot.process import Command
+
+        name = f"check.{msg['job']}"
+        cmd = Command(
+            name, msg["exec"], loop, reaper, raw=bool(msg.get("raw")), timeout=timeout, env_name="CHECK"
+        )
+
+        def exited(status: int | None, start_error: str | None) -> None:
+            if start_error is not None:
+                logs.error(f"unable to start {name}: {start_error}")
+                done(False, start_error)
+            elif status == 0:
+                done(True, "ok")
+            else:
+                assert status is not None
+                logs.error(f"{name} exited with error: {describe(status)}")
+                done(False, f"{name}: {describe(status)}")
+
+        cmd.start(exited)
+    elif kind in ("http", "tcp"):
+        target = msg["url"] if kind == "http" else msg["addr"]
+        results.submit(lambda: _probe(kind, target, timeout), done)
+    else:
+        done(False, f"unknown check kind {kind!r}")
+
+
+def _probe(kind: str, target: str, timeout: float) -> tuple[bool, str]:
+    if kind == "tcp":
+        host, _, port = target.rpartition(":")
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+            return True, f"connected to {target}"
+    import http.client
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(target)
+    conn_cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    conn = conn_cls(url.hostname or "127.0.0.1", url.port, timeout=timeout)
+    try:
+        conn.request("GET", (url.path or "/") + (f"?{url.query}" if url.query else ""))
+        status = conn.getresponse().status
+    finally:
+        conn.close()
+    return 200 <= status < 400, f"HTTP {status} from {target}"
+
+
+class _ThreadResults:
+    """Blocking probes run in threads; their results come back into the worker's loop by a pipe."""
+
+    def __init__(self, loop: Loop) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="probe")
+        self.loop = loop
+        self._rd, self._wr = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._done: list[tuple[Callable[[bool, str], None], bool, str]] = []
+        loop.add_reader(self._rd, self._drain)
+
+    def submit(self, probe: Callable[[], tuple[bool, str]], done: Callable[[bool, str], None]) -> None:
+        def run() -> None:
+            try:
+                ok, detail = probe()
+            except Exception as e:  # refused, timed out, bad URL: a failed check, with why
+                ok, detail = False, f"{type(e).__name__}: {e}"
+            self._done.append((done, ok, detail))  # list.append is atomic under the GIL
+            try:
+                os.write(self._wr, b"x")
+            except BlockingIOError:
+                pass  # the pipe is full, so a wake-up is already pending
+
+        self.pool.submit(run)
+
+    def _drain(self) -> None:
+        try:
+            os.read(self._rd, 4096)
+        except BlockingIOError:
+            pass
+        while self._done:
+            done, ok, detail = self._done.pop(0)
+            done(ok, detail)
+
+
+def request_for(job: Any) -> Message | None:
+    """The check request of a job's health config, or None if it has no check to run."""
+    health = job.cfg.health
+    if health is None:
+        return None
+    timeout = health.timeout or health.interval
+    if health.exec:
+        return {
+            "kind": "exec",
+            "job": job.name,
+            "exec": list(health.exec),
+            "timeout": timeout,
+            "raw": health.raw_logging,
+        }
+    if health.http:
+        return {"kind": "http", "job": job.name, "url": health.http, "timeout": timeout}
+    if health.tcp:
+        return {"kind": "tcp", "job": job.name, "addr": health.tcp, "timeout": timeout}
+    return None

@@ -1,0 +1,219 @@
+"""Worker processes: how PID 1 starts them, hears from them, and replaces them when they die.
+
+PID 1 does no I/O that can block (checks, Consul, HTTP); workers do. A worker is a child forked with
+multiprocessing's ``fork`` context from the single-threaded PID 1 (so the fork is safe) and then
+forgotten by multiprocessing: its exit comes through the reaper like any other, never ``join``/``poll``
+(a second waiter would race the reaper). PID 1 and a worker talk over a socketpair in small messages:
+a 4-byte big-endian length, then an orjson object. A dead worker is started again, after a delay that
+grows while it keeps dying.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from pypilot import logs
+from pypilot.loop import Loop
+from pypilot.reaper import Reaper, describe
+
+Message = dict[str, Any]
+_LEN = struct.Struct(">I")
+MAX_MESSAGE = 16 << 20
+
+
+def encode(msg: Message) -> bytes:
+    body = orjson.dumps(msg)
+    return _LEN.pack(len(body)) + body
+
+
+class Decoder:
+    """Turns a byte stream into messages; a malformed one raises ValueError."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[Message]:
+        self._buf += data
+        out = []
+        while len(self._buf) >= 4:
+            (size,) = _LEN.unpack_from(self._buf)
+            if size > MAX_MESSAGE:
+                raise ValueError(f"message of {size} bytes is over the limit")
+            if len(self._buf) < 4 + size:
+                break
+            out.append(orjson.loads(bytes(self._buf[4 : 4 + size])))
+            del self._buf[: 4 + size]
+        return out
+
+
+class Channel:
+    """PID 1's end of a socketpair: never blocks; output that does not fit waits for POLLOUT."""
+
+    def __init__(
+        self,
+        loop: Loop,
+        sock: socket.socket,
+        on_message: Callable[[Message], None],
+        on_close: Callable[[], None],
+    ) -> None:
+        self.loop, self.sock = loop, sock
+        self.on_message, self.on_close = on_message, on_close
+        sock.setblocking(False)
+        self._decoder = Decoder()
+        self._out = bytearray()
+        self.closed = False
+        loop.add_reader(sock.fileno(), self._on_readable)
+
+    def send(self, msg: Message) -> None:
+        if self.closed:
+            return
+        self._out += encode(msg)
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            while self._out:
+                n = self.sock.send(self._out)
+                del self._out[:n]
+        except BlockingIOError:
+            self.loop.add_writer(self.sock.fileno(), self._flush)
+            return
+        except OSError:
+            self.close()
+            return
+        self.loop.remove_writer(self.sock.fileno())
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        try:
+            messages = self._decoder.feed(data)
+        except ValueError as e:
+            logs.error(f"bad message from worker: {e}")
+            self.close()
+            return
+        for msg in messages:
+            self.on_message(msg)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        fd = self.sock.fileno()
+        self.loop.remove_reader(fd)
+        self.loop.remove_writer(fd)
+        self.sock.close()
+        self.on_close()
+
+
+WorkerMain = Callable[[socket.socket], None]
+
+
+def _child(main: WorkerMain, sock: socket.socket) -> None:
+    """First thing in the forked worker: undo PID 1's signal state, drop its fds, run ``main``."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is PID 1's to handle, it stops us in order
+    keep = sock.fileno()
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 1 << 16)
+    main(sock)
+
+
+class Worker:
+    """One worker process, kept running: started on demand, replaced when it dies."""
+
+    RESTART_MIN, RESTART_MAX = 0.05, 10.0
+
+    def __init__(
+        self,
+        name: str,
+        main: WorkerMain,
+        loop: Loop,
+        reaper: Reaper,
+        on_message: Callable[[Message], None],
+        on_death: Callable[[], None] | None = None,
+    ) -> None:
+        self.name, self.main, self.loop, self.reaper = name, main, loop, reaper
+        self.on_message, self.on_death = on_message, on_death
+        self.pid = 0
+        self.channel: Channel | None = None
+        self.stopped = False
+        self.restarts = 0
+        self._delay = self.RESTART_MIN
+
+    def start(self) -> None:
+        import multiprocessing
+        import multiprocessing.process
+
+        ours, theirs = socket.socketpair()
+        proc = multiprocessing.get_context("fork").Process(
+            target=_child, args=(self.main, theirs), name=f"pypilot-{self.name}", daemon=False
+        )
+        proc.start()
+        # forget it: multiprocessing would otherwise waitpid() it from _cleanup(), racing our reaper
+        multiprocessing.process._children.discard(proc)  # type: ignore[attr-defined]
+        theirs.close()
+        assert proc.pid is not None
+        self.pid = proc.pid
+        self.reaper.register(self.pid, self._on_exit)
+        self.channel = Channel(self.loop, ours, self.on_message, lambda: None)
+        logs.debug(f"worker {self.name} started as pid {self.pid}")
+
+    def send(self, msg: Message) -> bool:
+        if self.channel is None or self.channel.closed:
+            return False
+        self.channel.send(msg)
+        return True
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.channel is not None:
+            self.channel.close()  # EOF tells the worker to finish
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def _on_exit(self, pid: int, status: int) -> None:
+        self.pid = 0
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if self.stopped:
+            return
+        logs.error(f"worker {self.name} (pid {pid}) died: {describe(status)}; starting a new one")
+        self.restarts += 1
+        if self.on_death is not None:
+            self.on_death()
+        self.loop.call_later(self._delay, self._restart)
+        self._delay = min(self._delay * 2, self.RESTART_MAX)
+
+    def _restart(self) -> None:
+        if not self.stopped:
+            self.start()
+            self.loop.call_later(30.0, self._reset_delay)
+
+    def _reset_delay(self) -> None:
+        if self.pid:
+            self._delay = self.RESTART_MIN
