@@ -1,47 +1,25 @@
-"""Configuration: locate, render, parse and validate a ContainerPilot 3 config (interim loader).
+"""Configuration: locate, render, parse and validate a ContainerPilot 3 config into ``model`` objects.
 
-INTERIM: replaced by the full loader of the configuration issue. Public API that must stay:
-``load(path, environ) -> Config``, ``ConfigError``.
+Public API::
+
+    load(path, environ=None, *, addresses=None) -> Config     # raises ConfigError (CP's first message)
+    validate_all(path, environ=None, *, addresses=None) -> list[str]   # every error, for -validate
+    render(path, environ=None) -> str                          # the template only, for -template
+    env_name(command) / ip_env_name(job)                       # CONTAINERPILOT_<X>_PID / _IP names
+
+Modules: ``loader`` (file, template, JSON5 and its error format), ``template`` (Go text/template subset),
+``weak`` (mapstructure-style weak typing), ``decode`` (validation in CP's order), ``durations`` (Go duration
+syntax), ``interfaces`` (interface specs), ``names``, ``errors``, ``model``. Heavy parts (the template engine,
+pyjson5, psutil) are imported only when used, because PID 1 imports this package at start-up.
+
+Consul TLS: ``tls.verify`` defaults to **true** in pypilot (ContainerPilot defaulted to false, so TLS was not
+verified unless asked); an explicit ``verify: false`` or ``CONSUL_HTTP_SSL_VERIFY=0`` turns it off.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from .errors import ConfigError
+from .loader import load, render, validate_all
+from .names import env_name, ip_env_name, ip_var, pid_var
 
-from .model import UNLIMITED, Config, JobConfig, LoggingConfig
-
-
-class ConfigError(Exception):
-    """A config that cannot be used; the message names the field or position."""
-
-
-def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
-    env = os.environ if environ is None else environ
-    path = path or env.get("CONTAINERPILOT", "")
-    if not path:
-        raise ConfigError("-config flag is required")
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(f"could not read config file: {e}") from e
-    import pyjson5
-
-    try:
-        raw = pyjson5.decode(text)
-    except Exception as e:
-        raise ConfigError(f"parse error: {e}") from e
-    jobs = []
-    for j in raw.get("jobs") or []:
-        exe = j.get("exec")
-        argv = tuple(exe.split(" ")) if isinstance(exe, str) else tuple(str(a) for a in exe) if exe else None
-        r = j.get("restarts", 0)
-        restarts = UNLIMITED if r == "unlimited" else 0 if r == "never" else int(r)
-        raw_log = bool((j.get("logging") or {}).get("raw", False))
-        jobs.append(JobConfig(name=j["name"], exec=argv, restarts=restarts, raw_logging=raw_log))
-    lg = raw.get("logging") or {}
-    logging = LoggingConfig(level=str(lg.get("level", "INFO")).upper(), format=lg.get("format", "default"),
-                            output=lg.get("output", "stdout"))
-    return Config(consul=None, logging=logging, jobs=tuple(jobs), stop_timeout=float(raw.get("stopTimeout") or 5),
-                  path=path)
+__all__ = ["ConfigError", "env_name", "ip_env_name", "ip_var", "load", "pid_var", "render", "validate_all"]

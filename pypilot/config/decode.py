@@ -1,0 +1,634 @@
+"""Decode and validate a parsed config into the model (§2.4–§3.8, §5, §6.1, §7.1, §10.3 of the spec).
+
+The order of the checks, and their wording, is ContainerPilot 3.8's, because users see the first error:
+logging/stopTimeout decode → unknown top-level keys → consul → control → jobs (decode all, then each job in
+order: health → discovery → when → stopTimeout → restarts → exec) → watches → telemetry → logging values.
+(CP's spec summary puts consul first, but its code decodes logging and stopTimeout before it; the code wins.)
+
+Every error goes through a ``Collector`` so ``validate_all`` reports them all with the same code path.
+
+Differences from ContainerPilot, on purpose (all beyond-CP keys are listed in the model):
+- a job ``consul`` block without ``deregisterCriticalServiceAfter`` is accepted (CP rejected it with
+  ``time: invalid duration ``);
+- an exec whose program is empty (``" "`` or ``[""]``) is rejected at load (CP failed at every spawn);
+- consul ``tls.verify`` defaults to true (CP: false); an explicit ``false`` (or ``CONSUL_HTTP_SSL_VERIFY=0``)
+  turns it off;
+- logging level/format are checked here, with CP's messages, instead of when logging starts.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import model as m
+from .durations import NS_PER_MS, NS_PER_S, DurationError, parse_cp_duration, parse_go_duration
+from .errors import Collector
+from .names import validate_name
+from .weak import Spec, decode_list, decode_scalar, decode_struct, go_quote, weak_str
+
+__all__ = ["decode_config", "parse_exec"]
+
+EVENT_CODES = frozenset((
+    "exitSuccess", "exitFailed", "stopping", "stopped", "healthy", "unhealthy", "changed", "timerExpired",
+    "enterMaintenance", "exitMaintenance", "error", "quit", "startup", "shutdown", "SIGHUP", "SIGUSR2"))
+SIGNAL_SOURCES = ("SIGHUP", "SIGUSR2")
+TOP_KEYS = ("consul", "logging", "control", "stopTimeout", "jobs", "watches", "telemetry")
+
+_LOGGING: Spec = [("Level", "str"), ("Format", "str"), ("Output", "str")]
+_LOGRAW: Spec = [("raw", "bool")]
+_HEALTH: Spec = [("exec", "any"), ("timeout", "str"), ("interval", "int"), ("ttl", "int"),
+                 ("logging", _LOGRAW),
+                 # beyond CP
+                 ("http", "str"), ("tcp", "str"), ("successThreshold", "int"), ("failureThreshold", "int"),
+                 ("initialDelay", "str")]
+_WHEN: Spec = [("interval", "str"), ("source", "str"), ("once", "str"), ("each", "str"), ("timeout", "str"),
+               ("all", "list")]
+_JOB: Spec = [
+    ("name", "str"), ("exec", "any"), ("port", "int"), ("initial_status", "str"), ("interfaces", "any"),
+    ("tags", "strs"), ("consul", [("enableTagOverride", "bool"), ("deregisterCriticalServiceAfter", "str")]),
+    ("health", _HEALTH), ("timeout", "str"), ("restarts", "any"), ("stopTimeout", "str"), ("when", _WHEN),
+    ("logging", _LOGRAW),
+    # beyond CP
+    ("stopSignal", "any"), ("reloadSignal", "any"), ("backoff", "any"), ("main", "bool"),
+    ("exitCodeMap", "any"),
+]
+_WATCH: Spec = [("name", "str"), ("interval", "int"), ("tag", "str"), ("dc", "str")]
+_TELEMETRY: Spec = [("port", "int"), ("interfaces", "list"), ("tags", "strs"), ("metrics", "list")]
+_METRIC: Spec = [("namespace", "str"), ("subsystem", "str"), ("name", "str"), ("help", "str"),
+                 ("type", "str")]
+_CONTROL: Spec = [("socket", "str"), ("socketMode", "any"), ("reload", "str"), ("reloadGrace", "str")]
+_TLS: Spec = [("cafile", "str"), ("capath", "str"), ("clientcert", "str"), ("clientkey", "str"),
+              ("servername", "str"), ("verify", "bool")]
+_CONSUL: Spec = [("address", "str"), ("scheme", "str"), ("token", "str"), ("tls", _TLS)]
+
+# Prometheus' own and ContainerPilot's built-in metric names cannot be registered twice
+_BUILTIN_METRICS = frozenset(("containerpilot_events", "containerpilot_control_http_requests",
+                              "containerpilot_watch_instances"))
+
+Resolver = Callable[[list[str] | None], str]
+
+
+def _v(x: Any) -> str:
+    """Go ``%v`` of a decoded JSON value."""
+    from .template import go_value
+
+    if isinstance(x, int) and not isinstance(x, bool):
+        x = float(x)  # JSON numbers are float64 in Go
+    if isinstance(x, list):
+        return "[" + " ".join(_v(e) for e in x) + "]"
+    if isinstance(x, dict):
+        return "map[" + " ".join(f"{k}:{_v(x[k])}" for k in sorted(x)) + "]"
+    if x is None:
+        return "<nil>"
+    return go_value(x)
+
+
+def _secs(ns: int) -> float:
+    return ns / NS_PER_S
+
+
+def parse_exec(raw: Any) -> tuple[str, ...]:
+    """CP's exec parsing (§3.3): a string is split on single spaces (no shell, no quotes), a list is argv."""
+    from .interfaces import InterfaceError, to_strings
+
+    args: list[str] = []
+    if isinstance(raw, str):
+        if raw != "":
+            args = raw.strip().split(" ")
+    else:
+        try:
+            args = to_strings(raw) or []
+        except InterfaceError:
+            args = []
+    if not args or args[0] == "":
+        raise ValueError("received zero-length argument")
+    return tuple(args)
+
+
+def _duration(value: str) -> int:
+    return parse_cp_duration(value)
+
+
+def _signal_num(raw: Any) -> int | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, (int, float)) and raw == int(raw) and 0 < raw < 65:
+        return int(raw)
+    if isinstance(raw, str):
+        if raw.isdigit():
+            return _signal_num(int(raw))
+        name = raw.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        sig = _signal.Signals.__members__.get(name)
+        return int(sig) if sig is not None else None
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _consul(raw: Any, env: Mapping[str, str], errs: Collector) -> m.ConsulConfig | None:
+    tls: dict[str, Any] = {}
+    if isinstance(raw, str):
+        address, scheme, token = raw, "http", ""
+        if raw.startswith("http://"):
+            address = raw[len("http://"):]
+        elif raw.startswith("https://"):
+            address, scheme = raw[len("https://"):], "https"
+    elif isinstance(raw, dict):
+        d, err = decode_struct(raw, _CONSUL)
+        if err:
+            errs.add(err)
+            return None
+        assert d is not None
+        address, scheme, token = d.get("address", ""), d.get("scheme", ""), d.get("token", "")
+        tls = d.get("tls") or {}
+    else:
+        errs.add("no discovery backend defined")
+        return None
+    for key, var in (("cafile", "CONSUL_CACERT"), ("capath", "CONSUL_CAPATH"),
+                     ("clientcert", "CONSUL_CLIENT_CERT"),
+                     ("clientkey", "CONSUL_CLIENT_KEY"), ("servername", "CONSUL_TLS_SERVER_NAME")):
+        if env.get(var):
+            tls[key] = env[var]
+    verify = tls.get("verify", True)
+    ssl_verify = env.get("CONSUL_HTTP_SSL_VERIFY", "").lower()
+    if ssl_verify in ("1", "true"):
+        verify = True
+    elif ssl_verify in ("0", "false"):
+        verify = False
+    if env.get("CONSUL_HTTP_TOKEN"):
+        token = env["CONSUL_HTTP_TOKEN"]
+    # the Consul client's own defaults for what the config leaves empty
+    if not address:
+        address = env.get("CONSUL_HTTP_ADDR") or "127.0.0.1:8500"
+    if not scheme:
+        scheme = "https" if env.get("CONSUL_HTTP_SSL", "").lower() in ("1", "t", "true") else "http"
+    if "://" in address:
+        proto, _, rest = address.partition("://")
+        if proto == "https":
+            scheme = "https"
+        elif proto not in ("http", "unix"):
+            errs.add(f"Unknown protocol scheme: {proto}")
+            return None
+        address = rest if proto != "unix" else address
+    return m.ConsulConfig(
+        address=address, scheme=scheme, token=token or None,
+        tls=m.TLSConfig(cafile=tls.get("cafile") or None, capath=tls.get("capath") or None,
+                        clientcert=tls.get("clientcert") or None, clientkey=tls.get("clientkey") or None,
+                        servername=tls.get("servername") or None, verify=bool(verify)))
+
+
+def _control(raw: Any, errs: Collector) -> m.ControlConfig:
+    if raw is None:
+        return m.ControlConfig()
+    d, err = decode_struct(raw, _CONTROL)
+    if err:
+        errs.add(f"unable to parse control: control config parsing error: {err}")
+        return m.ControlConfig()
+    assert d is not None
+    kw: dict[str, Any] = {}
+    if d.get("socket"):
+        kw["socket"] = d["socket"]
+    mode = d.get("socketMode")
+    if mode is not None:
+        val: int | None = None
+        if isinstance(mode, int) and not isinstance(mode, bool):
+            val = mode
+        elif isinstance(mode, str):
+            try:
+                val = int(mode, 8)
+            except ValueError:
+                val = None
+        if val is None or not 0 <= val <= 0o777:
+            errs.add(f"unable to parse control: control.socketMode '{_v(mode)}' invalid: "
+                     "must be an octal mode such as \"0600\"")
+        else:
+            kw["socket_mode"] = val
+    if "reload" in d:
+        if d["reload"] not in ("diff", "restart"):
+            errs.add(f"unable to parse control: control.reload '{d['reload']}' invalid: "
+                     "must be 'diff' or 'restart'")
+        else:
+            kw["reload"] = d["reload"]
+    if d.get("reloadGrace"):
+        try:
+            kw["reload_grace"] = _secs(_duration(d["reloadGrace"]))
+        except DurationError as e:
+            errs.add(f"unable to parse control: control.reloadGrace '{d['reloadGrace']}': {e}")
+    return m.ControlConfig(**kw)
+
+
+def _health(name: str, h: dict[str, Any], errs: Collector) -> m.HealthConfig:
+    interval = h.get("interval", 0)
+    ttl = h.get("ttl", 0)
+    if interval < 1:
+        errs.add(f"job[{name}].health.interval must be > 0")
+    if ttl < 1:
+        errs.add(f"job[{name}].health.ttl must be > 0")
+    timeout = float(interval)
+    if h.get("timeout", "") != "":
+        try:
+            timeout = _secs(_duration(h["timeout"]))
+        except DurationError as e:
+            errs.add(f"could not parse job[{name}].health.timeout '{h['timeout']}': {e}")
+    exe = None
+    if "exec" in h:
+        try:
+            exe = parse_exec(h["exec"])
+        except ValueError as e:
+            errs.add(f"unable to create job[{name}].health.exec: {e}")
+    kw: dict[str, Any] = {}
+    probes = [k for k in ("exec", "http", "tcp") if h.get(k) not in (None, "")]
+    if len(probes) > 1:
+        errs.add(f"job[{name}].health can have only one of 'exec', 'http', or 'tcp'")
+    if h.get("http"):
+        url = h["http"]
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest or rest[0] in "/:?#":
+            errs.add(f"job[{name}].health.http '{url}' invalid: must be an http:// or https:// URL")
+        kw["http"] = url
+    if h.get("tcp"):
+        addr = h["tcp"]
+        host, sep, port = addr.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            errs.add(f"job[{name}].health.tcp '{addr}' invalid: must be host:port")
+        kw["tcp"] = addr
+    for key, field in (("successThreshold", "success_threshold"), ("failureThreshold", "failure_threshold")):
+        if key in h:
+            if h[key] < 1:
+                errs.add(f"job[{name}].health.{key} must be > 0")
+            else:
+                kw[field] = h[key]
+    if h.get("initialDelay"):
+        try:
+            kw["initial_delay"] = _secs(_duration(h["initialDelay"]))
+        except DurationError as e:
+            errs.add(f"unable to parse job[{name}].health.initialDelay '{h['initialDelay']}': {e}")
+    return m.HealthConfig(exec=exe, interval=float(interval), ttl=ttl, timeout=timeout,
+                          raw_logging=bool((h.get("logging") or {}).get("raw", False)), **kw)
+
+
+def _when(name: str, w: dict[str, Any] | None, errs: Collector) -> m.WhenConfig:
+    if w is None:
+        return m.WhenConfig()
+    interval, once, each = w.get("interval", ""), w.get("once", ""), w.get("each", "")
+    if sum(1 for x in (interval, once, each) if x) > 1:
+        errs.add(f"job[{name}].when can have only one of 'interval', 'once', or 'each'")
+        return m.WhenConfig()
+    if w.get("all") and (interval or once or each):
+        errs.add(f"job[{name}].when.all cannot be used with 'interval', 'once', or 'each'")
+        return m.WhenConfig()
+    if interval:
+        try:
+            ns = _duration(interval)
+        except DurationError as e:
+            errs.add(f"unable to parse job[{name}].when.interval '{interval}': {e}")
+            return m.WhenConfig()
+        if ns < NS_PER_MS:
+            errs.add(f"job[{name}].when.interval '{interval}' cannot be less than 1ms")
+            return m.WhenConfig()
+        return m.WhenConfig(interval=_secs(ns))  # CP ignores source and timeout here
+    timeout = None
+    if w.get("timeout"):
+        try:
+            timeout = _secs(_duration(w["timeout"]))
+        except DurationError as e:
+            errs.add(f"unable to parse job[{name}].when.timeout: {e}")
+    code = once or each
+    if code and code not in EVENT_CODES:
+        errs.add(f"unable to parse job[{name}].when.event: {code} is not a valid event code")
+    triggers = []
+    for i, t in enumerate(w.get("all") or []):
+        if not isinstance(t, dict) or set(t) - {"source", "once"}:
+            errs.add(f"job[{name}].when.all[{i}] must be an object {{source, once}}")
+            continue
+        src, ev = weak_str(t.get("source")), weak_str(t.get("once"))
+        if not src:
+            errs.add(f"job[{name}].when.all[{i}].source must not be blank")
+        elif not ev or ev not in EVENT_CODES:
+            errs.add(f"unable to parse job[{name}].when.all[{i}].once: {ev or ''} is not a valid event code")
+        else:
+            triggers.append(m.Trigger(source=src, event=ev))
+    # source "" (from `when: {}`) is kept as "" rather than None: in CP such a job never starts
+    return m.WhenConfig(source=w.get("source", ""), once=once or None, each=each or None, timeout=timeout,
+                        all=tuple(triggers))
+
+
+def _restarts(name: str, raw: Any, when: m.WhenConfig, each: str, errs: Collector) -> int:
+    if raw is None:
+        return m.UNLIMITED if when.interval else 0
+    msg = f"job[{name}].restarts field '{_v(raw)}' invalid: "
+    if isinstance(raw, str):
+        if raw == "unlimited":
+            if each:
+                errs.add(msg + "may not be used when 'job.when.each' is set because it may result in "
+                         "infinite processes")
+                return 0
+            return m.UNLIMITED
+        if raw == "never":
+            return 0
+        body = raw[1:] if raw[:1] in "+-" else raw
+        if body.isascii() and body.isdigit() and int(raw) >= 0:
+            return int(raw)
+    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        if raw >= 0 and raw == raw and raw != float("inf"):
+            return int(raw)  # CP truncates 1.9 to 1
+        errs.add(msg + "number must be positive integer")
+        return 0
+    errs.add(msg + 'accepts positive integers, "unlimited", or "never"')
+    return 0
+
+
+def _backoff(name: str, raw: Any, errs: Collector) -> m.Backoff | None:
+    if raw is None or raw is True:
+        return m.Backoff()
+    if raw is False:
+        return None
+    if not isinstance(raw, dict):
+        errs.add(f"job[{name}].backoff must be false or an object {{initial, factor, max, resetAfter}}")
+        return m.Backoff()
+    spec: Spec = [("initial", "str"), ("factor", "float"), ("max", "str"), ("resetAfter", "str")]
+    d, err = decode_struct(raw, spec,
+                           f"[{name}].backoff")
+    if err:
+        errs.add(f"job[{name}].backoff: {err}")
+        return m.Backoff()
+    assert d is not None
+    kw: dict[str, Any] = {}
+    for key, field in (("initial", "initial"), ("max", "max"), ("resetAfter", "reset_after")):
+        if key in d:
+            try:
+                kw[field] = _secs(_duration(d[key]))
+            except DurationError as e:
+                errs.add(f"unable to parse job[{name}].backoff.{key} '{d[key]}': {e}")
+    if "factor" in d:
+        if not d["factor"] >= 1:
+            errs.add(f"job[{name}].backoff.factor must be >= 1")
+        else:
+            kw["factor"] = d["factor"]
+    return m.Backoff(**kw)
+
+
+def _exit_code_map(name: str, raw: Any, errs: Collector) -> tuple[tuple[int, int], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        errs.add(f"job[{name}].exitCodeMap must be an object such as {{\"143\": 0}}")
+        return ()
+    pairs = []
+    for k, v in raw.items():
+        ok_k = isinstance(k, str) and k.isdigit() and int(k) < 256
+        ok_v = isinstance(v, (int, float)) and not isinstance(v, bool) and v == int(v) and 0 <= v < 256
+        if not ok_k or not ok_v:
+            errs.add(f"job[{name}].exitCodeMap '{k}': {_v(v)} invalid: exit codes must be 0-255")
+            continue
+        pairs.append((int(k), int(v)))
+    return tuple(pairs)
+
+
+def _job(d: dict[str, Any], errs: Collector, resolve: Resolver) -> m.JobConfig:
+    name: str = d.get("name", "")
+    port: int = d.get("port", 0)
+    health = d.get("health")
+    kw: dict[str, Any] = {}
+    # 1. health
+    if port != 0 and health is None and name != "containerpilot":
+        errs.add(f"job[{name}].health must be set if 'port' is set")
+    if health is not None:
+        kw["health"] = _health(name, health, errs)
+    # 2. discovery: only for jobs with a port (a blank name always fails here)
+    if port != 0 or name == "":
+        status = d.get("initial_status", "")
+        if status and status not in ("passing", "warning", "critical"):
+            errs.add(f"job[{name}].initialStatus must be one of 'passing', 'warning' or 'critical'")
+        name_err = validate_name(name)
+        if name_err:
+            errs.add(name_err)
+        else:
+            from .interfaces import InterfaceError, to_strings
+
+            try:
+                specs = to_strings(d.get("interfaces"))
+                kw["ip"] = resolve(specs)
+                if specs:
+                    kw["interfaces"] = tuple(specs)
+            except InterfaceError as e:
+                errs.add(str(e))
+            consul = d.get("consul")
+            if consul is not None:
+                dereg = consul.get("deregisterCriticalServiceAfter", "")
+                if dereg != "":  # CP required it whenever the block was present: a bug, fixed here
+                    try:
+                        parse_go_duration(dereg)
+                        kw["deregister_critical_service_after"] = dereg
+                    except DurationError as e:
+                        errs.add(f"unable to parse job[{name}].consul.deregisterCriticalServiceAfter: {e}")
+                kw["enable_tag_override"] = bool(consul.get("enableTagOverride", False))
+    # 3. when
+    when_raw = d.get("when")
+    when = _when(name, when_raw, errs)
+    # 4. stopTimeout
+    if d.get("stopTimeout"):
+        try:
+            kw["stop_timeout"] = _secs(_duration(d["stopTimeout"]))
+        except DurationError as e:
+            errs.add(f"unable to parse job[{name}].stopTimeout '{d['stopTimeout']}': {e}")
+    # 5. restarts
+    kw["restarts"] = _restarts(name, d.get("restarts"), when, (when_raw or {}).get("each", ""), errs)
+    # 6. exec
+    if d.get("timeout"):
+        try:
+            ns = _duration(d["timeout"])
+            if ns < NS_PER_MS:
+                errs.add(f"job[{name}].timeout '{d['timeout']}' cannot be less than 1ms")
+            else:
+                kw["timeout"] = _secs(ns)
+        except DurationError as e:
+            errs.add(f"unable to parse job[{name}].timeout '{d['timeout']}': {e}")
+    elif when.interval:
+        kw["timeout"] = when.interval
+    if "exec" in d:
+        try:
+            kw["exec"] = parse_exec(d["exec"])
+        except ValueError as e:
+            errs.add(f"unable to create job[{name}].exec: {e}")
+    # beyond CP
+    for key, field in (("stopSignal", "stop_signal"), ("reloadSignal", "reload_signal")):
+        if key in d:
+            sig = _signal_num(d[key])
+            if sig is None:
+                errs.add(f"job[{name}].{key} '{_v(d[key])}' invalid: unknown signal")
+            else:
+                kw[field] = sig
+    kw["backoff"] = _backoff(name, d.get("backoff"), errs)
+    kw["exit_code_map"] = _exit_code_map(name, d.get("exitCodeMap"), errs)
+    return m.JobConfig(
+        name=name, port=port, tags=tuple(d.get("tags") or ()), initial_status=d.get("initial_status") or None,
+        when=when, raw_logging=bool((d.get("logging") or {}).get("raw", False)),
+        main=bool(d.get("main", False)),
+        **kw)
+
+
+def _as_list(raw: Any) -> list[Any]:
+    """CP's ``decode.ToSlice``: a non-array is ignored, null elements are dropped."""
+    return [x for x in raw if x is not None] if isinstance(raw, list) else []
+
+
+def _jobs(raw: Any, errs: Collector, resolve: Resolver) -> list[m.JobConfig]:
+    items = _as_list(raw)
+    decoded, err = decode_list(items, _JOB)
+    if err:
+        errs.add(f"unable to parse jobs: job configuration error: {err}")
+    jobs = []
+    for d in decoded:
+        if d is None:
+            continue
+        before = len(errs)
+        sub = _Prefixed(errs, "unable to parse jobs: ")
+        job = _job(d, sub, resolve)  # type: ignore[arg-type]
+        if len(errs) == before:
+            jobs.append(job)
+    return jobs
+
+
+class _Prefixed:
+    """A view of a Collector that prefixes each message (CP wraps each section's errors)."""
+
+    def __init__(self, errs: Collector, prefix: str) -> None:
+        self.errs, self.prefix = errs, prefix
+
+    def add(self, message: str) -> None:
+        self.errs.add(self.prefix + message)
+
+    def __len__(self) -> int:
+        return len(self.errs)
+
+
+def _watches(raw: Any, errs: Collector) -> list[m.WatchConfig]:
+    decoded, err = decode_list(_as_list(raw), _WATCH)
+    if err:
+        errs.add(f"unable to parse watches: Watch configuration error: {err}")
+    out = []
+    for d in decoded:
+        if d is None:
+            continue
+        name = d.get("name", "")
+        name_err = validate_name(name)
+        if name_err:
+            errs.add(f"unable to parse watches: {name_err}")
+            continue
+        if d.get("interval", 0) < 1:
+            errs.add(f"unable to parse watches: watch[{name}].interval must be > 0")
+            continue
+        out.append(m.WatchConfig(name=name, interval=d["interval"], tag=d.get("tag") or None,
+                                 dc=d.get("dc") or None))
+    return out
+
+
+def _telemetry(raw: Any, errs: Collector, resolve: Resolver, version: str) -> m.TelemetryConfig | None:
+    if raw is None:
+        return None
+    d, err = decode_struct(raw, _TELEMETRY)
+    if err:
+        errs.add(f"telemetry configuration error: {err}")
+        return None
+    assert d is not None
+    from .interfaces import InterfaceError, to_strings
+
+    port = d.get("port", 9090)
+    specs = to_strings(d.get("interfaces") or None)
+    ip = None
+    try:
+        ip = resolve(specs)
+    except InterfaceError as e:
+        errs.add(f"telemetry validation error: {e}")
+    tags = tuple(d.get("tags") or ()) + ((version,) if version else ())
+    metrics: list[m.MetricConfig] = []
+    if "metrics" in d:
+        decoded, err = decode_list(d["metrics"], _METRIC)
+        if err:
+            errs.add(f"MetricConfig configuration error: {err}")
+        seen = set(_BUILTIN_METRICS)
+        for md in decoded:
+            if md is None:
+                continue
+            mc = m.MetricConfig(namespace=md.get("namespace", ""), subsystem=md.get("subsystem", ""),
+                                name=md.get("name", ""), help=md.get("help", ""), type=md.get("type", ""))
+            if mc.type not in ("counter", "gauge", "histogram", "summary"):
+                errs.add(f"invalid metric type: {mc.type}")
+                continue
+            full = mc.full_name
+            if not _metric_name_ok(full):
+                errs.add(f"descriptor for metric {go_quote(full)} is invalid: {go_quote(full)} is not a "
+                         "valid "
+                         "metric name")
+                continue
+            if not mc.help:
+                errs.add(f"descriptor for metric {go_quote(full)} is invalid: empty help string")
+                continue
+            if full in seen:
+                errs.add(f"metric {go_quote(full)}: duplicate metrics collector registration attempted")
+                continue
+            seen.add(full)
+            metrics.append(mc)
+    return m.TelemetryConfig(port=port, interfaces=tuple(specs) if specs else m.TelemetryConfig().interfaces,
+                             ip=ip, tags=tags, metrics=tuple(metrics))
+
+
+def _metric_name_ok(name: str) -> bool:
+    if not name or not (name[0].isascii() and (name[0].isalpha() or name[0] in "_:")):
+        return False
+    return all(c.isascii() and (c.isalnum() or c in "_:") for c in name)
+
+
+_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARN", "warning": "WARN", "error": "ERROR",
+           "fatal": "FATAL", "panic": "PANIC"}
+
+
+def _logging_values(d: dict[str, Any], errs: Collector) -> m.LoggingConfig:
+    level = d.get("Level") or "INFO"
+    fmt = d.get("Format") or "default"
+    out = d.get("Output") or "stdout"
+    norm_level = _LEVELS.get(level.lower())
+    if norm_level is None:
+        errs.add(f"Unknown log level '{level}': not a valid logrus Level: {go_quote(level)}")
+        norm_level = "INFO"
+    if fmt.lower() not in ("default", "text", "json"):
+        errs.add(f"Unknown log format '{fmt}'")
+        fmt = "default"
+    if out.lower() in ("stdout", "stderr"):
+        out = out.lower()
+    return m.LoggingConfig(level=norm_level, format=fmt.lower(), output=out)
+
+
+def decode_config(raw: Any, env: Mapping[str, str], errs: Collector, resolve: Resolver,
+                  version: str = "") -> m.Config:
+    """Turn the parsed JSON5 top level into a Config, reporting each problem to ``errs`` in CP's order."""
+    if raw is None:
+        raw = {}
+    logging, err = decode_struct(raw.get("logging"), _LOGGING)
+    if err:
+        errs.add(err)
+    stop, err = decode_scalar("int", raw.get("stopTimeout"))
+    if err:
+        errs.add(err)
+    unknown = [k for k in raw if k not in TOP_KEYS]
+    if unknown:
+        errs.add(f"unknown config keys: [{' '.join(sorted(unknown))}]")
+    consul = _consul(raw.get("consul"), env, errs)
+    control = _control(raw.get("control"), errs)
+    jobs = _jobs(raw.get("jobs"), errs, resolve)
+    watches = _watches(raw.get("watches"), errs)
+    telemetry = _telemetry(raw.get("telemetry"), errs, resolve, version)
+    if telemetry is not None:
+        # CP appends the telemetry service as a job named "containerpilot" (always healthy, 5 s / 15 s TTL)
+        jobs.append(m.JobConfig(name="containerpilot", port=telemetry.port, interfaces=telemetry.interfaces,
+                                ip=telemetry.ip, tags=telemetry.tags,
+                                health=m.HealthConfig(interval=5.0, ttl=15, timeout=5.0)))
+    log_cfg = _logging_values(logging or {}, errs)
+    return m.Config(consul=consul, logging=log_cfg, jobs=tuple(jobs), watches=tuple(watches),
+                    telemetry=telemetry,
+                    control=control, stop_timeout=float(stop) if stop else 5.0)
