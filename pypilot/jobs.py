@@ -87,6 +87,8 @@ class Job:
         self.restart_limit = cfg.restarts
         self.restarts_remain = cfg.restarts
         self.stopping_wait: Event | None = None  # Stopped{<preStop dependent>}, set by the supervisor
+        self.held = False  # stopped by an operator (control API): not restarted until started again
+        self.restart_requested = False
         self.queued_runs = 0  # `each` triggers that came while a run was going: serialised, never dropped
         self.command: Command | None = None
         if cfg.exec:
@@ -154,6 +156,60 @@ class Job:
             if not self.pending_triggers:
                 self._on_start()
 
+    # --- operator commands (control API, CP #571) ------------------------------------------------
+
+    def signal(self, sig: int) -> bool:
+        return self.command is not None and self.command.signal(sig)
+
+    def operator_stop(self) -> bool:
+        """Stop the running process and keep it stopped; False if nothing was running."""
+        self.held = True
+        self._cancel("backoff")
+        return self.signal(self.cfg.stop_signal)
+
+    def operator_start(self) -> bool:
+        """Start it now (again); False if it is already running or has completed."""
+        self.held = False
+        if self.completed or self.command is None or self.command.running:
+            return False
+        self._cancel("backoff")
+        self._start_exec()
+        return True
+
+    def operator_restart(self) -> bool:
+        self.held = False
+        if self.command is not None and self.command.running:
+            self.restart_requested = True
+            return self.signal(self.cfg.stop_signal)
+        return self.operator_start()
+
+    def snapshot(self) -> dict[str, object]:
+        """What the status API shows of this job."""
+        cmd = self.command
+        backoff = self._timers.get("backoff")
+        return {
+            "name": self.name,
+            "state": "completed"
+            if self.completed
+            else "stopping"
+            if self.halted
+            else "running"
+            if cmd is not None and cmd.running
+            else "held"
+            if self.held
+            else "backoff"
+            if backoff is not None
+            else "waiting",
+            "status": self.status,
+            "pid": cmd.pid if cmd is not None and cmd.running else None,
+            "runs": self.runs,
+            "restarts": max(self.runs - 1, 0),
+            "restartsRemaining": None if self.restarts_remain == UNLIMITED else self.restarts_remain,
+            "lastExit": self.last_exit,
+            "failuresInARow": self.failures_in_a_row,
+            "backoffUntil": round(backoff.deadline - self.ctx.loop.now(), 3) if backoff is not None else None,
+        }
+
     # --- the table's cells -----------------------------------------------------------------------
 
     def _on_heartbeat(self) -> None:
@@ -219,6 +275,12 @@ class Job:
         self.receive(Event(ev.QUIT, self.name))
 
     def _on_exec_exit(self, success: bool) -> None:
+        if self.restart_requested:  # commanded: no counters, no backoff (circus #809)
+            self.restart_requested = False
+            self._start_exec()
+            return
+        if self.held:
+            return
         if self.interval:
             if self.queued_runs and not self.halted:
                 self.queued_runs -= 1

@@ -40,6 +40,7 @@ class Supervisor:
             self.health = HealthChecks(self.loop, self.reaper)  # its worker starts with the first check
         self._wire_stopping_dependents()
         self._shutting_down = False
+        self.maintenance_on = False
         self._sweeping = False
         self._escapees_termed = False
         self._deadline: Timer | None = None
@@ -101,6 +102,33 @@ class Supervisor:
             self.reaper.drain()
             if self._sweeping:
                 self._progress()
+
+    # --- the control plane's view: every control request ends in one of these --------------------
+
+    def status(self) -> dict[str, object]:
+        return {
+            "pid": os.getpid(),
+            "shuttingDown": self._shutting_down,
+            "maintenance": self.maintenance_on,
+            "jobs": [job.snapshot() for job in self.jobs],
+            "watches": [],
+        }
+
+    def set_env(self, env: dict[str, str]) -> None:
+        """POST /v3/environ: later spawns and reload renders see these (CP: a null sets empty)."""
+        for key, value in env.items():
+            os.environ[key] = value
+
+    def set_maintenance(self, enable: bool) -> None:
+        self.maintenance_on = enable
+        self.bus.publish(Event(ev.ENTER_MAINTENANCE if enable else ev.EXIT_MAINTENANCE, ev.GLOBAL))
+
+    def put_metrics(self, metrics: dict[str, object]) -> None:
+        for key, value in metrics.items():
+            self.bus.publish(Event(ev.METRIC, f"{key}|{value}"))
+
+    def job(self, name: str) -> Job | None:
+        return next((job for job in self.jobs if job.name == name), None)
 
     # --- shutdown -----------------------------------------------------------------------------------
 

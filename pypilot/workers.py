@@ -123,7 +123,7 @@ class Channel:
 WorkerMain = Callable[[socket.socket], None]
 
 
-def _child(main: WorkerMain, sock: socket.socket) -> None:
+def _child(main: WorkerMain, sock: socket.socket, pass_fds: tuple[int, ...] = ()) -> None:
     """First thing in the forked worker: undo PID 1's signal state, drop its fds, run ``main``."""
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     for sig in signal.valid_signals():
@@ -133,9 +133,11 @@ def _child(main: WorkerMain, sock: socket.socket) -> None:
             except (OSError, ValueError):
                 pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is PID 1's to handle, it stops us in order
-    keep = sock.fileno()
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 1 << 16)
+    low = 3
+    for keep in sorted({sock.fileno(), *pass_fds}):
+        os.closerange(low, keep)
+        low = keep + 1
+    os.closerange(low, 1 << 16)
     main(sock)
 
 
