@@ -37,6 +37,8 @@ class Context(Protocol):
 
     def job_completed(self, job: Job) -> None: ...
 
+    def main_job_ended(self, job: Job) -> None: ...
+
     def stop_grace(self, job: Job) -> float: ...
 
 
@@ -311,6 +313,8 @@ class Job:
         self.start_event = None
         self.status = UNKNOWN
         self._halt()
+        if self.cfg.main:
+            self.ctx.main_job_ended(self)
 
     def _on_quit(self, event: Event) -> None:
         self.restarts_remain = 0

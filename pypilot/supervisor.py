@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 
 from pypilot import events as ev
 from pypilot import logs, reaper
@@ -19,6 +20,7 @@ from pypilot.events import Event
 from pypilot.health import HealthChecks
 from pypilot.jobs import Job
 from pypilot.loop import Loop, Timer
+from pypilot.reload import Reload
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 EVENT_SIGNALS: dict[int, str] = {signal.SIGHUP: "SIGHUP", signal.SIGUSR2: "SIGUSR2"}
@@ -33,21 +35,23 @@ class Supervisor:
         self.reaper = reaper.Reaper()
         self.bus = ev.Bus()
         self.is_pid1 = os.getpid() == 1
-        self.exit_code = 0
         self.health: HealthChecks | None = None
         self.jobs = [Job(cfg, self) for cfg in config.jobs]
         if any(job.check_request is not None for job in self.jobs):
             self.health = HealthChecks(self.loop, self.reaper)  # its worker starts with the first check
-        self._wire_stopping_dependents()
+        self.wire_stopping_dependents()
         self._shutting_down = False
         self.maintenance_on = False
+        self._reload: Reload | None = None
         self._sweeping = False
         self._escapees_termed = False
         self._deadline: Timer | None = None
 
-    def _wire_stopping_dependents(self) -> None:
+    def wire_stopping_dependents(self) -> None:
         """A job whose trigger is another's ``stopping`` makes that job wait for its ``stopped``."""
         by_name = {job.name: job for job in self.jobs}
+        for job in self.jobs:
+            job.stopping_wait = None
         for job in self.jobs:
             when = job.cfg.when
             if ev.STOPPING in (when.once, when.each) and when.source in by_name:
@@ -58,8 +62,20 @@ class Supervisor:
     def stop_grace(self, job: Job) -> float:
         return max(job.cfg.stop_timeout or self.config.stop_timeout, 0.0)
 
+    def main_job_ended(self, job: Job) -> None:
+        """The container's main job ended for good: shut down, and exit with its code."""
+        logs.info(f"main job {job.name} ended with exit code {job.last_exit}; shutting down")
+        self.shutdown()
+
+    def container_exit_code(self) -> int:
+        """The main job's last exit (128+signal for a signal), remapped; 0 when there is none."""
+        for job in self.jobs:
+            if job.cfg.main and job.last_exit is not None:
+                return dict(job.cfg.exit_code_map).get(job.last_exit, job.last_exit)
+        return 0
+
     def job_completed(self, job: Job) -> None:
-        if all(j.completed for j in self.jobs):
+        if self._reload is None and all(j.completed for j in self.jobs):
             self.loop.call_soon(self._sweep)
 
     # --- the loop -----------------------------------------------------------------------------------
@@ -71,6 +87,7 @@ class Supervisor:
             except OSError as e:
                 logs.warn(f"not PID 1 and cannot be a subreaper, orphans will not be reaped: {e}")
         self.loop.add_reader(self.sigfd, self._on_signals)
+        self.bus.listen(self._on_event)
         for job in self.jobs:  # every job subscribes before anything runs: no lost `startup`
             self.bus.subscribe(job)
         for job in self.jobs:
@@ -80,7 +97,7 @@ class Supervisor:
         while True:
             try:
                 self.loop.run()
-                return self.exit_code
+                return self.container_exit_code()
             except Exception as e:  # the loop's own machinery failed: PID 1 must not die of it
                 logs.exception("event loop failed; resuming", e)
 
@@ -100,8 +117,14 @@ class Supervisor:
                 logs.debug(f"ignoring signal {signo} from pid {sender}")
         if chld:
             self.reaper.drain()
+            if self._reload is not None:
+                self._reload.step()
             if self._sweeping:
                 self._progress()
+
+    def _on_event(self, event: Event) -> None:
+        if self._reload is not None:
+            self._reload.on_event(event)
 
     # --- the control plane's view: every control request ends in one of these --------------------
 
@@ -127,6 +150,30 @@ class Supervisor:
         for key, value in metrics.items():
             self.bus.publish(Event(ev.METRIC, f"{key}|{value}"))
 
+    def reload(self, done: Callable[[bool, str], None]) -> None:
+        """POST /v3/reload: the outcome goes to ``done(ok, message)``, possibly much later."""
+        if self._shutting_down:
+            done(False, "pypilot is shutting down")
+            return
+        if self._reload is not None:
+            done(False, "a reload is already in progress")
+            return
+        from pypilot.config import ConfigError, load
+
+        try:
+            new = load(self.config.path)
+        except ConfigError as e:
+            logs.error(f"reload rejected, the running config is kept: {e}")
+            done(False, f"invalid config: {e}")
+            return
+        self._reload = Reload(self, new, done)
+        self._reload.begin()
+
+    def reload_finished(self, reload: Reload) -> None:
+        self._reload = None
+        if not self._shutting_down and self.jobs and all(j.completed for j in self.jobs):
+            self.loop.call_soon(self._sweep)
+
     def job(self, name: str) -> Job | None:
         return next((job for job in self.jobs if job.name == name), None)
 
@@ -134,6 +181,9 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """Graceful stop of every job; the global stopTimeout is a deadline for all of it."""
+        if self._reload is not None:
+            self._reload.abort("pypilot is shutting down")
+            self._reload = None
         if not self._shutting_down:
             self._shutting_down = True
             grace = max(self.config.stop_timeout, 0.0)
