@@ -2,6 +2,7 @@
 
 Start-up is user-visible, so this imports only what the first spawn needs: the C reaper, the
 config loader and the job machinery. Signals are blocked before anything else can start a thread.
+Exit codes: 0 clean shutdown (or the main job's code), 1 config or subcommand failure, 2 bad flags.
 """
 
 from __future__ import annotations
@@ -10,31 +11,64 @@ import os
 import sys
 
 
-def _parse(argv: list[str]) -> dict[str, str | bool]:
-    """INTERIM flag parsing (replaced by pypilot.cli from the configuration issue)."""
-    opts: dict[str, str | bool] = {}
-    it = iter(argv)
-    for arg in it:
-        name, _, value = arg.lstrip("-").partition("=")
-        if name in ("config", "out"):
-            opts[name] = value or next(it, "")
-        elif name in ("version",):
-            opts[name] = True
-        else:
-            sys.stderr.write(f"flag provided but not defined: -{name}\n")
-            raise SystemExit(2)
-    return opts
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    opts = _parse(args)
-    if opts.get("version"):
-        from pypilot import __version__
+    from pypilot.cli import UsageError, parse_args
 
-        sys.stdout.write(f"Version: {__version__}\nGitHash: dev-build-not-for-release\n")
+    try:
+        opts = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        sys.stderr.write(e.text)
+        return 2
+    command = opts.command
+    if command == "version":
+        from pypilot.cli import VERSION_TEXT
+
+        sys.stdout.write(VERSION_TEXT)
         return 0
-    return run(str(opts.get("config") or "") or None)
+    if command == "template":
+        return _template(opts.config or None, opts.out)
+    if command == "validate":
+        return _validate(opts.config or None)
+    if command != "run" or opts.args[:1] in (["status"], ["job"]):
+        try:
+            from pypilot.control.client import run_subcommand
+        except ImportError:
+            sys.stderr.write(f"{command}: the control plane is not available in this build\n")
+            return 1
+        return int(run_subcommand(opts))
+    return run(opts.config or None)
+
+
+def _template(path: str | None, out: str) -> int:
+    from pypilot.config import ConfigError, render
+
+    try:
+        text = render(path)
+    except ConfigError as e:
+        sys.stderr.write(f"{e}\n")
+        return 1
+    if out in ("", "-"):
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(out, 0o644)
+    except OSError as e:
+        sys.stderr.write(f"could not write config file: {e}\n")
+        return 1
+    return 0
+
+
+def _validate(path: str | None) -> int:
+    from pypilot.config import validate_all
+
+    errors = validate_all(path)
+    for err in errors:
+        sys.stdout.write(f"{err}\n")
+    if not errors:
+        sys.stdout.write("config is valid\n")
+    return 1 if errors else 0
 
 
 def run(config_path: str | None) -> int:
