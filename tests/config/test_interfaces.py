@@ -1,0 +1,91 @@
+"""Interface specs (§9.2) against an injected address table: CP's unit-test goldens, plus the names CP
+rejected."""
+
+from __future__ import annotations
+
+import pytest
+
+from pypilot.config import ip_env_name, ip_var, load, pid_var
+from pypilot.config.interfaces import InterfaceError, get_ip, system_addresses
+
+from .conftest import ADDRS
+
+GOLDEN = [
+    (["eth0"], "10.2.0.1"),
+    (["eth0:inet"], "10.2.0.1"),
+    (["eth0[1]"], "192.168.1.100"),
+    (["10.0.0.0/16"], "10.0.0.100"),
+    (["10.0.0.0/8"], "10.2.0.1"),
+    (["inet"], "10.2.0.1"),
+    (["inet6"], "fdc6:238c:c4bc::1"),
+    (["eth3", "fdc6:238c:c4bc::/48", "inet", "inet6"], "fdc6:238c:c4bc::1"),
+    (["lo"], "127.0.0.1"),
+    (["lo:inet6"], "::1"),
+    (["lo[0]"], "::1"),  # ::1 sorts before ::ffff:127.0.0.1
+    (["static:192.0.2.7", "eth0"], "192.0.2.7"),
+    (["static:2001:db8::1"], "2001:db8::1"),
+    (["eth9", "eth1"], "10.0.0.100"),
+    (None, "10.2.0.1"),  # default eth0:inet, inet
+]
+
+
+@pytest.mark.parametrize(("specs", "ip"), GOLDEN)
+def test_golden(specs: list[str] | None, ip: str) -> None:
+    assert get_ip(specs, ADDRS) == ip
+
+
+@pytest.mark.parametrize("specs", [["eth0:inet6"], ["eth0[2]"]])
+def test_no_match(specs: list[str]) -> None:
+    with pytest.raises(InterfaceError, match=r"^none of the interface specifications were able to match\n"):
+        get_ip(specs, ADDRS)
+
+
+def test_only_loopback() -> None:
+    for spec in ("inet", "inet6"):
+        with pytest.raises(InterfaceError):
+            get_ip([spec], [("lo", "127.0.0.1"), ("lo", "::1")])
+
+
+@pytest.mark.parametrize(("spec", "msg"), [("static:1", "Unable to parse interface spec: static:1"),
+                                           ("static:x", "Unable to parse static ip static: in static:x"),
+                                           ("eth0:inet4", "Unable to parse interface spec: eth0:inet4"),
+                                           ("10.0.0.1", "Unable to parse interface spec: 10.0.0.1")])
+def test_bad_specs(spec: str, msg: str) -> None:
+    with pytest.raises(InterfaceError) as e:
+        get_ip([spec], ADDRS)
+    assert str(e.value) == msg
+
+
+def test_names_with_dash_and_dot_fixed() -> None:
+    table = [*ADDRS, ("br-1a2b", "172.18.0.2"), ("eth0.100", "10.100.0.5")]
+    assert get_ip(["br-1a2b"], table) == "172.18.0.2"
+    assert get_ip(["eth0.100:inet"], table) == "10.100.0.5"
+
+
+def test_job_ip_resolved_at_load(write) -> None:
+    cfg = load(write('{consul: "c:1", jobs: [{name: "my-app", port: 80, interfaces: ["eth1"], '
+                     "health: {interval: 1, ttl: 1}}]}"), {}, addresses=ADDRS)
+    assert cfg.jobs[0].ip == "10.0.0.100"
+    assert ip_var(cfg.jobs[0].name) == "CONTAINERPILOT_MY_APP_IP"
+
+
+def test_env_names() -> None:
+    assert pid_var("/bin/test-Case--now.sh") == "CONTAINERPILOT_TEST_CASE_NOW_PID"
+    assert pid_var("my-app") == "CONTAINERPILOT_MY_APP_PID"
+    assert pid_var("check.web") == "CONTAINERPILOT_CHECK_PID"
+    assert ip_env_name("containerpilot") == "CONTAINERPILOT"
+
+
+def test_system_addresses_has_loopback() -> None:
+    assert any(ip in ("127.0.0.1", "::1") for _name, ip in system_addresses())
+
+
+def test_psutil_not_imported_without_ports(write) -> None:
+    import subprocess
+    import sys
+
+    path = write('{consul: "c:1", jobs: [{name: "a", exec: "x"}]}')
+    code = ("import sys; from pypilot.config import load; load(sys.argv[1], {}); "
+            "print('psutil' in sys.modules, 'pypilot.config.template' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

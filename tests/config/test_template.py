@@ -1,0 +1,111 @@
+"""Template golden cases (§2.2) and the engine's edges."""
+
+from __future__ import annotations
+
+import pytest
+
+from pypilot.config import render
+from pypilot.config.template import TemplateError, go_float
+from pypilot.config.template import render as render_text
+
+ENV = {"NAME": "Template", "PARTS": "a:b:c", "COUNT": "3", "NAME_1": "Template", "EQ": "a=b=c"}
+
+GOLDEN = [
+    ("Hello, {{.NAME}}!", "Hello, Template!"),
+    ("Hello, {{.NONAME}}!", "Hello, !"),
+    ("{{.NONAME}}", ""),
+    ("{{ loop 2 5 }}", "[2 3 4]"),
+    ("{{ loop 10 1 }}", "[10 9 8 7 6 5 4 3 2]"),
+    ("{{ loop 5 1 }}", "[5 4 3 2]"),
+    ("{{ loop 5 }}", "[0 1 2 3 4]"),
+    ("{{ loop .COUNT }}", "[0 1 2]"),
+    ("{{ loop 1 .COUNT }}", "[1 2]"),
+    ("{{ range $i := loop 2 5 -}}i={{$i}},{{ end }}", "i=2,i=3,i=4,"),
+    ('Hello, {{ env (printf "NA%s" "ME_1") }}!', "Hello, Template!"),
+    ('Hello, {{.NONAME | default "World" }}!', "Hello, World!"),
+    ("Hello, {{.NONAME | default 100 }}!", "Hello, 100!"),
+    ("Hello, {{.NONAME | default 10.1 }}!", "Hello, 10.1!"),
+    ('Hello, {{.PARTS | split ":" | join "." }}!', "Hello, a.b.c!"),
+    ('Hello, {{.NAME | replaceAll "e" "_" }}!', "Hello, T_mplat_!"),
+    ('Hello, {{.NAME | regexReplaceAll "[epa]+" "_" }}!', "Hello, T_m_l_t_!"),
+    ('{{ split ":" "" }}', "[]"),
+    ('{{ regexReplaceAll "(a)(b)?" "<$1${2}>" "xaab" }}', "x<a><ab>"),
+    # the `=` truncation bug of CP is fixed: the full value, like env
+    ("{{ .EQ }}|{{ env \"EQ\" }}", "a=b=c|a=b=c"),
+    # Go built-ins and actions
+    ("a {{- /* comment */ -}} b", "ab"),
+    ("a  {{- .NAME }}", "aTemplate"),
+    ("{{ .NAME -}}  \n b", "Templateb"),
+    ("{{if .NAME}}y{{else}}n{{end}}", "y"),
+    ("{{if .X}}y{{else if .NAME}}z{{else}}n{{end}}", "z"),
+    ("{{with .NAME}}{{.}}{{end}}{{with .X}}x{{else}}e{{end}}", "Templatee"),
+    ('{{define "x"}}[{{.}}]{{end}}{{template "x" .NAME}}', "[Template]"),
+    ('{{block "b" .COUNT}}<{{.}}>{{end}}', "<3>"),
+    ("{{ $x := 5 }}{{ $x = 6 }}{{ $x }}", "6"),
+    ('{{ range $i, $v := split ":" .PARTS }}{{$i}}{{$v}}{{end}}', "0a1b2c"),
+    ('{{ range split ":" "" }}x{{else}}empty{{end}}', "empty"),
+    ('{{ index (split ":" .PARTS) 1 }}', "b"),
+    ('{{ printf "%d-%s-%v" 3 "a" true }}', "3-a-true"),
+    ("{{ len .NAME }}", "8"),
+    ('{{ eq .NAME "Template" }} {{ ne 1 2 }} {{ lt 1 2 }} {{ ge 2 2 }}', "true true true true"),
+    ('{{ and 1 0 }} {{ or 0 "x" }} {{ not "" }}', "0 x true"),
+    ('{{ print 1 2 "a" 3 }}|{{ println "a" 1 }}', "1 2a3|a 1\n"),
+    ('{{ html "<a href=\'x\'>" }}', "&lt;a href=&#39;x&#39;&gt;"),
+    ('{{ js "it\'s <b>" }}', "it\\'s \\x3Cb\\x3E"),
+    ('{{ urlquery "a b&c" }}', "a+b%26c"),
+    ("{{ 1e6 }} {{ 3.5 }} {{ 0x10 }} {{ 'a' }} {{ true }} {{ -3 }}", "1e+06 3.5 16 97 true -3"),
+    ('{{ `raw {{ }}` }}', "raw {{ }}"),
+    ("no actions at all", "no actions at all"),
+]
+
+
+@pytest.mark.parametrize(("tpl", "want"), GOLDEN)
+def test_golden(tpl: str, want: str) -> None:
+    assert render_text(tpl, ENV) == want
+
+
+ERRORS = [
+    ("{{ .NAME.X }}", 'template: :1: executing "" at <.NAME.X>: can\'t evaluate field X in type string'),
+    ("{{ foo }}", 'template: :1: function "foo" not defined'),
+    ("{{ if }}", "template: :1: missing value for if"),
+    ("{{ end }}", "template: :1: unexpected {{end}}"),
+    ("{{ if 1 }}", "template: :1: unexpected EOF"),
+    ("{{ .X", "template: :1: unclosed action"),
+    ("a\n{{ call .X }}", "template: :2: unsupported: {{call}} is not supported by pypilot's template engine"),
+    ("{{ range 5 }}{{ end }}", "template: :1: unsupported: range over an integer"),
+    ("{{ loop 1 2 3 }}", 'template: :1: executing "" at <loop>: error calling loop: loop: wrong number of '
+                         "arguments, expected 1 or 2, but got 3"),
+    ('{{ loop "x" }}', 'template: :1: executing "" at <loop>: error calling loop: strconv.Atoi: parsing "x": '
+                       "invalid syntax"),
+    ('{{ regexReplaceAll "(" "" "x" }}', None),
+    ("{{ $nope }}", "template: :1: undefined variable: $nope"),
+]
+
+
+@pytest.mark.parametrize(("tpl", "message"), ERRORS)
+def test_errors(tpl: str, message: str | None) -> None:
+    with pytest.raises(TemplateError) as e:
+        render_text(tpl, ENV)
+    if message is not None:
+        assert str(e.value) == message
+    assert str(e.value).startswith("template: :")
+
+
+def test_render_file_uses_environ(write) -> None:
+    assert render(write('{consul: "{{ .HOST }}:8500"}'), {"HOST": "c1"}) == '{consul: "c1:8500"}'
+
+
+def test_template_generates_jobs(write) -> None:
+    from pypilot.config import load
+
+    text = ('{consul: "c:1", jobs: [{{ range $i := loop .N }}'
+            '{name: "job{{ $i }}", exec: "sleep {{ $i }}"},{{ end }}]}')
+    cfg = load(write(text), {"N": "3"})
+    assert [j.name for j in cfg.jobs] == ["job0", "job1", "job2"]
+    assert cfg.jobs[2].exec == ("sleep", "2")
+
+
+@pytest.mark.parametrize(("v", "s"), [(0.5, "0.5"), (100.0, "100"), (1e21, "1e+21"), (1e-5, "1e-05"),
+                                      (123456.0, "123456"), (1234567.0, "1.234567e+06"), (-2.5, "-2.5")])
+def test_go_float(v: float, s: str) -> None:
+    assert go_float(v) == s
