@@ -6,6 +6,8 @@
 # The build stage compiles the wheel (cffi C module) and installs it with its runtime dependencies into a
 # venv at /opt/pypilot; the runtime stage copies only that venv (no compiler, no pip) onto the same base.
 ARG BASE=python:3.11-slim-bookworm
+# the example config baked in as $CONTAINERPILOT; mount or COPY your own over /etc/containerpilot.json5
+ARG CONFIG=examples/pypilot.json5
 
 FROM ${BASE} AS build
 ARG DEBIAN_FRONTEND=noninteractive
@@ -32,8 +34,9 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     cd / && /opt/pypilot/bin/python -c 'import pypilot._reaper'
 
 FROM ${BASE}
+ARG CONFIG
 COPY --from=build /opt/pypilot /opt/pypilot
-COPY examples/image.json5 /etc/containerpilot.json5
+COPY ${CONFIG} /etc/containerpilot.json5
 ENV PATH=/opt/pypilot/bin:$PATH \
     CONTAINERPILOT=/etc/containerpilot.json5 \
     PYTHONDONTWRITEBYTECODE=1

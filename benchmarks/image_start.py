@@ -102,7 +102,11 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "bench.json5"
-            config.write_text(json.dumps({"jobs": [{"name": "first", "exec": ["sh", "-c", JOB]}]}))
+            config.write_text(
+                json.dumps(
+                    {"consul": "localhost:8500", "jobs": [{"name": "first", "exec": ["sh", "-c", JOB]}]}
+                )
+            )
             for which in samples:  # warm-up: page cache, podman's own first-run work
                 one_run(pm, which, config)
             for _ in range(opts.runs):

@@ -48,8 +48,7 @@ if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends podman runc debootstrap containernetworking-plugins \
-        fuse-overlayfs uidmap iptables >/dev/null
+    apt-get install -y -qq podman runc debootstrap >/dev/null
 fi
 
 mkdir -p "$cache" "$runroot"

@@ -27,6 +27,11 @@ HERE = Path(__file__).resolve().parent
 BUILD_SH = HERE / "build.sh"
 STOP_TIMEOUT = 10  # podman stop -t: SIGTERM, then SIGKILL after this many seconds
 LAYER_TARGET = 30 * 1000 * 1000  # pypilot's layer over its Python base, bytes (podman reports SI units)
+# examples/pypilot.json5, baked into the image: what its jobs show once they run
+EXAMPLE_FIRST_OUTPUT = "preparing"  # the setup job
+EXAMPLE_TICK = re.compile(r"tick: \d\d:\d\d:\d\d")  # the periodic job
+EXAMPLE_WEB = ("http://127.0.0.1:8080/index.html", "ready")  # the web job serves what setup wrote
+EXAMPLE_JOBS = ("setup", "web", "tick")
 UNDEFINED_FLAG = re.compile(
     r"flag provided but not defined|unrecognized argument|no such option|unknown (flag|option)"
 )
@@ -122,7 +127,7 @@ def podman() -> Iterator[Podman]:
 def container(podman: Podman) -> str:
     """One container of the image as built: its example config, default command."""
     name = podman.run_detached()
-    wait_for(lambda: "hello from pypilot" in podman.logs(name), 30, "the example job's output")
+    wait_for(lambda: EXAMPLE_FIRST_OUTPUT in podman.logs(name), 30, "the example job's output")
     return name
 
 
@@ -186,8 +191,16 @@ def test_pypilot_is_pid_1(podman: Podman, container: str) -> None:
 
 
 def test_example_jobs_run(podman: Podman, container: str) -> None:
-    wait_for(lambda: re.search(r"hello from pypilot", podman.logs(container)), 10, "the hello job")
-    wait_for(lambda: re.search(r"tick \d\d:\d\d:\d\d", podman.logs(container)), 15, "the ticker job")
+    wait_for(lambda: EXAMPLE_FIRST_OUTPUT in podman.logs(container), 10, "the setup job's output")
+    wait_for(lambda: EXAMPLE_TICK.search(podman.logs(container)), 15, "the periodic job's output")
+    url, body = EXAMPLE_WEB
+    fetch = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=2).read().decode())"
+
+    def served() -> bool:
+        p = podman("exec", container, "python3", "-c", fetch, check=False)
+        return p.returncode == 0 and body in p.stdout
+
+    wait_for(served, 20, f"the web job to serve {url}", interval=0.3)
     assert podman.state(container)[0] == "running"
 
 
@@ -243,7 +256,7 @@ def test_status(podman: Podman, container: str) -> None:
         return q.stdout if q.returncode == 0 else ""
 
     out = wait_for(status, 15, "pypilot status to succeed", interval=0.3)
-    assert "hello" in out and "ticker" in out, out
+    assert all(job in out for job in EXAMPLE_JOBS), out
 
 
 # --- the container's lifecycle ------------------------------------------------------------------
@@ -251,7 +264,7 @@ def test_status(podman: Podman, container: str) -> None:
 
 def test_podman_stop_exits_0_quickly(podman: Podman) -> None:
     name = podman.run_detached()
-    wait_for(lambda: "hello from pypilot" in podman.logs(name), 30, "the example job's output")
+    wait_for(lambda: EXAMPLE_FIRST_OUTPUT in podman.logs(name), 30, "the example job's output")
     t0 = time.monotonic()
     podman("stop", "-t", str(STOP_TIMEOUT), name, timeout=STOP_TIMEOUT + 30)
     took = time.monotonic() - t0
@@ -282,6 +295,7 @@ def test_bad_config_exits_nonzero(
 
 
 MAIN_JOB = """{
+  consul: "localhost:8500",
   jobs: [
     {name: "app", exec: ["sh", "-c", "echo app starting; sleep 0.5; exit 7"], main: true},
     {name: "sidecar", exec: ["sleep", "infinity"], restarts: "unlimited"},
@@ -330,7 +344,7 @@ def test_users_dockerfile_adds_pypilot_in_three_lines(podman: Podman, tmp_path: 
     """The README's tini-style use: a user's own image (same Python base) takes pypilot's venv."""
     (tmp_path / "Containerfile").write_text(USER_DOCKERFILE.format(base=podman.base, image=podman.image))
     (tmp_path / "containerpilot.json5").write_text(
-        '{jobs: [{name: "app", exec: ["sh", "-c", "echo user app up; exec sleep infinity"]}]}'
+        '{consul: "localhost:8500", jobs: [{name: "app", exec: ["sh", "-c", "echo user app up; sleep 600"]}]}'
     )
     tag = f"localhost/pypilot-user-test:{uuid.uuid4().hex[:8]}"
     podman("build", "--pull=never", "--format", "docker", "-t", tag, str(tmp_path), timeout=300)
