@@ -12,12 +12,12 @@ really runs at shutdown, and ``when.all`` (start once several triggers have all 
 
 from __future__ import annotations
 
-import os
 from typing import Protocol
 
 from pypilot import events as ev
 from pypilot import logs, reaper
 from pypilot.config.model import UNLIMITED, JobConfig
+from pypilot.config.names import env_name
 from pypilot.events import Event
 from pypilot.health import HealthChecks, request_for
 from pypilot.loop import Loop, Timer
@@ -27,6 +27,16 @@ IDLE, UNKNOWN, HEALTHY, UNHEALTHY, MAINTENANCE = "idle", "unknown", "healthy", "
 SIGNAL_SOURCES = ("SIGHUP", "SIGUSR2")
 
 
+class Registry(Protocol):
+    """Service discovery as jobs see it (Consul, in the discovery worker): fire and forget."""
+
+    def register(self, job: Job, status: str) -> None: ...
+
+    def heartbeat(self, job: Job) -> None: ...
+
+    def deregister(self, job: Job) -> None: ...
+
+
 class Context(Protocol):
     """What a job needs from the supervisor that owns it."""
 
@@ -34,26 +44,13 @@ class Context(Protocol):
     reaper: reaper.Reaper
     bus: ev.Bus
     health: HealthChecks | None
+    discovery: Registry | None
 
     def job_completed(self, job: Job) -> None: ...
 
     def main_job_ended(self, job: Job) -> None: ...
 
     def stop_grace(self, job: Job) -> float: ...
-
-
-def env_name(command: str) -> str:
-    """CP's ENVNAME for ``CONTAINERPILOT_<ENVNAME>_PID``: basename, no extension, runs of
-    non-alphanumerics to one ``_``, upper case (``test-Case--now.sh`` → ``TEST_CASE_NOW``)."""
-    base = os.path.basename(command).split(".", 1)[0]
-    out, last = [], ""
-    for c in base:
-        c = c if c.isascii() and c.isalnum() else "_"
-        if c == "_" and last == "_":
-            continue
-        out.append(c)
-        last = c
-    return "".join(out).upper()
 
 
 class Job:
@@ -102,7 +99,7 @@ class Job:
                 ctx.reaper,
                 raw=cfg.raw_logging,
                 timeout=timeout,
-                env_name=env_name(cfg.exec[0]),
+                env_name=env_name(cfg.name),
             )
         self._timers: dict[str, Timer] = {}
         # health (CP §3.7), with beyond-CP thresholds and initial delay
@@ -120,6 +117,8 @@ class Job:
             self._every("run-every", self.interval, self._on_tick)
         if self.cfg.health is not None and self.cfg.health.interval > 0:
             self._every("heartbeat", self.cfg.health.interval, self._on_heartbeat)
+        if self.cfg.has_service and self.cfg.initial_status and self.ctx.discovery is not None:
+            self.ctx.discovery.register(self, self.cfg.initial_status)  # CP §6.3: before startup
         timeout = self.cfg.when.timeout
         if timeout and not self.interval and (self.start_event is not None or self.pending_triggers):
             self._once("wait-timeout", timeout, self._on_start_timeout)
@@ -140,6 +139,8 @@ class Job:
             self._on_quit(event)
         elif code == ev.ENTER_MAINTENANCE and source == ev.GLOBAL:
             self.status = MAINTENANCE
+            if self.cfg.has_service and self.ctx.discovery is not None:
+                self.ctx.discovery.deregister(self)
             if event == self.start_event:
                 self._on_start()
         elif code == ev.EXIT_MAINTENANCE and source == ev.GLOBAL:
@@ -221,7 +222,11 @@ class Job:
             return
         if self.started_at is None or self.ctx.loop.now() - self.started_at < health.initial_delay:
             return
-        if self.check_request is None or self.ctx.health is None or self.check_in_flight:
+        if self.check_request is None:
+            if self.cfg.has_service and self.ctx.discovery is not None:
+                self.ctx.discovery.heartbeat(self)  # a port-only service is healthy while it runs
+            return
+        if self.ctx.health is None or self.check_in_flight:
             return  # CP blocked the job's loop behind a slow check; we skip the tick instead
         self.check_in_flight = True
         self.ctx.health.check(self.check_request, self._on_check_done)
@@ -242,6 +247,8 @@ class Job:
             if health is None or self.passes_in_a_row >= health.success_threshold:
                 self.status = HEALTHY
                 self.ctx.bus.publish(Event(ev.HEALTHY, self.name))
+                if self.cfg.has_service and self.ctx.discovery is not None:
+                    self.ctx.discovery.heartbeat(self)
         else:
             self.passes_in_a_row, self.fails_in_a_row = 0, self.fails_in_a_row + 1
             if health is None or self.fails_in_a_row >= health.failure_threshold:
@@ -416,6 +423,8 @@ class Job:
             cmd.signal(self.cfg.stop_signal)
             grace = self.ctx.stop_grace(self)
             self.ctx.loop.call_later(grace, cmd.kill)
+        if self.cfg.has_service and self.ctx.discovery is not None:
+            self.ctx.discovery.deregister(self)
         self.ctx.bus.unsubscribe(self)
         self.ctx.bus.publish(Event(ev.STOPPED, self.name))
         self.ctx.job_completed(self)

@@ -18,7 +18,8 @@ from pypilot import logs, reaper
 from pypilot.config.model import Config
 from pypilot.events import Event
 from pypilot.health import HealthChecks
-from pypilot.jobs import Job
+from pypilot.config.names import ip_var
+from pypilot.jobs import Job, Registry
 from pypilot.loop import Loop, Timer
 from pypilot.reload import Reload
 
@@ -36,6 +37,10 @@ class Supervisor:
         self.bus = ev.Bus()
         self.is_pid1 = os.getpid() == 1
         self.health: HealthChecks | None = None
+        self.discovery: Registry | None = None
+        for cfg in config.jobs:
+            if cfg.has_service and cfg.ip:
+                os.environ[ip_var(cfg.name)] = cfg.ip
         self.jobs = [Job(cfg, self) for cfg in config.jobs]
         if any(job.check_request is not None for job in self.jobs):
             self.health = HealthChecks(self.loop, self.reaper)  # its worker starts with the first check
