@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pypilot import events as ev
 from pypilot import logs, reaper
 from pypilot.config.model import Config
+from pypilot.config.names import ip_var
 from pypilot.events import Event
 from pypilot.health import HealthChecks
-from pypilot.config.names import ip_var
 from pypilot.jobs import Job, Registry
 from pypilot.loop import Loop, Timer
 from pypilot.reload import Reload
