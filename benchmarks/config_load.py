@@ -32,7 +32,8 @@ def make_config(n: int) -> str:
                         f' when: {{interval: "{i % 7 + 1}s"}}, restarts: "unlimited", timeout: "500ms",'
                         f' logging: {{raw: true}}}} /* task {i} */')
     return ("{\n  consul: \"{{ .CONSUL | default \"localhost\" }}:8500\",\n"
-            "  logging: {level: \"INFO\"},\n  jobs: [\n    " + ",\n    ".join(jobs) + "\n  ],\n  watches: [{name: \"db\", interval: 5}],\n}\n")
+            "  logging: {level: \"INFO\"},\n  jobs: [\n    " + ",\n    ".join(jobs) + "\n  ],\n"
+            "  watches: [{name: \"db\", interval: 5}],\n}\n")
 
 
 def time_load(path: str, runs: int) -> tuple[float, float]:
