@@ -32,8 +32,11 @@ EXAMPLE_FIRST_OUTPUT = "preparing"  # the setup job
 EXAMPLE_TICK = re.compile(r"tick: \d\d:\d\d:\d\d")  # the periodic job
 EXAMPLE_WEB = ("http://127.0.0.1:8080/index.html", "ready")  # the web job serves what setup wrote
 EXAMPLE_JOBS = ("setup", "web", "tick")
-UNDEFINED_FLAG = re.compile(
+# what pypilot says for a control-plane feature it does not have yet (the flag is unknown, or known but the
+# control package is not in the build); the tests of those features skip on it
+NOT_YET = re.compile(
     r"flag provided but not defined|unrecognized argument|no such option|unknown (flag|option)"
+    r"|not available in this build|not implemented"
 )
 
 
@@ -235,8 +238,8 @@ def test_orphans_are_reaped(podman: Podman, container: str) -> None:
 
 def test_ping_and_healthcheck(podman: Podman, container: str) -> None:
     p = podman("exec", container, "pypilot", "-ping", check=False)
-    if p.returncode == 2 and UNDEFINED_FLAG.search(p.stderr + p.stdout):
-        pytest.skip("pypilot -ping is not implemented yet (control plane issue)")
+    if p.returncode != 0 and NOT_YET.search(p.stderr + p.stdout):
+        pytest.skip(f"pypilot -ping is not implemented yet (control plane issue): {p.stderr.strip()}")
 
     def pings() -> bool:
         return podman("exec", container, "pypilot", "-ping", check=False).returncode == 0
@@ -248,8 +251,8 @@ def test_ping_and_healthcheck(podman: Podman, container: str) -> None:
 
 def test_status(podman: Podman, container: str) -> None:
     p = podman("exec", container, "pypilot", "status", check=False)
-    if p.returncode == 2 and UNDEFINED_FLAG.search(p.stderr + p.stdout):
-        pytest.skip("pypilot status is not implemented yet (control plane issue)")
+    if p.returncode != 0 and NOT_YET.search(p.stderr + p.stdout):
+        pytest.skip(f"pypilot status is not implemented yet (control plane issue): {p.stderr.strip()}")
 
     def status() -> str:
         q = podman("exec", container, "pypilot", "status", check=False)
