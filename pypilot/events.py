@@ -89,8 +89,9 @@ class Bus:
         """Observers (metrics, the event stream) see every event after the subscribers."""
         self._listeners.append(fn)
 
-    def publish(self, event: Event) -> None:
-        self._queue.append(event)
+    def publish(self, *events: Event) -> None:
+        """Deliver ``events`` (queued behind any in delivery); several are adjacent in the order."""
+        self._queue.extend(events)
         if self._delivering:
             return
         self._delivering = True

@@ -75,14 +75,17 @@ class Job:
         elif when.all:
             self.start_event = None
             self.pending_triggers = {Event(t.event, t.source) for t in when.all}
-        elif when.source in SIGNAL_SOURCES:
+        elif when.source in SIGNAL_SOURCES:  # once/each are ignored for signal sources
             self.start_event, self.starts_remain = Event(ev.SIGNAL, when.source), UNLIMITED
-        elif when.once:
-            self.start_event = Event(when.once, when.source or ev.GLOBAL)
+        elif when.once:  # CP: with no source the event can never match ("")
+            self.start_event = Event(when.once, when.source or "")
         elif when.each:
-            self.start_event, self.starts_remain = Event(when.each, when.source or ev.GLOBAL), UNLIMITED
-        elif when.source:
-            self.start_event, self.starts_remain = None, 0  # CP: a source with no event is inert
+            self.start_event, self.starts_remain = Event(when.each, when.source or ""), UNLIMITED
+        elif when.source is not None:
+            self.start_event, self.starts_remain = (
+                None,
+                0,
+            )  # CP: a source with no event (or `when: {}`) is inert
         self.restart_limit = cfg.restarts
         self.restarts_remain = cfg.restarts
         self.stopping_wait: Event | None = None  # Stopped{<preStop dependent>}, set by the supervisor
@@ -364,8 +367,7 @@ class Job:
             self.last_exit = 127
             logs.error(f"unable to start {self.name}: {start_error}")
             self._count_failure(0.0)
-            bus.publish(Event(ev.EXIT_FAILED, self.name))
-            bus.publish(Event(ev.ERROR, start_error))
+            bus.publish(Event(ev.EXIT_FAILED, self.name), Event(ev.ERROR, start_error))
             return
         assert status is not None and self.command is not None
         self.last_exit = reaper.exit_code(status)
@@ -378,8 +380,7 @@ class Job:
             err = reaper.describe(status)
             self._count_failure(ran_for)
             logs.error(f"{self.name} exited with error: {err}")
-            bus.publish(Event(ev.EXIT_FAILED, self.name))
-            bus.publish(Event(ev.ERROR, f"{self.name}: {err}"))
+            bus.publish(Event(ev.EXIT_FAILED, self.name), Event(ev.ERROR, f"{self.name}: {err}"))
 
     def _count_failure(self, ran_for: float) -> None:
         backoff = self.cfg.backoff
