@@ -84,6 +84,10 @@ def run(config_path: str | None) -> int:
     except (ConfigError, ValueError) as e:
         logs.fatal_early(str(e))
         return 1
+    if logs.enabled(logs.DEBUG):
+        import orjson
+
+        logs.debug(f"loaded config: {orjson.dumps(config).decode()}")
     from pypilot.supervisor import Supervisor
 
     return Supervisor(config, sigfd).run()
