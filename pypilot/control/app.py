@@ -1,0 +1,412 @@
+"""The control worker's Falcon app: ContainerPilot 3's endpoints, byte for byte, and pypilot's own.
+
+``ROUTES`` is the one table of paths and methods: the middleware answers 404/405 from it (CP's exact
+bodies on CP's paths, JSON on pypilot's), answers ``/v3/ping`` for any method, rejects bodies over
+1 MiB, and reports every answered request to PID 1 for the ``(code, path)`` counters. Resources
+validate what they can here (JSON, types, signal names) and forward the rest to PID 1 through the
+``Link``; a reply that does not come in time is a 503, never a hang.
+
+Bodies on CP's paths are CP's (``\\n``, ``Unprocessable Entity\\n`` …, ``text/plain; charset=utf-8``);
+the reason for a rejection is in the ``X-Pypilot-Error`` header, so CP clients see exactly what CP sent.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import falcon
+import orjson
+
+from pypilot.control.plane import parse_signal, valid_env
+from pypilot.control.worker import Link
+
+MAX_BODY = 1 << 20
+TEXT = "text/plain; charset=utf-8"
+ERROR_HEADER = "X-Pypilot-Error"
+KEEPALIVE = 15.0  # seconds between comments on an idle event stream (finds clients that left)
+
+
+@dataclass(frozen=True)
+class Route:
+    label: str  # the path, or its template: the counter's path label and the OpenAPI key
+    methods: frozenset[str]
+    cp: bool  # one of ContainerPilot 3's: text bodies
+
+
+_POST, _GET = frozenset({"POST"}), frozenset({"GET", "HEAD"})
+ROUTES: dict[str, Route] = {
+    r.label: r
+    for r in (
+        Route("/v3/environ", _POST, True),
+        Route("/v3/reload", _POST, True),
+        Route("/v3/metric", _POST, True),
+        Route("/v3/maintenance/enable", _POST, True),
+        Route("/v3/maintenance/disable", _POST, True),
+        Route("/v3/ping", frozenset({"*"}), True),
+        Route("/v3/status", _GET, False),
+        Route("/v3/events", _GET, False),
+        Route("/v3/openapi.json", _GET, False),
+        *(Route(f"/v3/jobs/{{name}}/{a}", _POST, False) for a in ("signal", "stop", "start", "restart")),
+    )
+}
+_JOB_PATH = re.compile(r"/v3/jobs/([^/]+)/(signal|stop|start|restart)")
+
+
+def classify(path: str) -> Route | None:
+    route = ROUTES.get(path)
+    if route is not None:
+        return route
+    m = _JOB_PATH.fullmatch(path)
+    return ROUTES[f"/v3/jobs/{{name}}/{m.group(2)}"] if m else None
+
+
+# --- responses --------------------------------------------------------------------------------------
+
+
+def text(resp: falcon.Response, status: int, body: str, why: str = "") -> None:
+    resp.status = status
+    resp.content_type = TEXT
+    resp.text = body
+    if status >= 400:
+        resp.set_header("X-Content-Type-Options", "nosniff")  # Go's http.Error
+    if why:
+        resp.set_header(ERROR_HEADER, _header_safe(why))
+
+
+def cp_error(resp: falcon.Response, status: int, why: str = "") -> None:
+    """Go's ``http.Error(w, http.StatusText(code), code)``."""
+    reason = falcon.code_to_http_status(status).split(" ", 1)[1]
+    text(resp, status, reason + "\n", why)
+
+
+def json(resp: falcon.Response, status: int, data: Any) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = orjson.dumps(data) + b"\n"
+
+
+def error(resp: falcon.Response, route: Route, status: int, why: str) -> None:
+    if route.cp:
+        cp_error(resp, status, why)
+    else:
+        json(resp, status, {"error": why})
+        resp.set_header(ERROR_HEADER, _header_safe(why))
+
+
+def _header_safe(s: str) -> str:
+    s = "".join(c if " " <= c <= "~" else "?" for c in s)
+    return s[:500]
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(why)
+        self.status, self.why = status, why
+
+
+def read_body(req: falcon.Request) -> bytes:
+    if req.content_length is not None and req.content_length > MAX_BODY:
+        raise Rejected(413, f"the body is over {MAX_BODY} bytes")
+    data = req.bounded_stream.read(MAX_BODY + 1)
+    if len(data) > MAX_BODY:
+        raise Rejected(413, f"the body is over {MAX_BODY} bytes")
+    return bytes(data)
+
+
+def read_json(req: falcon.Request, status: int = 422) -> Any:
+    data = read_body(req)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise Rejected(status, f"the body is not valid JSON: {e}") from None
+
+
+def go_value(v: Any) -> str:
+    """Go's ``%v`` of a value decoded by encoding/json into ``interface{}`` (numbers are float64)."""
+    if v is None:
+        return "<nil>"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return go_float(float(v))
+    if isinstance(v, str):
+        return v
+    if isinstance(v, list):
+        return "[" + " ".join(go_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "map[" + " ".join(f"{k}:{go_value(v[k])}" for k in sorted(v)) + "]"
+    return str(v)
+
+
+def go_float(f: float) -> str:
+    """``strconv.FormatFloat(f, 'g', -1, 64)``, which ``%v`` prints: 1 → ``1``, 1e6 → ``1e+06``."""
+    if math.isnan(f):
+        return "NaN"
+    if math.isinf(f):
+        return "+Inf" if f > 0 else "-Inf"
+    sign = "-" if math.copysign(1.0, f) < 0 else ""
+    if f == 0:
+        return sign + "0"
+    _, digit_tuple, exp = Decimal(repr(abs(f))).as_tuple()
+    assert isinstance(exp, int)
+    raw = "".join(map(str, digit_tuple))
+    dp = len(raw) + exp - (len(raw) - len(raw.lstrip("0")))  # decimal point position: 0.DIGITS × 10^dp
+    digits = raw.strip("0")
+    nd = len(digits)
+    eprec = nd if nd >= dp and nd < 6 else 6
+    x = dp - 1
+    if x < -4 or x >= eprec:
+        mant = digits[0] + ("." + digits[1:] if nd > 1 else "")
+        return f"{sign}{mant}e{'-' if x < 0 else '+'}{abs(x):02d}"
+    if dp <= 0:
+        return f"{sign}0.{'0' * -dp}{digits}"
+    if dp >= nd:
+        return sign + digits + "0" * (dp - nd)
+    return f"{sign}{digits[:dp]}.{digits[dp:]}"
+
+
+# --- the app ----------------------------------------------------------------------------------------
+
+
+class Forward:
+    """Shared by the resources: a request to PID 1, its reply or None after the timeout."""
+
+    def __init__(self, link: Link, settings: dict[str, Any]) -> None:
+        self.link = link
+        self.timeout = float(settings.get("timeout", 5.0))
+        self.reload_timeout = float(settings.get("reload_timeout", 60.0))
+
+    def __call__(self, kind: str, timeout: float | None = None, **args: Any) -> tuple[int, Any]:
+        reply = self.link.call(kind, self.timeout if timeout is None else timeout, **args)
+        if reply is None:
+            raise Rejected(503, f"pypilot did not answer the {kind} request in time")
+        return int(reply.get("status", 500)), reply.get("data")
+
+
+class Gate:
+    """Middleware: 404/405 from ``ROUTES``, ``/v3/ping``, rejections, and the request counters."""
+
+    def __init__(self, forward: Forward) -> None:
+        self.forward = forward
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        route = classify(req.path)
+        req.context.route = route
+        if route is None:
+            text(resp, 404, "404 page not found\n")
+            resp.complete = True
+        elif "*" in route.methods:  # /v3/ping: any method; PID 1 answers, so it proves PID 1 is alive
+            try:
+                status, data = self.forward("ping")
+            except Rejected as e:
+                cp_error(resp, e.status, e.why)
+            else:
+                if status == 200:
+                    text(resp, 200, "\n")
+                else:
+                    cp_error(resp, status, str((data or {}).get("error", "")))
+            resp.complete = True
+        elif req.method not in route.methods:
+            why = f"{req.method} is not allowed on {req.path}; use {'/'.join(sorted(route.methods))}"
+            error(resp, route, 405, why)
+            resp.set_header("Allow", ", ".join(sorted(route.methods)))
+            resp.complete = True
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        route = getattr(req.context, "route", None)
+        try:
+            code = int(str(resp.status).split(" ", 1)[0])
+        except ValueError:
+            code = 0
+        self.forward.link.send({"op": "count", "code": code, "path": route.label if route else "other"})
+
+
+def handle_rejected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    assert isinstance(ex, Rejected)
+    route = getattr(req.context, "route", None) or ROUTES["/v3/status"]
+    error(resp, route, ex.status, ex.why)
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    if isinstance(ex, falcon.HTTPError):  # waitress/falcon-level problems (bad headers …)
+        route = getattr(req.context, "route", None) or ROUTES["/v3/status"]
+        error(resp, route, ex.status_code, ex.title or "bad request")
+        return
+    route = getattr(req.context, "route", None) or ROUTES["/v3/status"]
+    error(resp, route, 500, f"internal error: {type(ex).__name__}: {ex}")
+
+
+class _CP:
+    """A CP POST endpoint: an answer from PID 1 is ``\\n`` on 200, CP's status text otherwise."""
+
+    def __init__(self, forward: Forward) -> None:
+        self.forward = forward
+
+    def answer(self, resp: falcon.Response, status: int, data: Any) -> None:
+        if status == 200:
+            text(resp, 200, "\n")
+        else:
+            cp_error(resp, status, str((data or {}).get("error", "")))
+
+
+class Environ(_CP):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = read_json(req)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise Rejected(422, "the body must be a JSON object of strings")
+        env = {k: "" if v is None else v for k, v in body.items()}
+        why = valid_env(env)
+        if why is not None:
+            raise Rejected(422, why)
+        self.answer(resp, *self.forward("environ", env=env))
+
+
+class Metric(_CP):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = read_json(req)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise Rejected(422, "the body must be a JSON object")
+        self.answer(resp, *self.forward("metric", metrics={k: go_value(v) for k, v in body.items()}))
+
+
+class Maintenance(_CP):
+    def __init__(self, forward: Forward, enable: bool) -> None:
+        super().__init__(forward)
+        self.enable = enable
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        read_body(req)
+        self.answer(resp, *self.forward("maintenance", enable=self.enable))
+
+
+class Reload(_CP):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        read_body(req)
+        status, data = self.forward("reload", self.forward.reload_timeout)
+        if status != 200 or not isinstance(data, dict):
+            self.answer(resp, status, data)
+        elif data.get("reloaded") and "application/json" not in (req.accept or ""):
+            text(resp, 200, "\n")  # CP's answer, for CP's clients
+        else:  # a rejected or rolled-back reload is still 200 (CP clients), with why in the body
+            json(resp, 200, data)
+            if not data.get("reloaded"):
+                resp.set_header(ERROR_HEADER, _header_safe(str(data.get("error", ""))))
+
+
+class Status:
+    def __init__(self, forward: Forward) -> None:
+        self.forward = forward
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        status, data = self.forward("status")
+        json(resp, status, data)
+
+    on_head = on_get
+
+
+class Jobs:
+    def __init__(self, forward: Forward) -> None:
+        self.forward = forward
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str, action: str) -> None:
+        args: dict[str, Any] = {}
+        if action == "signal":
+            body = read_json(req, 400)
+            value = body.get("signal") if isinstance(body, dict) else None
+            if not isinstance(body, dict) or "signal" not in body:
+                raise Rejected(422, 'the body must be a JSON object like {"signal": "SIGHUP"}')
+            if parse_signal(value) is None:
+                raise Rejected(422, f"invalid signal {value!r}")
+            args["signal"] = value
+        else:
+            read_body(req)
+        status, data = self.forward("job", name=name, action=action, **args)
+        json(resp, status, data)
+        if status >= 400 and isinstance(data, dict):
+            resp.set_header(ERROR_HEADER, _header_safe(str(data.get("error", ""))))
+
+
+class Events:
+    """``GET /v3/events``: server-sent events, one per bus event, as they happen."""
+
+    def __init__(self, forward: Forward) -> None:
+        self.forward = forward
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "text/event-stream"
+        resp.set_header("Cache-Control", "no-cache")
+        if req.method == "HEAD":
+            return
+        link = self.forward.link
+        q = link.open_stream(self.forward.timeout)
+        if q is None:
+            raise Rejected(503, "pypilot did not answer the subscribe request in time")
+        resp.stream = _stream(link, q)
+
+    on_head = on_get
+
+
+def _stream(link: Link, q: queue.Queue[dict[str, Any] | None]) -> Iterator[bytes]:
+    try:
+        yield b": pypilot events\n\n"
+        while True:
+            try:
+                msg = q.get(timeout=KEEPALIVE)
+            except queue.Empty:
+                yield b": keep-alive\n\n"
+                continue
+            if msg is None:
+                yield b"event: overflow\ndata: {}\n\n"
+                return
+            data = {k: msg[k] for k in ("seq", "code", "source", "name", "time") if k in msg}
+            yield (
+                f"id: {msg.get('seq')}\nevent: {msg.get('code')}\ndata: ".encode()
+                + orjson.dumps(data)
+                + b"\n\n"
+            )
+    finally:
+        link.close_stream(q)
+
+
+class OpenAPI:
+    def __init__(self) -> None:
+        from pypilot.control.openapi import DOCUMENT
+
+        self.data = orjson.dumps(DOCUMENT)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self.data
+
+    on_head = on_get
+
+
+def make_app(link: Link, settings: dict[str, Any]) -> falcon.App:
+    forward = Forward(link, settings)
+    app = falcon.App(middleware=[Gate(forward)], media_type=TEXT)
+    app.req_options.strip_url_path_trailing_slash = False
+    app.req_options.auto_parse_form_urlencoded = False
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(Rejected, handle_rejected)
+    app.add_route("/v3/environ", Environ(forward))
+    app.add_route("/v3/metric", Metric(forward))
+    app.add_route("/v3/reload", Reload(forward))
+    app.add_route("/v3/maintenance/enable", Maintenance(forward, True))
+    app.add_route("/v3/maintenance/disable", Maintenance(forward, False))
+    app.add_route("/v3/status", Status(forward))
+    app.add_route("/v3/events", Events(forward))
+    app.add_route("/v3/openapi.json", OpenAPI())
+    app.add_route("/v3/jobs/{name}/{action}", Jobs(forward))
+    return app

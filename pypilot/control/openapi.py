@@ -1,0 +1,266 @@
+"""The OpenAPI 3 document of the whole control API, served at ``GET /v3/openapi.json``.
+
+A Python module rather than a data file so that it ships in every wheel. The tests check that it
+lists exactly the app's routes and that the app's answers match the responses it documents.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_TEXT = {"text/plain; charset=utf-8": {"schema": {"type": "string"}}}
+_ERR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _cp(op_id: str, summary: str, body: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        "200": {"description": "Done: the body is a single newline (ContainerPilot 3).", "content": _TEXT},
+        "405": _ref("CPMethodNotAllowed"),
+        "413": _ref("CPTooLarge"),
+        "503": _ref("CPUnavailable"),
+    }
+    responses.update(extra)
+    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": responses}
+    if body is not None:
+        op["requestBody"] = body
+    return op
+
+
+def _job(action: str, summary: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "Done.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobResult"}}},
+        },
+        "404": {"description": "No job of that name.", "content": _ERR},
+        "405": _ref("MethodNotAllowed"),
+        "409": {"description": "Nothing to do in the job's state (not running, already running, completed).",
+                "content": _ERR},
+        "413": _ref("TooLarge"),
+        "503": _ref("Unavailable"),
+    }
+    op: dict[str, Any] = {
+        "operationId": f"job_{action}",
+        "summary": summary,
+        "parameters": [{"$ref": "#/components/parameters/JobName"}],
+        "responses": responses,
+    }
+    if body is not None:
+        op["requestBody"] = body
+        responses["400"] = {"description": "The body is not JSON.", "content": _ERR}
+        responses["422"] = {"description": "No signal, or an invalid signal name.", "content": _ERR}
+    return op
+
+
+def _json_body(schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+_PING_METHODS = ("get", "head", "post", "put", "delete", "patch", "options")
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "pypilot control API",
+        "version": "3",
+        "description": (
+            "ContainerPilot 3's control API on the unix socket `control.socket` (HTTP/1.1, host `control`), "
+            "with ContainerPilot's status codes and bodies, plus pypilot's status, event stream and per-job "
+            "control. The reason for any rejection is in the `X-Pypilot-Error` header. Unknown paths get "
+            "404 `404 page not found\\n`; bodies over 1 MiB get 413."
+        ),
+    },
+    "servers": [{"url": "http://control"}],
+    "paths": {
+        "/v3/environ": {
+            "post": _cp(
+                "environ",
+                "Set environment variables for later spawns and reload renders "
+                "(null sets the variable to empty).",
+                _json_body({"type": "object", "nullable": True,
+                            "additionalProperties": {"type": "string", "nullable": True}}),
+                **{"422": _ref("CPUnprocessable")},
+            )
+        },
+        "/v3/reload": {
+            "post": _cp(
+                "reload",
+                "Reload the configuration file: validated first, applied as a diff, rolled back on failure.",
+                **{"200": {
+                    "description": (
+                        "Answered once the reload is done. A CP client gets `\\n` on success; with "
+                        "`Accept: application/json`, or when the new config was rejected or rolled back, the "
+                        "body is the JSON outcome (still 200, as CP clients expect)."
+                    ),
+                    "content": {**_TEXT, "application/json": {
+                        "schema": {"$ref": "#/components/schemas/ReloadResult"}}},
+                }},
+            )
+        },
+        "/v3/metric": {
+            "post": _cp(
+                "metric",
+                "Record metric values (published as Metric events; values formatted as Go's %v).",
+                _json_body({"type": "object", "nullable": True, "additionalProperties": {}}),
+                **{"422": _ref("CPUnprocessable")},
+            )
+        },
+        "/v3/maintenance/enable": {
+            "post": _cp("maintenance_enable",
+                        "Enter maintenance mode (services deregistered, checks paused).")
+        },
+        "/v3/maintenance/disable": {"post": _cp("maintenance_disable", "Leave maintenance mode.")},
+        "/v3/ping": {
+            m: {
+                "operationId": f"ping_{m}",
+                "summary": "Check that the control socket is up and PID 1 answers (any method).",
+                "responses": {
+                    "200": {"description": "`\\n`", "content": _TEXT},
+                    "503": _ref("CPUnavailable"),
+                },
+            }
+            for m in _PING_METHODS
+        },
+        "/v3/status": {
+            "get": {
+                "operationId": "status",
+                "summary": "Every job's state, PID, restarts, last exit, health and backoff; maintenance; "
+                           "the control plane's request counters.",
+                "responses": {
+                    "200": {"description": "The status.", "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}},
+                    "405": _ref("MethodNotAllowed"),
+                    "503": _ref("Unavailable"),
+                },
+            }
+        },
+        "/v3/events": {
+            "get": {
+                "operationId": "events",
+                "summary": "Server-sent events: every bus event as it happens "
+                           "(`id`: sequence number, `event`: code, `data`: JSON).",
+                "responses": {
+                    "200": {"description": "An endless `text/event-stream`; a comment every 15 s while idle.",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                    "405": _ref("MethodNotAllowed"),
+                    "503": _ref("Unavailable"),
+                },
+            }
+        },
+        "/v3/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document.",
+                "responses": {
+                    "200": {"description": "The OpenAPI 3 document.",
+                            "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "405": _ref("MethodNotAllowed"),
+                },
+            }
+        },
+        "/v3/jobs/{name}/signal": {
+            "post": _job(
+                "signal",
+                "Send a signal to the job's process group.",
+                _json_body({
+                    "type": "object",
+                    "required": ["signal"],
+                    "properties": {"signal": {"oneOf": [
+                        {"type": "string", "example": "SIGHUP"},
+                        {"type": "integer", "minimum": 1, "maximum": 64},
+                    ]}},
+                }, required=True),
+            )
+        },
+        "/v3/jobs/{name}/stop": {
+            "post": _job("stop", "Stop the job's process and keep it stopped (no restart, no backoff) "
+                                 "until started.")
+        },
+        "/v3/jobs/{name}/start": {"post": _job("start", "Start the job now (also releases a stopped job).")},
+        "/v3/jobs/{name}/restart": {
+            "post": _job("restart", "Stop the job's process and start it again, with no backoff and "
+                                    "no restart counted.")
+        },
+    },
+    "components": {
+        "parameters": {
+            "JobName": {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+        },
+        "responses": {
+            "CPMethodNotAllowed": {"description": "`Method Not Allowed\\n`", "content": _TEXT},
+            "CPUnprocessable": {
+                "description": "`Unprocessable Entity\\n`: unreadable body, bad JSON, "
+                               "or values of the wrong type.",
+                "content": _TEXT,
+            },
+            "CPTooLarge": {"description": "`Request Entity Too Large\\n`: a body over 1 MiB.",
+                           "content": _TEXT},
+            "CPUnavailable": {"description": "`Service Unavailable\\n`: PID 1 did not answer in time.",
+                              "content": _TEXT},
+            "MethodNotAllowed": {"description": "Wrong method.", "content": _ERR},
+            "TooLarge": {"description": "A body over 1 MiB.", "content": _ERR},
+            "Unavailable": {"description": "PID 1 did not answer in time.", "content": _ERR},
+        },
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "ReloadResult": {
+                "type": "object",
+                "required": ["reloaded"],
+                "properties": {"reloaded": {"type": "boolean"}, "message": {"type": "string"},
+                               "error": {"type": "string"}},
+            },
+            "Job": {
+                "type": "object",
+                "required": ["name", "state", "status"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "state": {"type": "string",
+                              "enum": ["waiting", "running", "backoff", "held", "stopping", "completed"]},
+                    "status": {"type": "string",
+                               "enum": ["idle", "unknown", "healthy", "unhealthy", "maintenance"]},
+                    "pid": {"type": "integer", "nullable": True},
+                    "runs": {"type": "integer"},
+                    "restarts": {"type": "integer"},
+                    "restartsRemaining": {"type": "integer", "nullable": True},
+                    "lastExit": {"type": "integer", "nullable": True},
+                    "failuresInARow": {"type": "integer"},
+                    "backoffUntil": {"type": "number", "nullable": True},
+                },
+                "additionalProperties": True,
+            },
+            "JobResult": {
+                "type": "object",
+                "properties": {"job": {"$ref": "#/components/schemas/Job"}, "signalled": {"type": "boolean"}},
+            },
+            "Status": {
+                "type": "object",
+                "required": ["jobs", "maintenance"],
+                "properties": {
+                    "pid": {"type": "integer"},
+                    "shuttingDown": {"type": "boolean"},
+                    "maintenance": {"type": "boolean"},
+                    "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+                    "watches": {"type": "array", "items": {}},
+                    "control": {
+                        "type": "object",
+                        "properties": {
+                            "socket": {"type": "string"},
+                            "workerPid": {"type": "integer", "nullable": True},
+                            "workerRestarts": {"type": "integer"},
+                            "requests": {"type": "array", "items": {
+                                "type": "object",
+                                "properties": {"code": {"type": "integer"}, "path": {"type": "string"},
+                                               "count": {"type": "integer"}},
+                            }},
+                        },
+                    },
+                },
+                "additionalProperties": True,
+            },
+        },
+    },
+}

@@ -1,0 +1,165 @@
+"""The control worker's main: waitress serving the Falcon app on the socket PID 1 listens on.
+
+The worker gets the listening fd from PID 1 (SCM_RIGHTS, the first byte on its channel), then runs
+waitress on it. ``Link`` is its end of the channel: waitress threads send requests and wait on a
+per-request reply with a timeout (PID 1 busy or gone → the app answers 503, it never hangs); one
+reader thread delivers replies and bus events. The channel closing (PID 1 stopped us, or died) ends
+the worker. Falcon and waitress are imported here, never in PID 1.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import socket
+import threading
+from typing import Any
+
+from pypilot.workers import Decoder, Message, encode
+
+STREAM_QUEUE = 10_000  # events buffered per stream client before it is cut off as too slow
+
+
+class _Pending:
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.reply: Message | None = None
+
+
+class Link:
+    """The worker's end of the channel to PID 1; thread-safe."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        sock.settimeout(10.0)  # a send PID 1 does not drain in 10 s breaks the framing: we exit
+        self._send_lock = threading.Lock()
+        self._pending: dict[int, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._streams: set[queue.Queue[Message | None]] = set()
+        self._streams_lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, name="pid1-link", daemon=True)
+
+    def start(self) -> None:
+        self._reader.start()
+
+    def send(self, msg: Message) -> None:
+        data = encode(msg)
+        with self._send_lock:
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                os._exit(3)  # PID 1 stopped reading us (or a partial frame): a new worker starts clean
+
+    def call(self, kind: str, timeout: float, **args: Any) -> Message | None:
+        """Send one request to PID 1 and wait for its reply; None on timeout."""
+        pending = _Pending()
+        req_id = next(self._ids)
+        self._pending[req_id] = pending
+        try:
+            self.send({"op": "req", "id": req_id, "kind": kind, **args})
+            if not pending.done.wait(timeout):
+                return None
+            return pending.reply
+        finally:
+            self._pending.pop(req_id, None)
+
+    # --- event streams ------------------------------------------------------------------------------
+
+    def open_stream(self, timeout: float) -> queue.Queue[Message | None] | None:
+        """A queue of bus events; the first stream turns forwarding on in PID 1. None on timeout."""
+        q: queue.Queue[Message | None] = queue.Queue(STREAM_QUEUE)
+        with self._streams_lock:
+            first = not self._streams
+            self._streams.add(q)
+            if first and self.call("subscribe", timeout, on=True) is None:
+                self._streams.discard(q)
+                return None
+        return q
+
+    def close_stream(self, q: queue.Queue[Message | None]) -> None:
+        with self._streams_lock:
+            self._streams.discard(q)
+            if not self._streams:
+                self.send({"op": "req", "id": 0, "kind": "subscribe", "on": False})
+
+    def streams(self) -> int:
+        return len(self._streams)
+
+    # --- the reader thread --------------------------------------------------------------------------
+
+    def _read(self) -> None:
+        decoder = Decoder()
+        while True:
+            try:
+                data = self.sock.recv(1 << 16)
+            except TimeoutError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                os._exit(0)  # PID 1 closed the channel: stop serving
+            try:
+                messages = decoder.feed(data)
+            except ValueError:
+                os._exit(3)
+            for msg in messages:
+                self._dispatch(msg)
+
+    def _dispatch(self, msg: Message) -> None:
+        op = msg.get("op")
+        if op == "rep":
+            pending = self._pending.get(msg.get("id", -1))
+            if pending is not None:
+                pending.reply = msg
+                pending.done.set()
+        elif op == "event":
+            for q in tuple(self._streams):
+                try:
+                    q.put_nowait(msg)
+                except queue.Full:  # a client that does not read: cut it off, not the others
+                    self._streams.discard(q)
+                    try:
+                        q.get_nowait()
+                        q.put_nowait(None)
+                    except (queue.Empty, queue.Full):
+                        pass
+
+
+def receive_listener(chan: socket.socket) -> socket.socket:
+    """The listening socket PID 1 passes as the channel's first byte."""
+    chan.setblocking(True)
+    msg, fds, _flags, _addr = socket.recv_fds(chan, 1, 1)
+    if msg != b"L" or not fds:
+        raise RuntimeError("control worker: PID 1 did not pass the listening socket")
+    return socket.socket(fileno=fds[0])
+
+
+def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
+    import logging
+
+    import waitress
+
+    from pypilot import logs
+    from pypilot.control.app import make_app
+
+    listener = receive_listener(chan)
+    link = Link(chan)
+    logs.set_sink(lambda data: link.send({"op": "log", "data": data.decode("utf-8", "replace")}))
+    logging.getLogger("waitress").setLevel(logging.ERROR)
+    link.start()
+    app = make_app(link, settings)
+    server = waitress.create_server(
+        app,
+        sockets=[listener],
+        threads=16,
+        send_bytes=1,  # flush every write at once: event-stream lines must not wait for a buffer
+        max_request_body_size=4 << 20,  # the app rejects over 1 MiB with its own 413; this is a backstop
+        channel_timeout=120,
+        connection_limit=200,
+        ident="pypilot",
+        clear_untrusted_proxy_headers=True,
+    )
+    server.run()
