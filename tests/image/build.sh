@@ -124,4 +124,12 @@ new_id=$(pm image inspect --format '{{.Id}}' "$image")
 if [[ -n $old_id && $old_id != "$new_id" ]]; then
     pm rmi "$old_id" >/dev/null 2>&1 || true # the previous build's image, now untagged
 fi
+# Untagged images of earlier builds are the build-stage cache (removing one removes its cached parents too):
+# keep them, but not without bound.
+dangling=$(pm images -q --filter dangling=true)
+if (($(wc -w <<<"$dangling") > 10)); then
+    log "removing $(wc -w <<<"$dangling") untagged images of earlier builds"
+    # shellcheck disable=SC2086 # one id a word
+    pm rmi -f $dangling >/dev/null 2>&1 || true
+fi
 log "built $image in $((SECONDS - t0)) s"

@@ -102,8 +102,17 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
         time.sleep(interval)
 
 
+# this session's own tag (the layer cache is shared), so that concurrent runs do not remove each other's
+BUILD_ENV = {
+    **os.environ,
+    "PYPILOT_IMAGE": os.environ.get("PYPILOT_IMAGE", f"localhost/pypilot:test-{os.getpid()}"),
+}
+
+
 def _build_env() -> dict[str, str]:
-    out = subprocess.run(["bash", str(BUILD_SH), "--env"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["bash", str(BUILD_SH), "--env"], env=BUILD_ENV, capture_output=True, text=True, check=True
+    ).stdout
     env = {}
     for line in out.splitlines():
         key, _, value = shlex.split(line.removeprefix("export "))[0].partition("=")
@@ -116,7 +125,7 @@ def podman() -> Iterator[Podman]:
     if shutil.which("podman") is None and (os.geteuid() != 0 or shutil.which("apt-get") is None):
         pytest.skip("podman is not installed and cannot be installed here (needs root and apt-get)")
     t0 = time.monotonic()
-    p = subprocess.run(["bash", str(BUILD_SH)], capture_output=True, text=True, timeout=900)
+    p = subprocess.run(["bash", str(BUILD_SH)], env=BUILD_ENV, capture_output=True, text=True, timeout=900)
     if p.returncode != 0:
         pytest.fail(f"tests/image/build.sh failed ({p.returncode}):\n{p.stderr[-4000:]}", pytrace=False)
     print(f"\nimage built in {time.monotonic() - t0:.1f} s")
