@@ -87,7 +87,7 @@ def run(config_path: str | None) -> int:
     if logs.enabled(logs.DEBUG):
         import orjson
 
-        logs.debug(f"loaded config: {orjson.dumps(config).decode()}")
+        logs.debug(f"loaded config: {orjson.dumps(config, default=lambda o: o._asdict()).decode()}")
     from pypilot.supervisor import Supervisor
 
     return Supervisor(config, sigfd).run()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
 
 from pypilot import logs
 
@@ -57,16 +56,35 @@ CP_NAMES = {
 }
 
 
-class Event(NamedTuple):
-    code: str
-    source: str
+class Event(tuple[str, str]):
+    """``(code, source)``; a plain tuple underneath, so it compares and hashes as one."""
+
+    __slots__ = ()
+
+    def __new__(cls, code: str, source: str) -> Event:
+        return tuple.__new__(cls, (code, source))
+
+    @property
+    def code(self) -> str:
+        return self[0]
+
+    @property
+    def source(self) -> str:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"Event({self[0]!r}, {self[1]!r})"
 
     def __str__(self) -> str:
         return f"{{{CP_NAMES.get(self.code, self.code)} {self.source}}}"
 
 
-class Subscriber(Protocol):
-    def receive(self, event: Event) -> None: ...
+TYPE_CHECKING = False  # typing's costs start-up time; mypy reads this name as True
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class Subscriber(Protocol):
+        def receive(self, event: Event) -> None: ...
 
 
 class Bus:

@@ -10,14 +10,18 @@ passes) and TCP (connect passes) checks in threads; its output lines go to PID 1
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable
-from typing import Any
 
 from pypilot import logs
 from pypilot.loop import Loop
 from pypilot.reaper import Reaper, describe
-from pypilot.workers import Message, Worker
+
+TYPE_CHECKING = False  # workers (socket, orjson) load with the first check, not at start-up
+if TYPE_CHECKING:
+    import socket
+    from typing import Any
+
+    from pypilot.workers import Message
 
 ResultCallback = Callable[[bool, str], None]
 
@@ -26,6 +30,8 @@ class HealthChecks:
     """PID 1's handle on the health worker."""
 
     def __init__(self, loop: Loop, reaper: Reaper) -> None:
+        from pypilot.workers import Worker
+
         self.loop = loop
         self.worker = Worker("health", worker_main, loop, reaper, self._on_message, self._on_worker_death)
         self._inflight: dict[int, ResultCallback] = {}
@@ -146,6 +152,8 @@ def _run_check(
 
 
 def _probe(kind: str, target: str, timeout: float) -> tuple[bool, str]:
+    import socket
+
     if kind == "tcp":
         host, _, port = target.rpartition(":")
         with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):

@@ -12,16 +12,22 @@ really runs at shutdown, and ``when.all`` (start once several triggers have all 
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from pypilot import events as ev
 from pypilot import logs, reaper
 from pypilot.config.model import UNLIMITED, JobConfig
 from pypilot.config.names import env_name
 from pypilot.events import Event
-from pypilot.health import HealthChecks, request_for
+from pypilot.health import request_for
 from pypilot.loop import Loop, Timer
 from pypilot.process import Command
+
+TYPE_CHECKING = False  # typing's costs start-up time; mypy reads this name as True
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from pypilot.health import HealthChecks
+else:
+    Protocol = object
 
 IDLE, UNKNOWN, HEALTHY, UNHEALTHY, MAINTENANCE = "idle", "unknown", "healthy", "unhealthy", "maintenance"
 SIGNAL_SOURCES = ("SIGHUP", "SIGUSR2")

@@ -18,10 +18,13 @@ from pypilot import logs, reaper
 from pypilot.config.model import Config
 from pypilot.config.names import ip_var
 from pypilot.events import Event
-from pypilot.health import HealthChecks
 from pypilot.jobs import Job, Registry
 from pypilot.loop import Loop, Timer
-from pypilot.reload import Reload
+
+TYPE_CHECKING = False  # typing's costs start-up time; mypy reads this name as True
+if TYPE_CHECKING:
+    from pypilot.health import HealthChecks
+    from pypilot.reload import Reload
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 EVENT_SIGNALS: dict[int, str] = {signal.SIGHUP: "SIGHUP", signal.SIGUSR2: "SIGUSR2"}
@@ -43,6 +46,8 @@ class Supervisor:
                 os.environ[ip_var(cfg.name)] = cfg.ip
         self.jobs = [Job(cfg, self) for cfg in config.jobs]
         if any(job.check_request is not None for job in self.jobs):
+            from pypilot.health import HealthChecks
+
             self.health = HealthChecks(self.loop, self.reaper)  # its worker starts with the first check
         self.wire_stopping_dependents()
         self._shutting_down = False
@@ -171,6 +176,8 @@ class Supervisor:
             logs.error(f"reload rejected, the running config is kept: {e}")
             done(False, f"invalid config: {e}")
             return
+        from pypilot.reload import Reload
+
         self._reload = Reload(self, new, done)
         self._reload.begin()
 

@@ -8,7 +8,6 @@ which is what CP's ``parse error at line:col [L:C]`` form needs.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,7 +16,6 @@ from .model import Config
 
 __all__ = ["load", "parse_json5", "read_and_render", "render", "validate_all"]
 
-_NEAR = re.compile(r"\s*near (-?\d+)")
 
 
 def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -89,9 +87,12 @@ def highlight_error(text: str, pos: int) -> tuple[int, int, str]:
 
 def _syntax_message(e: Exception) -> tuple[str, int]:
     msg = str(e.args[0]) if e.args else str(e)
-    mpos = _NEAR.search(msg)
+    import re  # only on the error path: re and enum cost ~4 ms of start-up
+
+    near = re.compile(r"\s*near (-?\d+)")
+    mpos = near.search(msg)
     pos = int(mpos.group(1)) if mpos else 0
-    msg = _NEAR.sub("", msg)
+    msg = near.sub("", msg)
     msg = re.sub(r"b'([^']*)'", r"\1", msg)  # pyjson5 prints token names as bytes literals
     msg = re.sub(r"U\+([0-9A-Fa-f]{4,6})", lambda mm: repr(chr(int(mm.group(1), 16))), msg)
     return msg, pos
@@ -148,9 +149,8 @@ def _decode(path: str | None, environ: Mapping[str, str] | None, first: bool,
         return None, errs.errors
     if errs.errors:
         return None, errs.errors
-    import dataclasses
 
-    return dataclasses.replace(cfg, path=path), []
+    return cfg._replace(path=path), []
 
 
 def load(path: str | None, environ: Mapping[str, str] | None = None, *,

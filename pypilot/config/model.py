@@ -9,14 +9,15 @@ keys in snake_case; keys that go beyond ContainerPilot are marked so in their co
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass, field
+
+from .record import Record, field, record
 
 UNLIMITED = -1
 DEFAULT_SOCKET = "/var/run/containerpilot.socket"
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
+@record
+class Backoff(Record):
     """Restart backoff for a crash-looping job (beyond CP): Kubernetes' shape."""
 
     initial: float = 0.1  # delay after the second failed run in a row; the first restart is immediate
@@ -25,8 +26,8 @@ class Backoff:
     reset_after: float = 10.0  # a run at least this long resets the delay
 
 
-@dataclass(frozen=True, slots=True)
-class HealthConfig:
+@record
+class HealthConfig(Record):
     exec: tuple[str, ...] | None = None
     interval: float = 0.0  # seconds (CP: int seconds, required >= 1)
     ttl: int = 0
@@ -40,16 +41,16 @@ class HealthConfig:
     initial_delay: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Trigger:
+@record
+class Trigger(Record):
     """One (source, event) pair that can start a job."""
 
     source: str
     event: str  # a CP event name: exitSuccess, healthy, stopping, changed, ...
 
 
-@dataclass(frozen=True, slots=True)
-class WhenConfig:
+@record
+class WhenConfig(Record):
     """When a job starts. All None = once on ``startup`` from ``global``."""
 
     source: str | None = None
@@ -61,8 +62,8 @@ class WhenConfig:
     all: tuple[Trigger, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class JobConfig:
+@record
+class JobConfig(Record):
     name: str
     exec: tuple[str, ...] | None = None
     port: int = 0
@@ -90,16 +91,16 @@ class JobConfig:
         return self.port != 0
 
 
-@dataclass(frozen=True, slots=True)
-class WatchConfig:
+@record
+class WatchConfig(Record):
     name: str
     interval: int
     tag: str | None = None
     dc: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class MetricConfig:
+@record
+class MetricConfig(Record):
     namespace: str
     subsystem: str
     name: str
@@ -111,8 +112,8 @@ class MetricConfig:
         return "_".join(p for p in (self.namespace, self.subsystem, self.name) if p)
 
 
-@dataclass(frozen=True, slots=True)
-class TelemetryConfig:
+@record
+class TelemetryConfig(Record):
     port: int = 9090
     interfaces: tuple[str, ...] = ("eth0:inet", "inet")
     ip: str | None = None
@@ -120,8 +121,8 @@ class TelemetryConfig:
     metrics: tuple[MetricConfig, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class TLSConfig:
+@record
+class TLSConfig(Record):
     cafile: str | None = None
     capath: str | None = None
     clientcert: str | None = None
@@ -130,23 +131,23 @@ class TLSConfig:
     verify: bool = True  # beyond CP: CP defaulted to False; an explicit false turns it off
 
 
-@dataclass(frozen=True, slots=True)
-class ConsulConfig:
+@record
+class ConsulConfig(Record):
     address: str = "127.0.0.1:8500"
     scheme: str = "http"
     token: str | None = None
     tls: TLSConfig = field(default_factory=TLSConfig)
 
 
-@dataclass(frozen=True, slots=True)
-class LoggingConfig:
+@record
+class LoggingConfig(Record):
     level: str = "INFO"  # DEBUG INFO WARN ERROR FATAL PANIC
     format: str = "default"  # default | text | json
     output: str = "stdout"  # stdout | stderr | a file path
 
 
-@dataclass(frozen=True, slots=True)
-class ControlConfig:
+@record
+class ControlConfig(Record):
     socket: str = DEFAULT_SOCKET
     # beyond CP
     socket_mode: int = 0o600
@@ -154,8 +155,8 @@ class ControlConfig:
     reload_grace: float = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
+@record
+class Config(Record):
     consul: ConsulConfig | None
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     jobs: tuple[JobConfig, ...] = ()
