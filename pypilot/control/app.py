@@ -32,6 +32,18 @@ ERROR_HEADER = "X-Pypilot-Error"
 KEEPALIVE = 15.0  # seconds between comments on an idle event stream (finds clients that left)
 
 
+GO_STATUS_TEXT = {  # Go 1.9's http.StatusText for the codes this app sends
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Request Entity Too Large",
+    422: "Unprocessable Entity",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
 @dataclass(frozen=True)
 class Route:
     label: str  # the path, or its template: the counter's path label and the OpenAPI key
@@ -81,7 +93,7 @@ def text(resp: falcon.Response, status: int, body: str, why: str = "") -> None:
 
 def cp_error(resp: falcon.Response, status: int, why: str = "") -> None:
     """Go's ``http.Error(w, http.StatusText(code), code)``."""
-    reason = falcon.code_to_http_status(status).split(" ", 1)[1]
+    reason = GO_STATUS_TEXT.get(status) or falcon.code_to_http_status(status).split(" ", 1)[1]
     text(resp, status, reason + "\n", why)
 
 

@@ -101,20 +101,23 @@ def check(resp: Response) -> None:
 
 
 def fatal(msg: str, err: TextIO | None = None) -> int:
-    """logrus's fatal line, as CP printed it (text format on stderr), and exit code 1."""
-    from pypilot import logs
+    """logrus's fatal line as CP printed it (text format, on stderr); exit code 1."""
+    import time
 
-    logs.configure("INFO", "text", "stderr")
-    line = logs.format_line(logs.FATAL, msg)
-    (err or sys.stderr).write(line)
-    (err or sys.stderr).flush()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    stamp = stamp[:-2] + ":" + stamp[-2:] if stamp[-5:] != "+0000" else stamp[:-5] + "Z"
+    quoted = '"' + msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    stream = err or sys.stderr
+    stream.write(f'time="{stamp}" level=fatal msg={quoted}\n')
+    stream.flush()
     return 1
 
 
 def wants_control(opts: Any) -> bool:
     """Whether ``opts`` asks for a control subcommand (CP's, or pypilot's positional ones)."""
-    return opts.command in CONTROL_COMMANDS or (opts.command == "run" and bool(opts.args)
-                                                 and opts.args[0] in POSITIONAL)
+    return opts.command in CONTROL_COMMANDS or (
+        opts.command == "run" and bool(opts.args) and opts.args[0] in POSITIONAL
+    )
 
 
 def run_subcommand(opts: Any, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -196,9 +199,12 @@ JOB_USAGE = "usage: pypilot [-config FILE] job NAME signal SIGNAL|stop|start|res
 
 
 def _job(sock: str, args: list[str], out: TextIO, err: TextIO | None) -> int:
-    if len(args) < 2 or args[1] not in ("signal", "stop", "start", "restart") or (
-        args[1] == "signal" and len(args) != 3
-    ) or (args[1] != "signal" and len(args) != 2):
+    if (
+        len(args) < 2
+        or args[1] not in ("signal", "stop", "start", "restart")
+        or (args[1] == "signal" and len(args) != 3)
+        or (args[1] != "signal" and len(args) != 2)
+    ):
         (err or sys.stderr).write(JOB_USAGE + "\n")
         return 2
     name, action = args[0], args[1]
@@ -236,17 +242,25 @@ def format_status(data: dict[str, Any]) -> str:
     rows = [cols]
     for job in data.get("jobs") or []:
         backoff = job.get("backoffUntil")
-        rows.append((
-            str(job.get("name")), str(job.get("state")), str(job.get("status")),
-            str(job.get("pid") or "-"), str(job.get("runs", 0)), str(job.get("restarts", 0)),
-            "-" if job.get("lastExit") is None else str(job.get("lastExit")),
-            "-" if backoff is None else f"{backoff:g}s",
-        ))
+        rows.append(
+            (
+                str(job.get("name")),
+                str(job.get("state")),
+                str(job.get("status")),
+                str(job.get("pid") or "-"),
+                str(job.get("runs", 0)),
+                str(job.get("restarts", 0)),
+                "-" if job.get("lastExit") is None else str(job.get("lastExit")),
+                "-" if backoff is None else f"{backoff:g}s",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.append("")
-    lines.append(f"maintenance: {'on' if data.get('maintenance') else 'off'}"
-                 + ("   shutting down" if data.get("shuttingDown") else ""))
+    lines.append(
+        f"maintenance: {'on' if data.get('maintenance') else 'off'}"
+        + ("   shutting down" if data.get("shuttingDown") else "")
+    )
     if data.get("watches"):
         lines.append(f"watches: {', '.join(map(str, data['watches']))}")
     return "\n".join(lines) + "\n"

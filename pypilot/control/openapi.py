@@ -38,8 +38,10 @@ def _job(action: str, summary: str, body: dict[str, Any] | None = None) -> dict[
         },
         "404": {"description": "No job of that name.", "content": _ERR},
         "405": _ref("MethodNotAllowed"),
-        "409": {"description": "Nothing to do in the job's state (not running, already running, completed).",
-                "content": _ERR},
+        "409": {
+            "description": "Nothing to do in the job's state (not running, already running, completed).",
+            "content": _ERR,
+        },
         "413": _ref("TooLarge"),
         "503": _ref("Unavailable"),
     }
@@ -81,8 +83,13 @@ DOCUMENT: dict[str, Any] = {
                 "environ",
                 "Set environment variables for later spawns and reload renders "
                 "(null sets the variable to empty).",
-                _json_body({"type": "object", "nullable": True,
-                            "additionalProperties": {"type": "string", "nullable": True}}),
+                _json_body(
+                    {
+                        "type": "object",
+                        "nullable": True,
+                        "additionalProperties": {"type": "string", "nullable": True},
+                    }
+                ),
                 **{"422": _ref("CPUnprocessable")},
             )
         },
@@ -90,15 +97,19 @@ DOCUMENT: dict[str, Any] = {
             "post": _cp(
                 "reload",
                 "Reload the configuration file: validated first, applied as a diff, rolled back on failure.",
-                **{"200": {
-                    "description": (
-                        "Answered once the reload is done. A CP client gets `\\n` on success; with "
-                        "`Accept: application/json`, or when the new config was rejected or rolled back, the "
-                        "body is the JSON outcome (still 200, as CP clients expect)."
-                    ),
-                    "content": {**_TEXT, "application/json": {
-                        "schema": {"$ref": "#/components/schemas/ReloadResult"}}},
-                }},
+                **{
+                    "200": {
+                        "description": (
+                            "Answered once the reload is done. A CP client gets `\\n` on success; with "
+                            "`Accept: application/json`, or when the new config was rejected or rolled "
+                            "back, the body is the JSON outcome (still 200, as CP clients expect)."
+                        ),
+                        "content": {
+                            **_TEXT,
+                            "application/json": {"schema": {"$ref": "#/components/schemas/ReloadResult"}},
+                        },
+                    }
+                },
             )
         },
         "/v3/metric": {
@@ -110,8 +121,9 @@ DOCUMENT: dict[str, Any] = {
             )
         },
         "/v3/maintenance/enable": {
-            "post": _cp("maintenance_enable",
-                        "Enter maintenance mode (services deregistered, checks paused).")
+            "post": _cp(
+                "maintenance_enable", "Enter maintenance mode (services deregistered, checks paused)."
+            )
         },
         "/v3/maintenance/disable": {"post": _cp("maintenance_disable", "Leave maintenance mode.")},
         "/v3/ping": {
@@ -129,10 +141,12 @@ DOCUMENT: dict[str, Any] = {
             "get": {
                 "operationId": "status",
                 "summary": "Every job's state, PID, restarts, last exit, health and backoff; maintenance; "
-                           "the control plane's request counters.",
+                "the control plane's request counters.",
                 "responses": {
-                    "200": {"description": "The status.", "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}},
+                    "200": {
+                        "description": "The status.",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}},
+                    },
                     "405": _ref("MethodNotAllowed"),
                     "503": _ref("Unavailable"),
                 },
@@ -142,10 +156,12 @@ DOCUMENT: dict[str, Any] = {
             "get": {
                 "operationId": "events",
                 "summary": "Server-sent events: every bus event as it happens "
-                           "(`id`: sequence number, `event`: code, `data`: JSON).",
+                "(`id`: sequence number, `event`: code, `data`: JSON).",
                 "responses": {
-                    "200": {"description": "An endless `text/event-stream`; a comment every 15 s while idle.",
-                            "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                    "200": {
+                        "description": "An endless `text/event-stream`; a comment every 15 s while idle.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
                     "405": _ref("MethodNotAllowed"),
                     "503": _ref("Unavailable"),
                 },
@@ -156,8 +172,10 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "openapi",
                 "summary": "This document.",
                 "responses": {
-                    "200": {"description": "The OpenAPI 3 document.",
-                            "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "200": {
+                        "description": "The OpenAPI 3 document.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
                     "405": _ref("MethodNotAllowed"),
                 },
             }
@@ -166,24 +184,34 @@ DOCUMENT: dict[str, Any] = {
             "post": _job(
                 "signal",
                 "Send a signal to the job's process group.",
-                _json_body({
-                    "type": "object",
-                    "required": ["signal"],
-                    "properties": {"signal": {"oneOf": [
-                        {"type": "string", "example": "SIGHUP"},
-                        {"type": "integer", "minimum": 1, "maximum": 64},
-                    ]}},
-                }, required=True),
+                _json_body(
+                    {
+                        "type": "object",
+                        "required": ["signal"],
+                        "properties": {
+                            "signal": {
+                                "oneOf": [
+                                    {"type": "string", "example": "SIGHUP"},
+                                    {"type": "integer", "minimum": 1, "maximum": 64},
+                                ]
+                            }
+                        },
+                    },
+                    required=True,
+                ),
             )
         },
         "/v3/jobs/{name}/stop": {
-            "post": _job("stop", "Stop the job's process and keep it stopped (no restart, no backoff) "
-                                 "until started.")
+            "post": _job(
+                "stop", "Stop the job's process and keep it stopped (no restart, no backoff) until started."
+            )
         },
         "/v3/jobs/{name}/start": {"post": _job("start", "Start the job now (also releases a stopped job).")},
         "/v3/jobs/{name}/restart": {
-            "post": _job("restart", "Stop the job's process and start it again, with no backoff and "
-                                    "no restart counted.")
+            "post": _job(
+                "restart",
+                "Stop the job's process and start it again, with no backoff and no restart counted.",
+            )
         },
     },
     "components": {
@@ -194,13 +222,17 @@ DOCUMENT: dict[str, Any] = {
             "CPMethodNotAllowed": {"description": "`Method Not Allowed\\n`", "content": _TEXT},
             "CPUnprocessable": {
                 "description": "`Unprocessable Entity\\n`: unreadable body, bad JSON, "
-                               "or values of the wrong type.",
+                "or values of the wrong type.",
                 "content": _TEXT,
             },
-            "CPTooLarge": {"description": "`Request Entity Too Large\\n`: a body over 1 MiB.",
-                           "content": _TEXT},
-            "CPUnavailable": {"description": "`Service Unavailable\\n`: PID 1 did not answer in time.",
-                              "content": _TEXT},
+            "CPTooLarge": {
+                "description": "`Request Entity Too Large\\n`: a body over 1 MiB.",
+                "content": _TEXT,
+            },
+            "CPUnavailable": {
+                "description": "`Service Unavailable\\n`: PID 1 did not answer in time.",
+                "content": _TEXT,
+            },
             "MethodNotAllowed": {"description": "Wrong method.", "content": _ERR},
             "TooLarge": {"description": "A body over 1 MiB.", "content": _ERR},
             "Unavailable": {"description": "PID 1 did not answer in time.", "content": _ERR},
@@ -210,18 +242,25 @@ DOCUMENT: dict[str, Any] = {
             "ReloadResult": {
                 "type": "object",
                 "required": ["reloaded"],
-                "properties": {"reloaded": {"type": "boolean"}, "message": {"type": "string"},
-                               "error": {"type": "string"}},
+                "properties": {
+                    "reloaded": {"type": "boolean"},
+                    "message": {"type": "string"},
+                    "error": {"type": "string"},
+                },
             },
             "Job": {
                 "type": "object",
                 "required": ["name", "state", "status"],
                 "properties": {
                     "name": {"type": "string"},
-                    "state": {"type": "string",
-                              "enum": ["waiting", "running", "backoff", "held", "stopping", "completed"]},
-                    "status": {"type": "string",
-                               "enum": ["idle", "unknown", "healthy", "unhealthy", "maintenance"]},
+                    "state": {
+                        "type": "string",
+                        "enum": ["waiting", "running", "backoff", "held", "stopping", "completed"],
+                    },
+                    "status": {
+                        "type": "string",
+                        "enum": ["idle", "unknown", "healthy", "unhealthy", "maintenance"],
+                    },
                     "pid": {"type": "integer", "nullable": True},
                     "runs": {"type": "integer"},
                     "restarts": {"type": "integer"},
@@ -251,11 +290,17 @@ DOCUMENT: dict[str, Any] = {
                             "socket": {"type": "string"},
                             "workerPid": {"type": "integer", "nullable": True},
                             "workerRestarts": {"type": "integer"},
-                            "requests": {"type": "array", "items": {
-                                "type": "object",
-                                "properties": {"code": {"type": "integer"}, "path": {"type": "string"},
-                                               "count": {"type": "integer"}},
-                            }},
+                            "requests": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "code": {"type": "integer"},
+                                        "path": {"type": "string"},
+                                        "count": {"type": "integer"},
+                                    },
+                                },
+                            },
                         },
                     },
                 },

@@ -160,7 +160,11 @@ class ControlPlane:
         self._listening = False
         if self.worker is None:
             self.worker = _ControlWorker(
-                "control", self._worker_main, self.sup.loop, self.sup.reaper, self._on_message,
+                "control",
+                self._worker_main,
+                self.sup.loop,
+                self.sup.reaper,
+                self._on_message,
                 self._on_worker_death,
             )
             self.worker.on_started = self._send_listener
@@ -169,8 +173,10 @@ class ControlPlane:
     def _worker_main(self, chan: socket.socket) -> None:
         from pypilot.control.worker import worker_main
 
-        worker_main(chan, {"socket": self.path, "reload_timeout": self.cfg.reload_grace + 30.0,
-                           "timeout": REQUEST_TIMEOUT})
+        worker_main(
+            chan,
+            {"socket": self.path, "reload_timeout": self.cfg.reload_grace + 30.0, "timeout": REQUEST_TIMEOUT},
+        )
 
     def _send_listener(self) -> None:
         """The listening fd goes to the worker as the first byte on the channel."""
@@ -191,10 +197,16 @@ class ControlPlane:
     def _on_event(self, event: Event) -> None:
         self.events_seen += 1
         if self.streaming and self.worker is not None:
-            self.worker.send({
-                "op": "event", "seq": self.events_seen, "code": event.code, "source": event.source,
-                "name": CP_NAMES.get(event.code, event.code), "time": time.time(),
-            })
+            self.worker.send(
+                {
+                    "op": "event",
+                    "seq": self.events_seen,
+                    "code": event.code,
+                    "source": event.source,
+                    "name": CP_NAMES.get(event.code, event.code),
+                    "time": time.time(),
+                }
+            )
 
     # --- requests from the worker -----------------------------------------------------------------
 
