@@ -1,0 +1,77 @@
+"""Idle cost of each init with one sleeping ``stamp`` job: memory of its whole process tree, and CPU/wake-ups.
+
+Memory: every system is started at once, and 2 s after its job stamped, RSS and PSS are summed from
+``/proc/<pid>/smaps_rollup`` over the init's whole tree minus the payload (s6-svscan + s6-supervise,
+runsvdir + runsv, ...); PID 1's own RSS is reported too. Median of ``repeats`` rounds.
+CPU: one more round, all at once; after 2 s of settling, per-thread ``schedstat`` (on-CPU ns, timeslices) and
+voluntary + involuntary context switches are read twice, ``idle_window_s`` apart (30 s in a full run).
+Wake-ups per second = context switches in the window / window (an idle event loop should have none).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from . import procstat
+from .harness import STAMP, Context
+from .nsrun import InitTimeout, NsInit
+from .peers import Job
+
+SETTLE_S = 2.0
+
+
+def _start_all(ctx: Context, stack: contextlib.ExitStack) -> dict[str, NsInit]:
+    job = Job([ctx.p("stamp")])
+    running: dict[str, NsInit] = {}
+    for peer in ctx.peers:
+        launch = peer.launch(job, ctx.ws.fresh())
+        running[peer.name] = stack.enter_context(NsInit(launch.argv, launch.env))
+    ready: dict[str, NsInit] = {}
+    for name, ns in running.items():
+        try:
+            ns.wait_for(STAMP, timeout=20)
+            ready[name] = ns
+        except InitTimeout as exc:
+            ctx.col.fail("idle_tree_rss", name, "MiB", exc)
+    time.sleep(SETTLE_S)
+    return ready
+
+
+def _init_pids(ns: NsInit, payload: str) -> list[int]:
+    return [pid for pid in ns.tree() if procstat.exe(pid) != payload]
+
+
+def measure(ctx: Context) -> None:
+    payload = ctx.p("stamp")
+    for _ in range(ctx.s.repeats):
+        with contextlib.ExitStack() as stack:
+            for name, ns in _start_all(ctx, stack).items():
+                pids = _init_pids(ns, payload)
+                sizes = [procstat.smaps(pid) for pid in pids]
+                ctx.col.add(
+                    "idle_tree_rss",
+                    name,
+                    "MiB",
+                    sum(r for r, _ in sizes) / 1024,
+                    note=f"{len(pids)} processes",
+                )
+                ctx.col.add("idle_tree_pss", name, "MiB", sum(p for _, p in sizes) / 1024)
+                ctx.col.add("idle_pid1_rss", name, "MiB", sizes[0][0] / 1024 if sizes else 0.0)
+    with contextlib.ExitStack() as stack:
+        ready = _start_all(ctx, stack)
+        pids = {name: _init_pids(ns, payload) for name, ns in ready.items()}
+        before = {name: procstat.cpu(p) for name, p in pids.items()}
+        t0 = time.monotonic()
+        time.sleep(ctx.s.idle_window_s)
+        window = time.monotonic() - t0
+        for name, p in pids.items():
+            delta = procstat.cpu(p) - before[name]
+            ctx.col.add(
+                "idle_wakeups",
+                name,
+                "/s",
+                (delta.voluntary + delta.involuntary) / window,
+                note=f"timeslices {delta.slices / window:.2f}/s",
+            )
+            ctx.col.add("idle_cpu", name, "ms/s", delta.run_ns / 1e6 / window)

@@ -1,0 +1,359 @@
+"""The systems compared, how each is installed if missing, and how each runs a job as PID 1.
+
+Debian packages (tini, dumb-init, s6, runit) are installed with ``apt-get install -y`` (after ``apt-get
+update`` if
+a package is not found); supervisor and circus go into a venv of their own under ``benchmarks/.peers/venv``.
+Configs follow anchors.md §3: supervisord ``nodaemon``, output to ``/dev/fd/1``; circus one watcher with a
+StdoutStream and the ini default ``check_delay`` (5 s); s6/runit a service dir whose ``run`` is the payload
+itself (symlink; arguments through ``$PAYLOAD_ARGS``); pypilot a ContainerPilot 3 JSON5 config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+from .common import PEERS_DIR, REPO, log, run
+
+VENV = PEERS_DIR / "venv"
+PYPILOT = REPO / ".venv" / "bin" / "pypilot"
+APT = {
+    "tini": ("tini", "tini"),
+    "dumb-init": ("dumb-init", "dumb-init"),
+    "s6": ("s6", "s6-svscan"),
+    "runit": ("runit", "runsvdir"),
+}
+PYPI = ("supervisor", "circus")
+
+
+@dataclasses.dataclass
+class Job:
+    """What to run: one payload command, restarted or not, ``procs`` copies at once."""
+
+    argv: list[str]
+    restart: bool = False
+    procs: int = 1
+    startsecs: int = 0  # supervisord only
+    control_socket: Path | None = None  # pypilot/supervisord control endpoint, when a measure wants one
+    debug: bool = False  # DEBUG logging (pypilot, circus): only the dispatch measure reads those lines
+
+
+@dataclasses.dataclass
+class Launch:
+    argv: list[str]
+    env: dict[str, str]
+    control: str = ""  # where the control API listens (unix path or tcp URL), if any
+
+
+class Peer:
+    """One init/supervisor. Subclasses say what it can do and how to run a Job under it."""
+
+    name = ""
+    restarts = False  # can restart a job (restart gap, spawn rate)
+    supervisor = False  # dispatches job exits as events (exit -> dispatch latency)
+    control = False  # has a control API (control latency under an exit storm)
+
+    def available(self) -> bool:
+        raise NotImplementedError
+
+    def version(self) -> str:
+        return ""
+
+    def launch(self, job: Job, workdir: Path) -> Launch:
+        raise NotImplementedError
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env.update(extra)
+    return env
+
+
+def _dpkg_version(pkg: str) -> str:
+    try:
+        return run(["dpkg-query", "-W", "-f", "${Version}", pkg], timeout=20).stdout.strip()
+    except Exception:
+        return ""
+
+
+def _pip_version(pkg: str) -> str:
+    try:
+        out = run(
+            [
+                str(VENV / "bin" / "python"),
+                "-c",
+                f"import importlib.metadata as m; print(m.version('{pkg}'))",
+            ],
+            timeout=30,
+        )
+        return out.stdout.strip()
+    except Exception:
+        return ""
+
+
+class Tini(Peer):
+    name = "tini"
+
+    def available(self) -> bool:
+        return shutil.which("tini") is not None
+
+    def version(self) -> str:
+        return _dpkg_version("tini")
+
+    def launch(self, job: Job, workdir: Path) -> Launch:
+        return Launch(["tini", "--", *job.argv], _env())
+
+
+class DumbInit(Peer):
+    name = "dumb-init"
+
+    def available(self) -> bool:
+        return shutil.which("dumb-init") is not None
+
+    def version(self) -> str:
+        return _dpkg_version("dumb-init")
+
+    def launch(self, job: Job, workdir: Path) -> Launch:
+        return Launch(["dumb-init", *job.argv], _env())
+
+
+def _service_dirs(root: Path, job: Job) -> dict[str, str]:
+    """One service dir per process; ``run`` is a symlink to the payload, its args go in $PAYLOAD_ARGS."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(job.procs):
+        svc = root / f"app{i}"
+        svc.mkdir()
+        (svc / "run").symlink_to(job.argv[0])
+    # a service dir in an image predates boot; runsvdir waits out a scan dir modified this very second
+    old = time.time() - 10
+    for path in (*root.iterdir(), root):
+        os.utime(path, (old, old))
+    return _env(PAYLOAD_ARGS=" ".join(job.argv[1:]))
+
+
+class S6(Peer):
+    name = "s6"
+    restarts = True
+
+    def available(self) -> bool:
+        return shutil.which("s6-svscan") is not None
+
+    def version(self) -> str:
+        return _dpkg_version("s6")
+
+    def launch(self, job: Job, workdir: Path) -> Launch:
+        env = _service_dirs(workdir / "scan", job)
+        return Launch(["s6-svscan", str(workdir / "scan")], env)
+
+
+class Runit(Peer):
+    name = "runit"
+    restarts = True
+
+    def available(self) -> bool:
+        return shutil.which("runsvdir") is not None
+
+    def version(self) -> str:
+        return _dpkg_version("runit")
+
+    def launch(self, job: Job, workdir: Path) -> Launch:
+        env = _service_dirs(workdir / "service", job)
+        return Launch(["runsvdir", "-P", str(workdir / "service")], env)
+
+
+class Supervisord(Peer):
+    name = "supervisord"
+    restarts = supervisor = control = True
+
+    def available(self) -> bool:
+        return (VENV / "bin" / "supervisord").exists()
+
+    def version(self) -> str:
+        return _pip_version("supervisor")
+
+    def launch(self, job: Job, workdir: Path) -> Launch:
+        sock = job.control_socket or workdir / "supervisord.sock"
+        conf = f"""[supervisord]
+nodaemon=true
+user=root
+logfile=/dev/stdout
+logfile_maxbytes=0
+loglevel=info
+pidfile={workdir}/supervisord.pid
+
+[unix_http_server]
+file={sock}
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[program:app]
+command={" ".join(job.argv)}
+numprocs={job.procs}
+process_name=%(program_name)s{"_%(process_num)d" if job.procs > 1 else ""}
+autostart=true
+autorestart={"true" if job.restart else "false"}
+startsecs={job.startsecs}
+startretries=1000000
+stdout_logfile=/dev/fd/1
+stdout_logfile_maxbytes=0
+redirect_stderr=true
+"""
+        path = workdir / "supervisord.conf"
+        path.write_text(conf)
+        return Launch([str(VENV / "bin" / "supervisord"), "-c", str(path)], _env(), control=str(sock))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Circus(Peer):
+    name = "circus"
+    restarts = supervisor = control = True
+
+    def available(self) -> bool:
+        return (VENV / "bin" / "circusd").exists()
+
+    def version(self) -> str:
+        return _pip_version("circus")
+
+    def launch(self, job: Job, workdir: Path) -> Launch:
+        endpoint = f"tcp://127.0.0.1:{free_port()}"
+        logconf = workdir / "circus-log.json"
+        logconf.write_text(
+            json.dumps(
+                {
+                    "version": 1,
+                    "disable_existing_loggers": False,
+                    "formatters": {"f": {"format": "%(created).6f %(levelname)s %(message)s"}},
+                    "handlers": {
+                        "h": {
+                            "class": "logging.StreamHandler",
+                            "formatter": "f",
+                            "stream": "ext://sys.stdout",
+                        }
+                    },
+                    "root": {"level": "DEBUG" if job.debug else "INFO", "handlers": ["h"]},
+                }
+            )
+        )
+        args = " ".join(job.argv[1:])
+        ini = f"""[circus]
+endpoint = {endpoint}
+pubsub_endpoint = tcp://127.0.0.1:{free_port()}
+statsd = False
+loggerconfig = {logconf}
+
+[watcher:app]
+cmd = {job.argv[0]}
+args = {args}
+numprocesses = {job.procs}
+respawn = {"True" if job.restart else "False"}
+stdout_stream.class = StdoutStream
+stderr_stream.class = StdoutStream
+"""
+        path = workdir / "circus.ini"
+        path.write_text(ini)
+        return Launch([str(VENV / "bin" / "circusd"), str(path)], _env(), control=endpoint)
+
+
+class Pypilot(Peer):
+    name = "pypilot"
+    restarts = supervisor = control = True
+
+    def available(self) -> bool:
+        return PYPILOT.exists()
+
+    def version(self) -> str:
+        try:
+            return run([str(PYPILOT), "-version"], timeout=20, check=False).stdout.strip().splitlines()[0]
+        except Exception:
+            return "dev"
+
+    def launch(self, job: Job, workdir: Path) -> Launch:
+        restarts = "unlimited" if job.restart else "never"
+        jobs = [
+            {"name": "app" if job.procs == 1 else f"app{i}", "exec": job.argv, "restarts": restarts}
+            for i in range(job.procs)
+        ]
+        sock = job.control_socket or workdir / "pypilot.sock"
+        config = {
+            "consul": "localhost:8500",
+            "logging": {"level": "DEBUG" if job.debug else "INFO"},
+            "control": {"socket": str(sock)},
+            "jobs": jobs,
+        }
+        path = workdir / "pypilot.json5"
+        path.write_text(json.dumps(config, indent=1))
+        return Launch([str(PYPILOT), "-config", str(path)], _env(), control=str(sock))
+
+
+class BarePython(Peer):
+    """Not an init: the launch baseline of issue #3, a bare ``python3 -I -S`` that execs the payload."""
+
+    name = "python3 -I -S"
+
+    def available(self) -> bool:
+        return True
+
+    def version(self) -> str:
+        return sys.version.split()[0]
+
+    def launch(self, job: Job, workdir: Path) -> Launch:
+        python = REPO / ".venv" / "bin" / "python3"
+        exe = str(python if python.exists() else sys.executable)
+        code = "import os,sys;os.execv(sys.argv[1],sys.argv[1:])"
+        return Launch([exe, "-I", "-S", "-c", code, *job.argv], _env())
+
+
+INITS: list[Peer] = [Pypilot(), Tini(), DumbInit(), S6(), Runit(), Supervisord(), Circus()]
+BASELINE = BarePython()
+
+
+def ensure_installed() -> None:
+    """Install whichever peers are missing: Debian packages with apt-get, PyPI ones into the peers venv."""
+    missing = [pkg for pkg, binary in APT.values() if shutil.which(binary) is None]
+    if missing:
+        log(f"apt-get install -y {' '.join(missing)}")
+        cmd = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        import subprocess
+
+        if subprocess.run(cmd, capture_output=True, env=env, timeout=600).returncode != 0:
+            log("apt-get update (a package was not found)")
+            subprocess.run(["apt-get", "update"], capture_output=True, env=env, timeout=600)
+            res = subprocess.run(cmd, capture_output=True, env=env, timeout=600, text=True)
+            if res.returncode != 0:
+                log(f"apt-get install failed; those peers are skipped:\n{res.stderr[-800:]}")
+    if not (VENV / "bin" / "supervisord").exists() or not (VENV / "bin" / "circusd").exists():
+        log(f"creating {VENV} with {' '.join(PYPI)}")
+        PEERS_DIR.mkdir(parents=True, exist_ok=True)
+        if not (VENV / "bin" / "python").exists():
+            run([sys.executable, "-m", "venv", str(VENV)], timeout=300)
+        res = run([str(VENV / "bin" / "pip"), "install", "-q", *PYPI], timeout=900, check=False)
+        if res.returncode != 0:
+            log(f"pip install failed; supervisord/circus are skipped:\n{res.stderr[-800:]}")
+
+
+def ensure_matplotlib() -> Path | None:
+    """The peers venv's python with matplotlib installed (only when charting); None if that fails."""
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        return None
+    if run([str(python), "-c", "import matplotlib"], timeout=60, check=False).returncode != 0:
+        log("installing matplotlib into the peers venv")
+        if run(
+            [str(python), "-m", "pip", "install", "-q", "matplotlib"], timeout=900, check=False
+        ).returncode:
+            return None
+    return python

@@ -1,0 +1,155 @@
+"""The run's outputs: a markdown table (stdout and ``latest.md``), the raw JSON, and the PNG chart.
+
+Per measure: median, min and max over the repeated runs, the sample count, and pypilot's median divided
+by each system's median (below 1 = pypilot faster/leaner, except where "higher is better"). ContainerPilot's
+figures are a reference row quoted from anchors.md, not measured.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from .common import BENCH_DIR, Result, log
+from .reference import FIGURES, LABEL
+from .targets import check
+
+ORDER = [
+    "pypilot",
+    "tini",
+    "dumb-init",
+    "s6",
+    "runit",
+    "supervisord",
+    "circus",
+    "python3 -I -S",
+    "floor (payload reaps itself)",
+]
+TITLES = {
+    "launch_to_first_exec": "Launch -> first child exec",
+    "idle_tree_rss": "Idle memory, whole init tree, RSS",
+    "idle_tree_pss": "Idle memory, whole init tree, PSS",
+    "idle_pid1_rss": "Idle memory, PID 1 alone, RSS",
+    "idle_wakeups": "Idle wake-ups (context switches)",
+    "idle_cpu": "Idle CPU time",
+    "restart_gap_clean": "Restart gap, first restart after a clean exit",
+    "restart_gap_crash": "Restart gap, first restart after a crash (SIGKILL)",
+    "backoff_curve": "Backoff curve: successive restart gaps of a job that crashes at once",
+    "dispatch_p50": "Job exit -> event dispatched, p50",
+    "dispatch_p99": "Job exit -> event dispatched, p99",
+    "spawn_rate": "Spawn throughput (exits dispatched and respawned)",
+    "control_p50": "Control API round trip under an exit storm, p50",
+    "control_p99": "Control API round trip under an exit storm, p99",
+}
+
+
+def title(measure: str) -> str:
+    if measure.startswith("reap_"):
+        return f"Reap storm: {int(measure[5:]):,} orphans released at once, until all reaped".replace(
+            ",", " "
+        )
+    return TITLES.get(measure, measure)
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v == 0:
+        return "0"
+    if abs(v) >= 100:
+        return f"{v:,.0f}".replace(",", " ")
+    return (
+        f"{v:.3g}"
+        if abs(v) < 1
+        else f"{v:.1f}"
+        if abs(v) < 10
+        else f"{v:.0f}"
+        if abs(v) >= 20
+        else f"{v:.1f}"
+    )
+
+
+def _ratio(mine: float | None, theirs: float | None) -> str:
+    if mine is None or not theirs:
+        return "-"
+    value = mine / theirs
+    return "<0.01x" if 0 < value < 0.01 else f"{value:.3g}x" if value < 10 else f"{value:.0f}x"
+
+
+def markdown(results: list[Result], meta: dict[str, object]) -> str:
+    by_measure: dict[str, list[Result]] = {}
+    for r in results:
+        by_measure.setdefault(r.measure, []).append(r)
+    lines = [
+        f"# pypilot benchmarks: {meta['date']}",
+        "",
+        f"Machine: {meta['machine']}. Mode: {meta['mode']}. Noise: {meta['noise']}.",
+        "",
+        "Peers: " + ", ".join(f"{k} {v}" for k, v in dict(meta["versions"]).items()) + ".",
+        "",
+    ]  # type: ignore[call-overload]
+    lines += ["## Targets (issue #8)", "", "| target | pypilot | verdict |", "|---|---|---|"]
+    keyed = {(r.measure, r.peer): r for r in results}
+    for v in check(keyed):
+        verdict = "n/a" if v.ok is None else "meets" if v.ok else "**misses**"
+        lines.append(f"| {v.target} | {v.figure} | {verdict} |")
+    order = [*ORDER, *sorted({r.peer for r in results} - set(ORDER))]
+    for measure, rows in by_measure.items():
+        rows = sorted(rows, key=lambda r: order.index(r.peer))
+        unit, lower = rows[0].unit, rows[0].lower_is_better
+        lines += ["", f"## {title(measure)} ({unit}, {'lower' if lower else 'higher'} is better)", ""]
+        if measure == "backoff_curve":
+            for r in rows:
+                lines.append(f"- {r.peer}: " + (", ".join(_fmt(x) for x in r.samples) or r.error or r.note))
+            continue
+        mine = next((r.median for r in rows if r.peer == "pypilot"), None)
+        lines += [
+            "| system | median | min | max | n | pypilot / system | note |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            if not r.samples:
+                lines.append(f"| {r.peer} | - | - | - | 0 | - | {r.error or r.note} |")
+                continue
+            med = r.median
+            ratio = _ratio(mine, med) if r.peer != "pypilot" else "-"
+            note = "; ".join(x for x in (r.note, r.error) if x)
+            lines.append(
+                f"| {r.peer} | {_fmt(med)} | {_fmt(min(r.samples))} | {_fmt(max(r.samples))} "
+                f"| {len(r.samples)} | {ratio} | {note} |"
+            )
+        if measure in FIGURES:
+            ref = FIGURES[measure]
+            ratio = _ratio(mine, ref)
+            lines.append(f"| {LABEL} | {_fmt(ref)} | | | | {ratio} | quoted, not measured |")
+    return "\n".join(lines) + "\n"
+
+
+def write(
+    results: list[Result], meta: dict[str, object], outdir: Path, stem: str, chart: bool, python: Path | None
+) -> str:
+    outdir.mkdir(parents=True, exist_ok=True)
+    md = markdown(results, meta)
+    data = {
+        "meta": meta,
+        "reference": {"label": LABEL, "figures": FIGURES},
+        "results": [r.to_json() for r in results],
+    }
+    jpath = outdir / f"{stem}.json"
+    jpath.write_text(json.dumps(data, indent=1) + "\n")
+    (outdir / f"{stem}.md").write_text(md)
+    if chart and python is not None:
+        png = outdir / f"{stem}.png"
+        res = subprocess.run(
+            [str(python), str(BENCH_DIR / "chart.py"), str(jpath), str(png)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        if res.returncode != 0:
+            log(f"chart failed: {res.stderr.strip()[-400:]}")
+        else:
+            log(f"chart: {png}")
+    log(f"results: {jpath}")
+    return md

@@ -1,0 +1,54 @@
+"""Issue #8's targets for pypilot, checked against one run's medians (a figure, never a test assertion)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .common import Result
+from .reference import FIGURES
+
+
+@dataclasses.dataclass
+class Verdict:
+    target: str
+    figure: str
+    ok: bool | None  # None: not measured in this run
+
+
+def _med(results: dict[tuple[str, str], Result], measure: str, peer: str) -> float | None:
+    res = results.get((measure, peer))
+    return res.median if res is not None else None
+
+
+def check(results: dict[tuple[str, str], Result]) -> list[Verdict]:
+    out: list[Verdict] = []
+
+    def ratio(target: str, measure: str, peer: str, limit: float) -> None:
+        mine, theirs = _med(results, measure, "pypilot"), _med(results, measure, peer)
+        if mine is None or not theirs:
+            out.append(Verdict(target, "not measured", None))
+        else:
+            out.append(
+                Verdict(target, f"{mine:.2f} vs {theirs:.2f} = {mine / theirs:.2f}x", mine / theirs <= limit)
+            )
+
+    def absolute(target: str, measure: str, limit: float, unit: str) -> None:
+        mine = _med(results, measure, "pypilot")
+        if mine is None:
+            out.append(Verdict(target, "not measured", None))
+        else:
+            out.append(Verdict(target, f"{mine:.2f} {unit}", mine <= limit))
+
+    ratio("reap 1 000 orphans <= 1.2x tini", "reap_1000", "tini", 1.2)
+    ratio("launch -> first exec <= 1.5x bare python3 -I -S", "launch_to_first_exec", "python3 -I -S", 1.5)
+    absolute("exit -> dispatch p99 <= 2 ms", "dispatch_p99", 2.0, "ms")
+    absolute(
+        f"idle whole-tree RSS <= {FIGURES['idle_tree_rss']} MiB (ContainerPilot)",
+        "idle_tree_rss",
+        FIGURES["idle_tree_rss"],
+        "MiB",
+    )
+    absolute("idle wake-ups 0/s (<= 0.1/s)", "idle_wakeups", 0.1, "/s")
+    absolute("first-restart gap <= 5 ms (clean exit)", "restart_gap_clean", 5.0, "ms")
+    absolute("first-restart gap <= 5 ms (crash)", "restart_gap_crash", 5.0, "ms")
+    return out
