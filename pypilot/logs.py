@@ -3,7 +3,10 @@
 Formats (CP §10.3): ``default`` = ``<RFC3339Nano>[ <job>][ <pid>] <msg>``; ``text`` = logrus
 ``time="…" level=info msg="…" job=x``; ``json`` = one object a line, keys sorted. Output is stdout,
 stderr or a file reopened on SIGUSR1. A write that fails (closed pipe, full disk) is dropped and
-counted, never raised: a broken log must not fail a job or PID 1 (CP #423).
+counted, never raised: a broken log must not fail a job or PID 1 (CP #423). When stdout or
+stderr is a pipe, PID 1 writes through a non-blocking open file description of its own (the jobs
+keep the blocking one they share), so a reader that stops reading cannot freeze PID 1: output
+waits in a bounded buffer flushed when the pipe drains, and what overflows is counted and said.
 
 No stdlib ``logging`` here: PID 1 imports this at start-up and needs none of its machinery.
 """
@@ -11,9 +14,14 @@ No stdlib ``logging`` here: PID 1 imports this at start-up and needs none of its
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEBUG, INFO, WARN, ERROR, FATAL = 10, 20, 30, 40, 50
 LEVELS = {
@@ -34,6 +42,8 @@ class _State:
     output = "stdout"
     fd = 1
     dropped = 0
+    pending = bytearray()
+    loop: Any = None  # the PID-1 loop, to flush pending output when the pipe drains
     sink: Callable[[bytes], None] | None = None  # in a worker: hand lines to PID 1, the log's one writer
 
 
@@ -54,20 +64,43 @@ def configure(level: str = "INFO", fmt: str = "default", output: str = "stdout")
         os.close(old)
 
 
+MAX_PENDING = 4 << 20
+
+
 def _open(output: str) -> int:
-    if output.lower() == "stdout":
-        return 1
-    if output.lower() == "stderr":
-        return 2
+    if output.lower() in ("stdout", "stderr"):
+        return _private(1 if output.lower() == "stdout" else 2)
     try:
         return os.open(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as e:
         raise ValueError(f"Error initializing log file '{output}': {e}") from e
 
 
+def _private(fd: int) -> int:
+    """A non-blocking description of our own for a pipe on ``fd``; ``fd`` itself otherwise."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return fd  # files never block for long; a socket cannot be reopened this way
+        return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return fd
+
+
+def attach(loop: Any) -> None:
+    """Let pending output be flushed by ``loop`` (add_writer/remove_writer) when the pipe drains."""
+    _s.loop = loop
+
+
+def flush() -> None:
+    if _s.pending:
+        _write(_s.fd, b"")
+    if not _s.pending and _s.loop is not None:
+        _s.loop.remove_writer(_s.fd)
+
+
 def reopen() -> None:
     """SIGUSR1: reopen a file output (after logrotate moved it); nothing for stdout/stderr."""
-    if _s.fd <= 2:
+    if _s.output.lower() in ("stdout", "stderr"):
         return
     try:
         fd = _open(_s.output)
@@ -135,13 +168,31 @@ def write_raw(data: bytes, fd: int | None = None) -> None:
     if _s.sink is not None and fd is None:
         _s.sink(data)
         return
-    fd = _s.fd if fd is None else fd
-    view = memoryview(data)
+    _write(_s.fd if fd is None else fd, data)
+
+
+def _write(fd: int, data: bytes) -> None:
+    if _s.pending:  # keep the order: nothing overtakes what is waiting
+        if len(_s.pending) + len(data) > MAX_PENDING:
+            _s.dropped += 1
+            return
+        _s.pending += data
+        data = b""
+    if _s.dropped and not _s.pending:
+        note, _s.dropped = _s.dropped, 0
+        data = f"pypilot: {note} log entries dropped (output blocked or failing)\n".encode() + data
+    view = memoryview(bytes(_s.pending) + data if _s.pending else data)
+    _s.pending = bytearray()
     while view:
         try:
             n = os.write(fd, view)
         except InterruptedError:
             continue
+        except BlockingIOError:
+            _s.pending += view
+            if _s.loop is not None:
+                _s.loop.add_writer(fd, flush)
+            return
         except OSError:
             _s.dropped += 1
             return

@@ -97,6 +97,7 @@ class Supervisor:
             except OSError as e:
                 logs.warn(f"not PID 1 and cannot be a subreaper, orphans will not be reaped: {e}")
         self.loop.add_reader(self.sigfd, self._on_signals)
+        logs.attach(self.loop)
         self.bus.listen(self._on_event)
         for job in self.jobs:  # every job subscribes before anything runs: no lost `startup`
             self.bus.subscribe(job)
