@@ -80,7 +80,7 @@ def spawn(
     pid = ffi.new("int *")
     ret = lib.pp_spawn(args[0], c_argv, c_envp, c_cwd, stdin, stdout, stderr, int(new_group), pid)
     if ret < 0:
-        raise SpawnError(-ret, f"{os.strerror(-ret)}: {argv[0]}", argv[0])
+        raise SpawnError(-ret, os.strerror(-ret), argv[0])
     return int(pid[0])
 
 
