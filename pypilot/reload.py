@@ -156,6 +156,9 @@ class Reload:
 
     def _commit(self) -> None:
         self.sup.config = self.new
+        for job in self.kept:  # beyond CP: a kept job can re-read what the new config changed around it
+            if job.cfg.reload_signal and job.signal(job.cfg.reload_signal):
+                logs.info(f"sent reload signal {job.cfg.reload_signal} to {job.name}", job=job.name)
         try:
             logs.configure(self.new.logging.level, self.new.logging.format, self.new.logging.output)
         except ValueError as e:
