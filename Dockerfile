@@ -37,9 +37,9 @@ FROM ${BASE}
 ARG CONFIG
 COPY --from=build /opt/pypilot /opt/pypilot
 COPY ${CONFIG} /etc/containerpilot.json5
-ENV PATH=/opt/pypilot/bin:$PATH \
-    CONTAINERPILOT=/etc/containerpilot.json5 \
-    PYTHONDONTWRITEBYTECODE=1
+# only the pypilot command goes on PATH: the jobs' own python3 stays the base image's, not pypilot's venv
+RUN ln -s /opt/pypilot/bin/pypilot /usr/local/bin/pypilot
+ENV CONTAINERPILOT=/etc/containerpilot.json5
 # The control socket answers -ping once pypilot is up (an older pypilot without it fails the check).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 CMD ["pypilot", "-ping"]
 STOPSIGNAL SIGTERM
