@@ -113,13 +113,15 @@ CONTAINERFILE
 fi
 
 # 4. The image itself (layers cached in the store: a warm build only redoes what changed).
+build_log=$cache/build-${image//[^A-Za-z0-9]/_}.log
 old_id=$(pm image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 log "building $image from $context"
 pm build --format docker --layers --build-arg "BASE=$python_image" -t "$image" -f "$repo/Dockerfile" \
-    "$context" >"$cache/build.log" 2>&1 || {
-    tail -n 40 "$cache/build.log" >&2
+    "$context" >"$build_log" 2>&1 || {
+    tail -n 40 "$build_log" >&2
     exit 1
 }
+mv "$build_log" "$cache/build.log" # the last good build's log
 new_id=$(pm image inspect --format '{{.Id}}' "$image")
 if [[ -n $old_id && $old_id != "$new_id" ]]; then
     pm rmi "$old_id" >/dev/null 2>&1 || true # the previous build's image, now untagged
