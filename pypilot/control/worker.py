@@ -139,12 +139,16 @@ def receive_listener(chan: socket.socket) -> socket.socket:
 
 def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
     import logging
+    import signal
 
     import waitress
 
     from pypilot import logs
     from pypilot.control.app import make_app
 
+    # _child resets every disposition to default, SIGPIPE included: a client that hangs up while we
+    # write to it would kill the worker. Ignore it, as Python itself does, and get EPIPE instead.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     listener = receive_listener(chan)
     link = Link(chan)
     logs.set_sink(lambda data: link.send({"op": "log", "data": data.decode("utf-8", "replace")}))

@@ -72,12 +72,22 @@ class ControlPilot:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=ROOT,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, "PYPILOT_CONTROL_TEST": str(os.getpid()), **(env or {})},
         )
-        wait_for(
-            lambda: "control: serving at" in self.log() or self.proc.poll() is not None, 10, "control socket"
-        )
+        wait_for(lambda: self._connectable() or self.proc.poll() is not None, 10, "control socket")
         assert self.proc.poll() is None, self.log()
+
+    def _connectable(self) -> bool:
+        import socket
+
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(self.socket)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
 
     def write_config(self, config: dict[str, Any]) -> None:
         tmp = self.config_path.with_suffix(".tmp")
@@ -132,9 +142,14 @@ class ControlPilot:
         return self.proc.wait(timeout)
 
     def close(self) -> None:
+        """SIGTERM (pypilot stops its jobs), then SIGKILL if it takes too long."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
         self._log.close()
 
     def __enter__(self) -> ControlPilot:
@@ -151,3 +166,57 @@ def elapsed(fn: Any) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
+
+
+class EventStream:
+    """A raw HTTP/1.0 client of ``GET /v3/events``: ``next_event()`` parses one server-sent event."""
+
+    def __init__(self, sock_path: str, timeout: float = 10.0) -> None:
+        import socket
+
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(timeout)
+        self.sock.connect(sock_path)
+        self.sock.sendall(b"GET /v3/events HTTP/1.0\r\nHost: control\r\n\r\n")
+        self.f = self.sock.makefile("rb")
+        status = self.f.readline()
+        assert b" 200 " in status, status
+        self.headers: dict[str, str] = {}
+        while (line := self.f.readline().rstrip(b"\r\n")) != b"":
+            k, _, v = line.decode().partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        assert self.f.readline().startswith(b": pypilot events")  # sent once the subscription is on
+        self.f.readline()
+
+    def next_event(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise EOFError("event stream closed")
+            line = line.rstrip(b"\n").decode()
+            if not line:
+                if fields:
+                    return fields
+                continue
+            if line.startswith(":"):
+                continue
+            k, _, v = line.partition(": ")
+            fields[k] = orjson.loads(v) if k == "data" else v
+
+    def wait_event(self, pred: Any, limit: int = 10_000) -> dict[str, Any]:
+        for _ in range(limit):
+            ev = self.next_event()
+            if pred(ev["data"]):
+                return ev
+        raise AssertionError("event not seen")
+
+    def close(self) -> None:
+        self.f.close()
+        self.sock.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
