@@ -1,0 +1,128 @@
+"""pypilot's supervisor with the discovery wiring, for tests and benchmarks (until supervisor.py has it).
+
+``python -m tests.discovery.runner CONFIG CONTROL_SOCKET`` does what ``pypilot -config CONFIG`` does,
+with ``WiredSupervisor`` (the exact lines proposed for supervisor.py, as a subclass) and a unix socket
+where a test sends one JSON request per connection: ``status`` (``sup.status()`` plus the loop's
+``max_lateness``), ``maintenance``, ``metric``, ``http_counts`` (stands in for the control plane's
+per (code, path) request counts), ``reset_lateness``. The socket is served by PID 1's own loop,
+non-blocking, like everything else there.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from typing import Any
+
+import orjson
+
+from pypilot import logs, reaper
+from pypilot.config.model import Config
+from pypilot.discovery import Discovery
+from pypilot.supervisor import Supervisor
+
+
+class WiredSupervisor(Supervisor):
+    def __init__(self, config: Config, sigfd: int) -> None:
+        super().__init__(config, sigfd)
+        self.consul: Discovery | None = None
+        if config.consul is not None and (
+            any(j.cfg.has_service for j in self.jobs) or config.watches or config.telemetry
+        ):
+            self.consul = Discovery(self, config)
+            self.discovery = self.consul
+
+    def run(self) -> int:
+        if self.consul is not None:
+            self.loop.call_soon(self.consul.start)  # the first loop turn: right after `startup`
+        return super().run()
+
+    def _sweep(self) -> None:
+        if self.consul is not None and not self._sweeping:
+            self.consul.stop()
+        super()._sweep()
+
+    def status(self) -> dict[str, object]:
+        out = super().status()
+        out["watches"] = self.consul.watch_status() if self.consul is not None else []
+        return out
+
+
+class TestControl:
+    def __init__(self, sup: WiredSupervisor, path: str) -> None:
+        self.sup = sup
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(16)
+        self.listener.setblocking(False)
+        self.bufs: dict[int, tuple[socket.socket, bytearray]] = {}
+        sup.loop.add_reader(self.listener.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(False)
+        fd = conn.fileno()
+        self.bufs[fd] = (conn, bytearray())
+        self.sup.loop.add_reader(fd, lambda: self._read(fd))
+
+    def _read(self, fd: int) -> None:
+        conn, buf = self.bufs[fd]
+        try:
+            data = conn.recv(65536)
+        except BlockingIOError:
+            return
+        buf += data
+        if data and not buf.endswith(b"\n"):
+            return
+        self.sup.loop.remove_reader(fd)
+        del self.bufs[fd]
+        try:
+            reply = self.handle(orjson.loads(bytes(buf)))
+        except Exception as e:
+            reply = {"error": repr(e)}
+        conn.setblocking(True)
+        conn.settimeout(1.0)
+        try:
+            conn.sendall(orjson.dumps(reply, default=str) + b"\n")
+        except OSError:
+            pass
+        conn.close()
+
+    def handle(self, req: dict[str, Any]) -> Any:
+        sup, cmd = self.sup, req["cmd"]
+        if cmd == "status":
+            return {**sup.status(), "max_lateness": sup.loop.max_lateness}
+        if cmd == "reset_lateness":
+            sup.loop.max_lateness = 0.0
+            return {}
+        if cmd == "maintenance":
+            sup.set_maintenance(bool(req["on"]))
+            return {}
+        if cmd == "metric":
+            sup.put_metrics(req["metrics"])
+            return {}
+        if cmd == "http_counts":
+            sup.control_http_requests = {(c, p): n for c, p, n in req["counts"]}  # type: ignore[attr-defined]
+            return {}
+        raise ValueError(f"unknown command {cmd}")
+
+
+def main() -> int:
+    config_path, control_path = sys.argv[1], sys.argv[2]
+    sigfd = reaper.setup_signals()
+    os.environ["CONTAINERPILOT_PID"] = str(os.getpid())
+    from pypilot.config import load
+
+    config = load(config_path)
+    logs.configure(config.logging.level, config.logging.format, config.logging.output)
+    sup = WiredSupervisor(config, sigfd)
+    TestControl(sup, control_path)
+    return sup.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
