@@ -194,3 +194,21 @@ def test_reload_cli(tmp_path: Path) -> None:
         assert msg.startswith("-reload: failed to run subcommand: reload failed: "), msg
         assert p.job("keeper")["state"] == "running"  # the running config is untouched
         assert run("-config", cli_cfg, "-ping")[0] == 0
+
+
+def test_reload_rolled_back_is_200_json_for_the_api_and_exit_1_for_the_cli() -> None:
+    with ControlPilot() as p:
+        pid = p.job("keeper")["pid"]
+        p.write_config(
+            {**p.config, "jobs": [p.config["jobs"][0], {"name": "bad", "exec": ["/nonexistent/x"]}]}
+        )
+        code, headers, body = p.http("POST", "/v3/reload", headers={"Accept": "application/json"}, timeout=60)
+        result = orjson.loads(body)
+        assert code == 200 and result["reloaded"] is False and "bad" in result["error"]
+        assert headers["x-pypilot-error"]
+        code, _, body = p.http("POST", "/v3/reload", timeout=60)  # a CP client: 200, the outcome in JSON
+        assert code == 200 and orjson.loads(body)["reloaded"] is False
+        proc = p.cli("-reload")
+        assert proc.returncode == 1 and proc.stdout == ""
+        assert msg_of(proc.stderr).startswith("-reload: failed to run subcommand: reload failed: ")
+        assert [j["name"] for j in p.status()["jobs"]] == ["keeper"] and p.job("keeper")["pid"] == pid
