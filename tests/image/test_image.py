@@ -1,7 +1,8 @@
 """The container image, built with podman and run for real: pypilot as a container's PID 1.
 
 Run: ``pytest -m image tests/image`` (as root; ``tests/image/build.sh`` installs podman, runc and
-debootstrap when they are missing, makes the Debian base once and builds ``localhost/pypilot:test``).
+debootstrap when they are missing, makes the Debian base once and builds ``localhost/pypilot:test-<pid>``,
+removed again at the end with every container the tests made).
 Checks that need features still to come (the control socket's ``-ping``/``status``, ``main`` jobs)
 detect them at run time and skip with the reason until they land.
 """
@@ -122,8 +123,10 @@ def _build_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def podman() -> Iterator[Podman]:
-    if shutil.which("podman") is None and (os.geteuid() != 0 or shutil.which("apt-get") is None):
-        pytest.skip("podman is not installed and cannot be installed here (needs root and apt-get)")
+    if os.geteuid() != 0:
+        pytest.skip("the image tests run podman as root (its store under /var/tmp, its runroot under /run)")
+    if shutil.which("podman") is None and shutil.which("apt-get") is None:
+        pytest.skip("podman is not installed and cannot be installed here (no apt-get)")
     t0 = time.monotonic()
     p = subprocess.run(["bash", str(BUILD_SH)], env=BUILD_ENV, capture_output=True, text=True, timeout=900)
     if p.returncode != 0:
