@@ -115,9 +115,14 @@ class Loop:
         return 0 if delay <= 0 else int(delay * 1000) + 1
 
     def _run_due_timers(self) -> None:
+        """Run the timers due now. One scheduled while these run waits for the next turn, after a
+        poll: a callback that keeps rescheduling itself (a job that cannot even start, restarting
+        with no delay) must never keep the loop from reading signals and reaping (circus #1157)."""
         now = time.monotonic()
+        due = []
         while self._timers and self._timers[0].deadline <= now:
-            timer = heapq.heappop(self._timers)
+            due.append(heapq.heappop(self._timers))
+        for timer in due:
             if not timer.cancelled:
                 if timer.deadline:
                     self.max_lateness = max(self.max_lateness, now - timer.deadline)

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -199,3 +200,56 @@ def test_not_pid1_becomes_subreaper_and_reaps_orphans() -> None:
         p.signal(signal.SIGTERM)
         assert p.wait_exit() == 0
     assert os.getpid() > 1
+
+
+def cmdline_pid(proc: psutil.Process) -> str:
+    """The namespace PID of a live process whose command line sets traps, else ''."""
+    try:
+        if "trap" not in " ".join(proc.cmdline()):
+            return ""
+        return open(f"/proc/{proc.pid}/status").read().split("NSpid:")[1].split("\n")[0].split()[-1]
+    except (psutil.Error, OSError):
+        return ""
+
+
+def test_pid_reuse_never_signals_a_stranger(tmp_path: Path) -> None:
+    """anchors §1.6 #7: in a namespace whose PIDs wrap every ~400 spawns, jobs are killed at their
+    timeout, leave stragglers and restart thousands of times; a bystander that counts every signal it
+    gets (a setsid'd process pypilot never targets) must count none."""
+    count, pidfile = tmp_path / "signals", tmp_path / "sentinel.pid"
+    count.write_text("")
+    traps = "HUP INT QUIT USR1 USR2 TERM ALRM"
+    bystander = f"trap 'echo x >> {count}' {traps}; echo \\$\\$ > {pidfile}; while :; do sleep 0.2; done"
+    after_setup = {"source": "setup", "once": "exitSuccess"}
+    churn = {"restarts": "unlimited", "backoff": False, "when": after_setup}
+    jobs = [
+        {"name": "setup", "exec": ["sh", "-c", "echo 400 > /proc/sys/kernel/pid_max"]},  # 301 is the least
+        {
+            "name": "sentinel",
+            "exec": ["sh", "-c", f'setsid sh -c "{bystander}" & exit 0'],
+            "when": after_setup,
+        },
+        {"name": "killed", "exec": ["sleep", "1"], "timeout": "5ms", **churn},
+        {"name": "straggler", "exec": ["sh", "-c", "sleep 1 & exit 1"], **churn},
+        {"name": "quick", "exec": "true", **churn},
+    ]
+    with Pilot({"logging": {"level": "DEBUG"}, "jobs": jobs}) as p:
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the bystander to start")
+        p.wait_log(r"(killed|straggler|quick)\.Run start", count=3000, timeout=120)
+        assert count.read_text() == "", "a signal reached a process pypilot does not own"
+        assert pidfile.read_text().strip() in {cmdline_pid(d) for d in p.descendants()}, "the bystander died"
+        assert len(p.lines(r"killed timeout after 5ms")) > 100
+        p.signal(signal.SIGTERM)
+        assert p.wait_exit() == 0
+
+
+def test_job_that_cannot_start_spinning_does_not_starve_the_loop() -> None:
+    """circus #1157: a missing exec with unlimited restarts and no backoff retries on every turn of
+    the loop, but signals are still read and exits still reaped between the retries."""
+    spinning = {"name": "missing", "exec": "/nonexistent/binary", "restarts": "unlimited", "backoff": False}
+    counted = {"name": "counted", "exec": "true", "restarts": 50}
+    with Pilot({"logging": {"level": "DEBUG"}, "jobs": [spinning, counted]}) as p:
+        p.wait_log(r"\{Stopped counted\}", timeout=20)
+        assert len(p.lines(r"counted exited without error")) == 51
+        p.signal(signal.SIGTERM)
+        assert p.wait_exit() == 0
