@@ -32,20 +32,22 @@ ends before the supervisor's final SIGKILL; a SIGTERM (``kill(-1)`` of the sweep
 from __future__ import annotations
 
 import os
-import socket
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from pypilot import events as ev
 from pypilot import logs
 from pypilot.events import Event
-from pypilot.workers import Message, Worker
 
+TYPE_CHECKING = False  # not typing's: PID 1 imports this before its first spawn, typing costs ~2 ms
 if TYPE_CHECKING:
+    import socket
+    from typing import Any
+
     from pypilot.config.model import Config
     from pypilot.jobs import Job
     from pypilot.loop import Timer
+    from pypilot.workers import Worker
+
+    Message = dict[str, Any]
 
 SELF_SERVICE = "containerpilot"
 CP_VERSION_STATUS = {"idle": "unknown"}  # our job statuses → CP's /status strings
@@ -78,25 +80,27 @@ def registration(job: Job, service_id: str) -> dict[str, Any]:
     return body
 
 
-@dataclass
 class _Service:
     """PID 1's record of one service: what the worker must know again if it is replaced."""
 
-    body: dict[str, Any]
-    initial: str | None = None  # a register with initial_status not yet superseded by a heartbeat
-    leaving: bool = False  # deregister sent, not yet confirmed
+    __slots__ = ("body", "initial", "leaving")
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.initial: str | None = None  # a register with initial_status not yet superseded by a heartbeat
+        self.leaving = False  # deregister sent, not yet confirmed
 
 
-class _DiscoveryWorker(Worker):
-    """A ``Worker`` that tells its owner each time a process starts (first start and replacements)."""
+def _make_worker(owner: Discovery) -> Worker:
+    """The discovery ``Worker``, telling ``owner`` each time a process starts (replacements too)."""
+    from pypilot.workers import Worker
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.on_started: Callable[[], None] = lambda: None
+    class _DiscoveryWorker(Worker):
+        def start(self) -> None:
+            super().start()
+            owner._on_worker_started()
 
-    def start(self) -> None:
-        super().start()
-        self.on_started()
+    return _DiscoveryWorker("discovery", worker_main, owner.sup.loop, owner.sup.reaper, owner._on_message)
 
 
 class Discovery:
@@ -105,7 +109,7 @@ class Discovery:
     def __init__(self, sup: Any, config: Config) -> None:
         self.sup = sup
         self.config = config
-        self.hostname = socket.gethostname()
+        self.hostname = os.uname().nodename  # = gethostname(), without importing socket in PID 1
         self.services: dict[str, _Service] = {}
         self.event_counts: dict[tuple[str, str], int] = {}
         self.watches: dict[tuple[str, str, str], dict[str, Any]] = {
@@ -119,8 +123,7 @@ class Discovery:
             }
             for w in config.watches
         }
-        self.worker = _DiscoveryWorker("discovery", worker_main, sup.loop, sup.reaper, self._on_message)
-        self.worker.on_started = self._on_worker_started
+        self.worker: Worker | None = None  # created at start(): nothing of it before the first spawn
         self.started = False
         self.stopping = False
         self._self_timer: Timer | None = None
@@ -159,6 +162,7 @@ class Discovery:
         if self.started:
             return
         self.started = True
+        self.worker = _make_worker(self)
         self.worker.start()
         if self.config.telemetry is not None:
             self._self_tick()
@@ -176,9 +180,9 @@ class Discovery:
             if deadline is not None and not deadline.cancelled:
                 bound = deadline.deadline - self.sup.loop.now() - 0.5
         bound = min(max(bound, 0.2), STOP_BOUND_MAX)
-        if self.started:
+        if self.worker is not None:
             self.worker.send({"op": "stop", "bound": bound})
-        self.worker.stopped = True  # its exit is expected now: no replacement
+            self.worker.stopped = True  # its exit is expected now: no replacement
 
     def reconfigure(self, config: Config) -> None:
         """A reload: new consul settings, watches or metrics (services follow the jobs' own calls)."""
@@ -250,7 +254,7 @@ class Discovery:
             self._self_timer = self.sup.loop.call_later(interval, self._self_tick)
 
     def _send(self, msg: Message) -> None:
-        if self.started and not self.stopping:
+        if self.worker is not None and not self.stopping:
             self.worker.send(msg)
 
     def _config_message(self) -> Message:
@@ -267,15 +271,16 @@ class Discovery:
 
     def _on_worker_started(self) -> None:
         """A (new) worker: tell it the config and every service it must know about."""
-        if self.stopping:
+        if self.stopping or self.worker is None:
             return
-        self.worker.send(self._config_message())
+        send = self.worker.send
+        send(self._config_message())
         for sid, svc in self.services.items():
-            self.worker.send({"op": "service", "id": sid, "body": svc.body})
+            send({"op": "service", "id": sid, "body": svc.body})
             if svc.leaving:
-                self.worker.send({"op": "deregister", "id": sid})
+                send({"op": "deregister", "id": sid})
             elif svc.initial is not None:
-                self.worker.send({"op": "register", "id": sid, "status": svc.initial})
+                send({"op": "register", "id": sid, "status": svc.initial})
 
     def _on_event(self, event: Event) -> None:
         if event.code == ev.METRIC:
@@ -294,7 +299,7 @@ class Discovery:
             svc = self.services.get(str(msg["id"]))
             if svc is not None and svc.leaving:
                 del self.services[str(msg["id"])]
-        elif op == "snap":
+        elif op == "snap" and self.worker is not None:
             self.worker.send({"op": "snap", "n": msg["n"], "data": self.snapshot()})
 
     def _on_watch(self, msg: Message) -> None:

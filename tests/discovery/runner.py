@@ -4,7 +4,8 @@
 with ``WiredSupervisor`` (the exact lines proposed for supervisor.py, as a subclass) and a unix socket
 where a test sends one JSON request per connection: ``status`` (``sup.status()`` plus the loop's
 ``max_lateness``), ``maintenance``, ``metric``, ``http_counts`` (stands in for the control plane's
-per (code, path) request counts), ``reset_lateness``. The socket is served by PID 1's own loop,
+per (code, path) request counts), ``reset_lateness``, ``probe``/``probe_stats`` (timer lateness
+percentiles of PID 1's loop, for benchmarks/consul_load.py). The socket is served by PID 1's own loop,
 non-blocking, like everything else there.
 """
 
@@ -57,6 +58,7 @@ class TestControl:
         self.listener.listen(16)
         self.listener.setblocking(False)
         self.bufs: dict[int, tuple[socket.socket, bytearray]] = {}
+        self.samples: list[float] = []
         sup.loop.add_reader(self.listener.fileno(), self._accept)
 
     def _accept(self) -> None:
@@ -105,6 +107,24 @@ class TestControl:
         if cmd == "metric":
             sup.put_metrics(req["metrics"])
             return {}
+        if cmd == "probe":  # a PID-1 timer every `period` s; each run records how late it fired
+            self.samples: list[float] = []
+            period = float(req.get("period", 0.01))
+            loop = sup.loop
+
+            def tick(deadline: float) -> None:
+                self.samples.append(loop.now() - deadline)
+                loop.call_at(deadline + period, lambda: tick(deadline + period))
+
+            start = loop.now() + period
+            loop.call_at(start, lambda: tick(start))
+            return {}
+        if cmd == "probe_stats":
+            samples, self.samples = sorted(self.samples), []
+            if not samples:
+                return {"n": 0}
+            pick = lambda q: samples[min(int(q * len(samples)), len(samples) - 1)]  # noqa: E731
+            return {"n": len(samples), "p50": pick(0.5), "p99": pick(0.99), "max": samples[-1]}
         if cmd == "http_counts":
             sup.control_http_requests = {(c, p): n for c, p, n in req["counts"]}  # type: ignore[attr-defined]
             return {}
