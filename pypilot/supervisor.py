@@ -23,6 +23,7 @@ from pypilot.loop import Loop, Timer
 
 TYPE_CHECKING = False  # typing's costs start-up time; mypy reads this name as True
 if TYPE_CHECKING:
+    from pypilot.control.plane import ControlPlane
     from pypilot.health import HealthChecks
     from pypilot.reload import Reload
 
@@ -41,6 +42,7 @@ class Supervisor:
         self.is_pid1 = os.getpid() == 1
         self.health: HealthChecks | None = None
         self.discovery: Registry | None = None
+        self.control: ControlPlane | None = None
         for cfg in config.jobs:
             if cfg.has_service and cfg.ip:
                 os.environ[ip_var(cfg.name)] = cfg.ip
@@ -104,13 +106,25 @@ class Supervisor:
         for job in self.jobs:
             job.run()
         self.bus.publish(Event(ev.STARTUP, ev.GLOBAL))
+        self._start_control()  # after the first spawns: they are what start-up time is about
         self.reaper.drain()
         while True:
             try:
                 self.loop.run()
+                if self.control is not None:
+                    self.control.stop()
                 return self.container_exit_code()
             except Exception as e:  # the loop's own machinery failed: PID 1 must not die of it
                 logs.exception("event loop failed; resuming", e)
+
+    def _start_control(self) -> None:
+        from pypilot.control.plane import ControlPlane
+
+        try:
+            self.control = ControlPlane(self, self.config.control)
+            self.control.start()
+        except Exception as e:  # no control socket is an error to report, not a reason to stop the jobs
+            logs.exception("control plane failed to start", e)
 
     def _on_signals(self) -> None:
         chld = False
@@ -212,6 +226,8 @@ class Supervisor:
         self._sweeping = True
         if self.health is not None:
             self.health.stop()
+        if self.control is not None:  # before the escapee sweep, or its worker would be restarted
+            self.control.stop()
         if self._deadline is None:
             self._deadline = self.loop.call_later(max(self.config.stop_timeout, 0.0), self._kill_everything)
         self._progress()

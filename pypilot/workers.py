@@ -133,6 +133,7 @@ def _child(main: WorkerMain, sock: socket.socket, pass_fds: tuple[int, ...] = ()
             except (OSError, ValueError):
                 pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is PID 1's to handle, it stops us in order
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a peer that hung up is an EPIPE to handle, not death
     low = 3
     for keep in sorted({sock.fileno(), *pass_fds}):
         os.closerange(low, keep)

@@ -48,11 +48,13 @@ class Pilot:
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="pypilot-test-"))
         self.config_path = self.dir / "config.json5"
-        text = (
-            config
-            if isinstance(config, str)
-            else orjson.dumps({"consul": "localhost:8500", **config}).decode()
-        )
+        if not isinstance(config, str):  # each pypilot its own control socket: tests run side by side
+            config = {
+                "consul": "localhost:8500",
+                "control": {"socket": str(self.dir / "control.sock")},
+                **config,
+            }
+        text = config if isinstance(config, str) else orjson.dumps(config).decode()
         self.config_path.write_text(text)
         self.log_path = self.dir / "out.log"
         cmd = [sys.executable, "-m", "pypilot", "-config", str(self.config_path), *(args or [])]

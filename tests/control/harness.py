@@ -22,7 +22,7 @@ from pypilot.control.client import UnixHTTPConnection
 from tests.pid1 import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-CONTROL_MAIN = [sys.executable, "-m", "tests.control.pilot_main"]
+CONTROL_MAIN = [sys.executable, "-m", "pypilot", "-config"]
 
 __all__ = ["CONTROL_MAIN", "KEEPER", "ROOT", "ControlPilot", "http", "wait_for"]
 
