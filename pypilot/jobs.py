@@ -356,6 +356,8 @@ class Job:
         self._cancel("wait-timeout")
         if self.status != MAINTENANCE:
             self.status = UNKNOWN
+        if self.started_at is None:  # an exec-less job is "started" too: its heartbeats begin now
+            self.started_at = self.ctx.loop.now()
         cmd = self.command
         if cmd is None:
             return
@@ -363,8 +365,6 @@ class Job:
             self.queued_runs += 1
             return
         self.runs += 1
-        if self.started_at is None:
-            self.started_at = self.ctx.loop.now()
         cmd.start(self._on_process_exit)
 
     def _on_process_exit(self, status: int | None, start_error: str | None) -> None:

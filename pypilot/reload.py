@@ -156,6 +156,8 @@ class Reload:
 
     def _commit(self) -> None:
         self.sup.config = self.new
+        if self.sup.consul is not None:
+            self.sup.consul.reconfigure(self.new)
         for job in self.kept:  # beyond CP: a kept job can re-read what the new config changed around it
             if job.cfg.reload_signal and job.signal(job.cfg.reload_signal):
                 logs.info(f"sent reload signal {job.cfg.reload_signal} to {job.name}", job=job.name)

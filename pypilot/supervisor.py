@@ -24,6 +24,7 @@ from pypilot.loop import Loop, Timer
 TYPE_CHECKING = False  # typing's costs start-up time; mypy reads this name as True
 if TYPE_CHECKING:
     from pypilot.control.plane import ControlPlane
+    from pypilot.discovery import Discovery
     from pypilot.health import HealthChecks
     from pypilot.reload import Reload
 
@@ -43,6 +44,7 @@ class Supervisor:
         self.health: HealthChecks | None = None
         self.discovery: Registry | None = None
         self.control: ControlPlane | None = None
+        self.consul: Discovery | None = None  # the same object as `discovery`, by its concrete type
         for cfg in config.jobs:
             if cfg.has_service and cfg.ip:
                 os.environ[ip_var(cfg.name)] = cfg.ip
@@ -51,6 +53,12 @@ class Supervisor:
             from pypilot.health import HealthChecks
 
             self.health = HealthChecks(self.loop, self.reaper)  # its worker starts with the first check
+        if config.consul is not None and (
+            any(job.cfg.has_service for job in self.jobs) or config.watches or config.telemetry
+        ):
+            from pypilot.discovery import Discovery
+
+            self.consul = self.discovery = Discovery(self, config)  # its worker starts after `startup`
         self.wire_stopping_dependents()
         self._shutting_down = False
         self.maintenance_on = False
@@ -106,6 +114,8 @@ class Supervisor:
         for job in self.jobs:
             job.run()
         self.bus.publish(Event(ev.STARTUP, ev.GLOBAL))
+        if self.consul is not None:
+            self.consul.start()
         self._start_control()  # after the first spawns: they are what start-up time is about
         self.reaper.drain()
         while True:
@@ -159,7 +169,7 @@ class Supervisor:
             "shuttingDown": self._shutting_down,
             "maintenance": self.maintenance_on,
             "jobs": [job.snapshot() for job in self.jobs],
-            "watches": [],
+            "watches": self.consul.watch_status() if self.consul is not None else [],
         }
 
     def set_env(self, env: dict[str, str]) -> None:
@@ -224,6 +234,8 @@ class Supervisor:
         if self._sweeping:
             return
         self._sweeping = True
+        if self.consul is not None:
+            self.consul.stop()  # deregistrations are flushed, bounded by the time left before the kill
         if self.health is not None:
             self.health.stop()
         if self.control is not None:  # before the escapee sweep, or its worker would be restarted

@@ -1,7 +1,7 @@
 """pypilot's supervisor with the discovery wiring, for tests and benchmarks (until supervisor.py has it).
 
 ``python -m tests.discovery.runner CONFIG CONTROL_SOCKET`` does what ``pypilot -config CONFIG`` does,
-with ``WiredSupervisor`` (the exact lines proposed for supervisor.py, as a subclass) and a unix socket
+with the supervisor (discovery is wired in supervisor.py) and a unix socket
 where a test sends one JSON request per connection: ``status`` (``sup.status()`` plus the loop's
 ``max_lateness``), ``maintenance``, ``metric``, ``http_counts`` (stands in for the control plane's
 per (code, path) request counts), ``reset_lateness``, ``probe``/``probe_stats`` (timer lateness
@@ -19,35 +19,11 @@ from typing import Any
 import orjson
 
 from pypilot import logs, reaper
-from pypilot.config.model import Config
-from pypilot.discovery import Discovery
 from pypilot.supervisor import Supervisor
 
 
 class WiredSupervisor(Supervisor):
-    def __init__(self, config: Config, sigfd: int) -> None:
-        super().__init__(config, sigfd)
-        self.consul: Discovery | None = None
-        if config.consul is not None and (
-            any(j.cfg.has_service for j in self.jobs) or config.watches or config.telemetry
-        ):
-            self.consul = Discovery(self, config)
-            self.discovery = self.consul
-
-    def run(self) -> int:
-        if self.consul is not None:
-            self.loop.call_soon(self.consul.start)  # the first loop turn: right after `startup`
-        return super().run()
-
-    def _sweep(self) -> None:
-        if self.consul is not None and not self._sweeping:
-            self.consul.stop()
-        super()._sweep()
-
-    def status(self) -> dict[str, object]:
-        out = super().status()
-        out["watches"] = self.consul.watch_status() if self.consul is not None else []
-        return out
+    """Supervisor.py now wires discovery itself; the name stays for the tests that import it."""
 
 
 class TestControl:
