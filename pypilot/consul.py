@@ -1,0 +1,600 @@
+"""The discovery worker: every Consul call and watch, in a process of its own (CP §5, §6).
+
+PID 1's side is ``pypilot.discovery``; this module runs only in the worker it forks.
+``worker_main`` owns the py-consul client (imported there only) and runs:
+
+- one thread per service, so the calls for one service stay in order (register → TTL updates →
+  deregister) while a slow agent holds up no other service; requests that pile up while a call is in
+  flight coalesce (one pending TTL update, never a queue), failures are retried with backoff;
+- CP's exact bodies, sent through py-consul's HTTP client: register
+  ``{"ID","Name","Tags","Port","Address","EnableTagOverride","Check":{"TTL","Status","Notes",
+  "DeregisterCriticalServiceAfter"},"Checks":null}``, TTL update ``{"Status":"passing","Output":"ok"}``
+  on ``/v1/agent/check/update/service:<id>``, deregister;
+- beyond CP 3.8: a service is registered again after it was deregistered (maintenance) and whenever a TTL
+  update finds that the agent lost it (py-consul returns False on that 404; CP 3.8 kept failing);
+- one thread per watch, state kept per (name, tag, dc) (CP shared it per name): the first query one
+  interval after start, then Consul blocking queries (``index`` + ``wait=<interval>s``) started no more
+  often than once per interval, so Consul sees CP's rate while a change is seen when it happens;
+- errors logged once per change of state (per service kind of call, per watch), not once per call;
+- the telemetry HTTP server (``pypilot.telemetry``) when the config has ``telemetry``: in this same
+  process, which already pays for the interpreter and ``requests``; a second worker would cost another
+  ~30 MiB for nothing (measured in ``benchmarks/consul_load.py``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from pypilot import logs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from typing import Any
+
+    Message = dict[str, Any]
+
+FINAL_TRIES = 3  # attempts per deregistration at shutdown (0.2 s apart), within that bound
+
+
+def worker_main(sock: socket.socket) -> None:
+    """The discovery worker: a blocking read loop on PID 1's socket; Consul calls in threads."""
+    _Agent(sock).run()
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, stable description of a failed call (stable: it decides when a state changed)."""
+    import re
+
+    text = str(exc)
+    name = type(exc).__name__
+    if name == "SSLError" or "SSLError" in text:
+        m = re.search(r"\[SSL: ([A-Z_]+)\]", text)
+        return f"TLS error: {m.group(1) if m else name}"
+    if "Timeout" in name or "timed out" in text:
+        return "timed out"
+    if name == "ConnectionError" or "ConnectionError" in text:
+        if "refused" in text:
+            return "connection refused"
+        if "reset" in text or "RemoteDisconnected" in text or "aborted" in text:
+            return "connection reset"
+        return "connection failed"
+    if text.startswith("Failed to decode JSON"):
+        return "invalid response from the agent (not the JSON Consul sends)"
+    m = re.match(r"(\d{3}) (.*)", text, re.S)
+    if m:  # py-consul's "<code> <body>" → CP's wording
+        return f"Unexpected response code: {m.group(1)} ({m.group(2).strip()[:200]})"
+    return f"{name}: {text[:200]}"
+
+
+class _ErrorLog:
+    """Logs a failure once when the state of a kind of call changes, and once when it recovers."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.state: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def report(self, kind: str, error: str | None, message: str) -> bool:
+        """``message`` is CP's wording, ``{}`` for the error; True when this was a change."""
+        with self.lock:
+            old = self.state.get(kind)
+            if error == old:
+                return False
+            if error is None:
+                del self.state[kind]
+            else:
+                self.state[kind] = error
+        if error is None:
+            logs.info(f"{kind}: works again")
+        else:
+            logs.warn(message.format(error))
+        return True
+
+
+class _Svc:
+    """One service in the worker: what the agent should have, and what is pending."""
+
+    def __init__(self, sid: str, body: dict[str, Any], cond: Any) -> None:
+        self.sid, self.body, self.cond = sid, body, cond
+        self.name = str(body.get("Name", sid))
+        self.want = False  # should be registered
+        self.registered = False  # the agent has it, as far as we know
+        self.reg_status: str | None = None  # a register with this check status is asked for
+        self.beat = False  # a TTL pass is asked for
+        self.dereg = False  # a deregister is asked for
+        self.inflight: str | None = None
+        self.failures = 0
+        self.retry_at = 0.0
+        self.thread: Any = None
+
+    def next_op(self, stopping: bool) -> tuple[str, str] | None:
+        if self.dereg:
+            return ("deregister", "")
+        if stopping or not self.want:
+            return None
+        if self.reg_status is not None:
+            return ("register", self.reg_status)
+        if self.beat:
+            return ("update", "") if self.registered else ("register", "passing")
+        return None
+
+
+class _Watcher:
+    """One watch (name, tag, dc) and its own state (CP kept one state per name: #bug fixed)."""
+
+    def __init__(self, cfg: dict[str, Any], event: Any) -> None:
+        self.name = str(cfg["name"])
+        self.tag: str | None = cfg.get("tag") or None
+        self.dc: str | None = cfg.get("dc") or None
+        self.interval = float(cfg["interval"])
+        self.key = (self.name, self.tag or "", self.dc or "")
+        self.state: list[tuple[str, str, str, int]] = []
+        self.stop = event
+        self.error: str | None = None
+
+
+class _Agent:
+    """The worker's state: the client, the services and watches, telemetry; one lock for all."""
+
+    CALL_TIMEOUT = 30.0  # py-consul's default; CP had none
+    RETRY_MIN, RETRY_MAX = 0.5, 10.0
+
+    def __init__(self, sock: socket.socket) -> None:
+        import threading
+
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.send_lock = threading.Lock()
+        self.client: Any = None
+        self.consul_cfg: Any = None
+        self.services: dict[str, _Svc] = {}
+        self.watchers: dict[tuple[str, str, str], _Watcher] = {}
+        self.telemetry: Any = None
+        self.errors = _ErrorLog()
+        self.stopping = False
+        self.version = ""
+        self._snap_n = 0
+        self._snap_waiters: dict[int, list[Any]] = {}
+        self._last_snap: dict[str, Any] = {"jobs": [], "watches": [], "events": [], "http": []}
+        self._pending_final = 0
+        self._final_cond = threading.Condition(self.lock)
+
+    # -- talking to PID 1 --------------------------------------------------------------------
+
+    def send(self, msg: Message) -> None:
+        from pypilot.workers import encode
+
+        data = encode(msg)
+        with self.send_lock:
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                pass  # PID 1 closed our channel: we are stopping anyway
+
+    def run(self) -> None:
+        import select
+        import signal
+
+        from pypilot.workers import Decoder
+
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # _child reset it: a closed peer must be EPIPE
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        signal.set_wakeup_fd(wake_w)
+        logs.set_sink(lambda data: self.send({"op": "log", "data": data.decode("utf-8", "replace")}))
+        decoder = Decoder()
+        sock_fd = self.sock.fileno()
+        while True:
+            readable, _, _ = select.select([sock_fd, wake_r], [], [])
+            if wake_r in readable:
+                os.read(wake_r, 512)
+                self._drain_then_stop(decoder)  # SIGTERM (the sweep's kill(-1))
+            try:
+                data = self.sock.recv(1 << 16)
+                messages = decoder.feed(data) if data else None
+            except (OSError, ValueError):
+                messages = None
+            if messages is None:  # PID 1 closed the channel (or sent garbage): we are done
+                self.shutdown(3.0)
+                return
+            for msg in messages:
+                if msg.get("op") == "stop":
+                    self.shutdown(float(msg.get("bound") or 3.0))
+                    return
+                self.handle(msg)
+
+    def _drain_then_stop(self, decoder: Any) -> None:
+        """Take what PID 1 wrote before it signalled us (its last deregistrations), then stop."""
+        self.sock.setblocking(False)
+        bound = 3.0
+        try:
+            while True:
+                data = self.sock.recv(1 << 16)
+                if not data:
+                    break
+                for msg in decoder.feed(data):
+                    if msg.get("op") == "stop":
+                        bound = float(msg.get("bound") or bound)
+                    else:
+                        self.handle(msg)
+        except (OSError, ValueError):
+            pass
+        self.shutdown(bound)
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def handle(self, msg: Message) -> None:
+        try:
+            self._handle(msg)
+        except Exception as e:  # one bad message must not take Consul (and telemetry) down with it
+            logs.exception(f"discovery: handling {msg.get('op')!r} failed", e)
+
+    def _handle(self, msg: Message) -> None:
+        op = msg.get("op")
+        if op == "config":
+            self.configure(msg)
+        elif op == "service":
+            self.on_service(str(msg["id"]), dict(msg["body"]))
+        elif op in ("register", "heartbeat", "deregister"):
+            self.on_request(op, str(msg["id"]), msg.get("status"))
+        elif op == "metric":
+            if self.telemetry is not None:
+                self.telemetry.record(str(msg["data"]))
+        elif op == "snap":
+            with self.lock:
+                waiter = self._snap_waiters.pop(int(msg["n"]), None)
+                self._last_snap = msg["data"]
+            if waiter is not None:
+                waiter[1] = msg["data"]
+                waiter[0].set()
+
+    def configure(self, msg: Message) -> None:
+        import threading
+
+        self.version = str(msg.get("version") or "")
+        consul_cfg = msg.get("consul")
+        if consul_cfg != self.consul_cfg:
+            self.consul_cfg = consul_cfg
+            self.client = make_client(consul_cfg) if consul_cfg else None
+        wanted = {}
+        for w in msg.get("watches") or ():
+            watcher = _Watcher(w, threading.Event())
+            wanted[watcher.key] = watcher
+        for key, old in list(self.watchers.items()):
+            new = wanted.get(key)
+            if new is None or new.interval != old.interval:
+                old.stop.set()
+                del self.watchers[key]
+        for key, watcher in wanted.items():
+            if key not in self.watchers:
+                self.watchers[key] = watcher
+                threading.Thread(
+                    target=self._watch_loop, args=(watcher,), name=f"watch-{watcher.name}", daemon=True
+                ).start()
+        tel = msg.get("telemetry")
+        if tel and self.telemetry is None:
+            from pypilot.telemetry import Telemetry
+
+            self.telemetry = Telemetry(tel, self.version, self.snapshot)
+            self.telemetry.start()
+        elif tel and self.telemetry is not None:
+            self.telemetry.reconfigure(tel)
+
+    def on_service(self, sid: str, body: dict[str, Any]) -> None:
+        import threading
+
+        with self.lock:
+            svc = self.services.get(sid)
+            if svc is None:
+                svc = self.services[sid] = _Svc(sid, body, threading.Condition(self.lock))
+                svc.thread = threading.Thread(target=self._svc_loop, args=(svc,), name=sid, daemon=True)
+                svc.thread.start()
+            elif svc.body != body:
+                svc.body, svc.name = body, str(body.get("Name", sid))
+                svc.registered = False  # address, port or tags changed (reload): register again
+
+    def on_request(self, op: str, sid: str, status: Any) -> None:
+        with self.lock:
+            svc = self.services.get(sid)
+            if svc is None or self.stopping:
+                return
+            if op == "register":
+                svc.want, svc.dereg, svc.reg_status = True, False, str(status)
+            elif op == "heartbeat":
+                svc.want, svc.dereg, svc.beat = True, False, True
+                svc.reg_status = None
+            else:
+                svc.want, svc.beat, svc.reg_status, svc.dereg = False, False, None, True
+            svc.cond.notify()
+
+    def snapshot(self, timeout: float = 1.0) -> dict[str, Any]:
+        """From an HTTP thread: PID 1's statuses and counters now (the last ones if it is slow)."""
+        import threading
+
+        done = threading.Event()
+        with self.lock:
+            self._snap_n += 1
+            n = self._snap_n
+            waiter: list[Any] = [done, None]
+            self._snap_waiters[n] = waiter
+        self.send({"op": "snap", "n": n})
+        if done.wait(timeout) and waiter[1] is not None:
+            return dict(waiter[1])
+        with self.lock:
+            self._snap_waiters.pop(n, None)
+            return dict(self._last_snap)
+
+    # -- services ----------------------------------------------------------------------------
+
+    def _svc_loop(self, svc: _Svc) -> None:
+        import time
+
+        while True:
+            with self.lock:
+                while True:
+                    op = svc.next_op(self.stopping)
+                    now = time.monotonic()
+                    if op is not None and svc.retry_at <= now:
+                        break
+                    svc.cond.wait(svc.retry_at - now if op is not None else None)
+                svc.inflight = op[0]
+                body = svc.body
+            error: str | None = None
+            result = False
+            try:
+                result = self._call(op, svc.sid, body)
+            except Exception as e:  # any failure of the call is a state to report, never a crash
+                error = describe_error(e)
+            with self.lock:
+                svc.inflight = None
+                self._apply(svc, op, result, error)
+                svc.cond.notify()
+                self._final_cond.notify_all()
+
+    def _call(self, op: tuple[str, str], sid: str, body: dict[str, Any]) -> bool:
+        import json
+
+        from consul.callback import CB
+
+        client = self.client
+        if client is None:
+            raise RuntimeError("no consul configured")
+        headers = client.prepare_headers()
+        kind, status = op
+        if kind == "register":
+            body = dict(body)
+            body["Check"] = {**body["Check"], "Status": status}
+            data = json.dumps(body, separators=(",", ":"))
+            return bool(
+                client.http.put(CB.boolean(), "/v1/agent/service/register", headers=headers, data=data)
+            )
+        if kind == "update":
+            return bool(
+                client.http.put(
+                    CB.boolean(),
+                    f"/v1/agent/check/update/service:{sid}",
+                    headers=headers,
+                    data='{"Status":"passing","Output":"ok"}',
+                )
+            )
+        logs.debug(f"deregistering: {sid}")
+        client.agent.service.deregister(sid)  # False on 404: not there is what we wanted
+        return True
+
+    def _apply(self, svc: _Svc, op: tuple[str, str], result: bool, error: str | None) -> None:
+        import time
+
+        kind, status = op
+        if error is None and kind == "register" and not result:
+            error = "the agent refused the registration"
+        if error is not None:
+            svc.failures += 1
+            if self.stopping and kind == "deregister" and svc.failures >= FINAL_TRIES:
+                svc.dereg = False  # the agent is not answering: do not hold the container's exit
+                self._pending_final -= 1
+                self.errors.report("consul deregister", error, "service deregistration failed: {}")
+                return
+            delay = 0.2 if self.stopping else min(self.RETRY_MIN * 2 ** (svc.failures - 1), self.RETRY_MAX)
+            svc.retry_at = time.monotonic() + delay
+            wording = {
+                "register": "service registration failed: {}",
+                "update": "service update TTL failed: {}",
+                "deregister": "service deregistration failed: {}",
+            }[kind]
+            self.errors.report(f"consul {kind}", error, wording)
+            return
+        svc.failures, svc.retry_at = 0, 0.0
+        self.errors.report(f"consul {kind}", None, "")
+        if kind == "deregister":
+            svc.dereg = svc.registered = False
+            if self.stopping:
+                self._pending_final -= 1
+            else:
+                self.send({"op": "deregistered", "id": svc.sid})
+        elif kind == "register":
+            svc.registered = True
+            if svc.reg_status == status:
+                svc.reg_status = None
+                if status != "passing" or not svc.beat:
+                    logs.info(f"Registering service {svc.name} with initial status set to {status}")
+            logs.info(f"Service registered: {svc.name}")
+        elif result:
+            svc.beat = False
+        else:  # 404: the agent lost it (restart without data, maintenance elsewhere): register again
+            svc.registered = False
+            logs.warn(f"service update TTL failed: the agent does not have {svc.sid}; registering it again")
+
+    # -- watches -----------------------------------------------------------------------------
+
+    def _watch_loop(self, w: _Watcher) -> None:
+        import time
+
+        next_at = time.monotonic() + w.interval  # CP: the first poll one interval after start
+        index: int | None = None
+        while not self.stopping:
+            if w.stop.wait(max(next_at - time.monotonic(), 0.0)) or self.stopping:
+                return
+            started = time.monotonic()
+            client = self.client
+            try:
+                if client is None:
+                    raise RuntimeError("no consul configured")
+                kw: dict[str, Any] = {"passing": True, "tag": w.tag, "dc": w.dc}
+                if index:
+                    kw.update(index=index, wait=f"{int(w.interval)}s")
+                new_index, nodes = client.health.service(w.name, **kw)
+                instances = _instances(nodes)
+            except Exception as e:
+                error = describe_error(e)
+                if self.errors.report(f"watch {w.key}", error, f"failed to query {w.name}: {{}}"):
+                    self.send({"op": "watch", "name": w.name, "tag": w.tag, "dc": w.dc, "error": error})
+                index = None  # after an outage, start again with a plain query
+                next_at = started + w.interval
+                continue
+            self.errors.report(f"watch {w.key}", None, "")
+            try:
+                idx = int(new_index)
+            except (TypeError, ValueError):
+                idx = 0
+            index = idx if idx > 0 and (index is None or idx >= index) else None  # reset if it went back
+            if w.stop.is_set():
+                return
+            old, w.state = w.state, instances
+            changed = len(old) != len(instances) or any(
+                (a[2], a[3]) != (b[2], b[3]) for a, b in zip(old, instances, strict=True)
+            )
+            if self.telemetry is not None:
+                self.telemetry.set_watch_instances(w.name, len(instances))
+            self.send(
+                {
+                    "op": "watch",
+                    "name": w.name,
+                    "tag": w.tag,
+                    "dc": w.dc,
+                    "count": len(instances),
+                    "changed": changed,
+                }
+            )
+            next_at = started + w.interval
+
+    # -- stop --------------------------------------------------------------------------------
+
+    def shutdown(self, bound: float) -> None:
+        """Deregister every service we may have registered, within ``bound`` seconds, then exit."""
+        import signal
+        import threading
+        import time
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        deadline = time.monotonic() + max(bound, 0.0)
+        with self.lock:
+            self.stopping = True
+            for w in self.watchers.values():
+                w.stop.set()
+            for svc in self.services.values():
+                if not (svc.registered or svc.dereg or svc.want or svc.inflight):
+                    continue
+                self._pending_final += 1
+                svc.failures, svc.retry_at = 0, 0.0
+                if svc.inflight == "deregister":
+                    svc.dereg = True  # already on its way: its completion counts
+                elif svc.inflight == "update":
+                    # a TTL update cannot create the service: deregister now, alongside it
+                    svc.dereg = svc.want = False
+                    threading.Thread(target=self._final_deregister, args=(svc,), daemon=True).start()
+                else:  # idle, or registering: its own thread deregisters next, in order
+                    svc.dereg, svc.want = True, False
+                    svc.cond.notify()
+            while self._pending_final > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    logs.warn(f"{self._pending_final} service(s) not deregistered before the deadline")
+                    break
+                self._final_cond.wait(remaining)
+        if self.telemetry is not None:
+            self.telemetry.stop()
+        os._exit(0)
+
+    def _final_deregister(self, svc: _Svc) -> None:
+        import time
+
+        for attempt in range(FINAL_TRIES):
+            try:
+                self._call(("deregister", ""), svc.sid, svc.body)
+                break
+            except Exception as e:
+                error = describe_error(e)
+                self.errors.report("consul deregister", error, "service deregistration failed: {}")
+                if attempt < FINAL_TRIES - 1:
+                    time.sleep(0.2)
+        with self.lock:
+            self._pending_final -= 1
+            self._final_cond.notify_all()
+
+
+def _instances(nodes: Any) -> list[tuple[str, str, str, int]]:
+    """A health/service answer as sorted (ID, node, Address, Port); ValueError if not Consul's shape."""
+    if not isinstance(nodes, list):
+        raise ValueError(f"unexpected health answer: {type(nodes).__name__}")
+    out = []
+    for entry in nodes:
+        service = entry.get("Service") if isinstance(entry, dict) else None
+        if not isinstance(service, dict):
+            raise ValueError("unexpected health answer: an entry without Service")
+        node = entry.get("Node")
+        node_name = str(node.get("Node", "")) if isinstance(node, dict) else ""
+        address, port = str(service.get("Address", "")), int(service.get("Port") or 0)
+        out.append((str(service.get("ID", "")), node_name, address, port))
+    out.sort()
+    return out
+
+
+def make_client(cfg: dict[str, Any]) -> Any:
+    """A py-consul client from the ``consul`` config (env overrides were applied by the loader)."""
+    import consul
+
+    address = str(cfg.get("address") or "127.0.0.1:8500")
+    scheme = str(cfg.get("scheme") or "http")
+    host, port = address, 8500
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else 8500
+    elif address.count(":") == 1:
+        host, _, port_text = address.partition(":")
+        port = int(port_text)
+    tls = cfg.get("tls") or {}
+    verify: bool | str = False
+    if scheme == "https" and tls.get("verify", True):
+        verify = tls.get("cafile") or tls.get("capath") or True
+    cert: Any = None
+    if tls.get("clientcert"):
+        cert = (tls["clientcert"], tls["clientkey"]) if tls.get("clientkey") else tls["clientcert"]
+    client = consul.Consul(
+        host=host,
+        port=port,
+        scheme=scheme,
+        token=cfg.get("token") or None,
+        verify=verify,
+        cert=cert,
+        connections_timeout=_Agent.CALL_TIMEOUT,
+    )
+    client.token = cfg.get("token") or None  # py-consul lets an empty CONSUL_HTTP_TOKEN win; CP does not
+    if scheme == "https" and tls.get("servername"):
+        _pin_server_name(client, str(tls["servername"]), bool(verify))
+    return client
+
+
+def _pin_server_name(client: Any, name: str, verify: bool) -> None:
+    """``tls.servername``: SNI and the certificate's expected name differ from the address."""
+    from requests.adapters import HTTPAdapter
+
+    class _Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["server_hostname"] = name
+            if verify:
+                kwargs["assert_hostname"] = name
+            super().init_poolmanager(*args, **kwargs)
+
+    client.http.session.mount("https://", _Adapter())
