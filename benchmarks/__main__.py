@@ -2,11 +2,10 @@
 
 Runs pypilot and its peers (tini, dumb-init, s6, runit, supervisord, circus), each as PID 1 of a fresh PID
 namespace, on the same C payloads, in one run, and reports ratios. Needs root (``unshare -p``). Installs
-missing
-peers first. Writes ``benchmarks/results/raw-<time>.{json,md,png}``; a full run also refreshes ``latest.*``.
-``--quick`` is the CI smoke test (< 2 min): small storms, one repeat, short windows; it asserts nothing about
-speed but exits 1 if a measure crashes or pypilot fails one. Measures: launch, reap, idle, restart, dispatch,
-spawn, control.
+missing peers first. Writes ``benchmarks/results/raw-<time>.{json,md,png}``; a full run also refreshes
+``latest.*``. ``--quick`` is the CI smoke test (< 2 min): small storms, one repeat, short windows; it asserts
+nothing about speed but exits 1 if a measure crashes or pypilot fails one. Measures: launch, reap, idle,
+restart, dispatch, spawn, control.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ class Settings:
     def make(cls, quick: bool, repeats: int | None = None) -> Settings:
         if quick:
             return cls(True, repeats or 1, (300,), 2.0, 1100, 8, 6.0, 200, 2.0, 3.0, 40)
-        return cls(False, repeats or 5, (1000, 5000), 30.0, 2000, 60, 20.0, 1000, 10.0, 12.0, 300)
+        return cls(False, repeats or 5, (1000, 5000), 30.0, 2000, 200, 20.0, 1000, 10.0, 12.0, 300)
 
 
 @dataclasses.dataclass

@@ -1,10 +1,9 @@
 """Control API client for the control-latency measure; runs in the peers venv (circus needs pyzmq).
 
 ``python ctlclient.py KIND ADDRESS COUNT`` sends COUNT requests one after another and prints a JSON object
-``{"ms": [latency per request], "errors": N, "first_error": "..."}``. KIND: ``pypilot`` (HTTP ``GET
-/v3/ping`` on
-a unix socket), ``supervisord`` (XML-RPC ``supervisor.getState`` on a unix socket), ``circus`` (ZeroMQ
-``list`` command). Every request has a 5 s timeout; the whole run stops after 60 s.
+``{"ms": [latency per request], "errors": N, "first_error": "..."}``. KIND: ``pypilot`` (HTTP
+``GET /v3/ping`` on a unix socket), ``supervisord`` (XML-RPC ``supervisor.getState`` on a unix socket),
+``circus`` (ZeroMQ ``list`` command). Every request has a 5 s timeout; the whole run stops after 60 s.
 """
 
 from __future__ import annotations

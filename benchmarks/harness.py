@@ -1,5 +1,4 @@
-"""Helpers every measure uses: payload output patterns, starting a peer in a fresh work dir, collecting
-results.
+"""Helpers every measure uses: payload output patterns, starting a peer in a fresh work dir, results.
 
 A peer that times out or dies is recorded as an error for that measure (shown in the table) instead of
 stopping the suite; a bug in a measure itself still raises.

@@ -1,7 +1,6 @@
 """Launch -> first child exec: harness CLOCK_MONOTONIC just before ``Popen(unshare ... init)`` to the
-``stamp``
-payload's own CLOCK_MONOTONIC at exec. Also the issue #3 baseline: a bare ``python3 -I -S`` that execs
-the stamp.
+``stamp`` payload's own CLOCK_MONOTONIC at exec. Also issue #3's baseline: a bare ``python3 -I -S`` that
+execs the stamp.
 
 Includes ``unshare``'s fork and /proc mount, the same for every row. One unrecorded warm-up run per
 system (page cache), then ``repeats`` rounds, systems interleaved within each round.

@@ -87,7 +87,12 @@ class NsInit:
                 left = deadline - time.monotonic()
                 if left <= 0 or self.eof:
                     tail = "\n".join(line for _, line in self.lines[-8:])
-                    why = "exited" if self.eof else f"no {count}x {rx.pattern!r} within {timeout:.0f}s"
+                    rc = self._proc.poll() if self._proc is not None else None
+                    why = (
+                        f"exited (status {rc})"
+                        if self.eof
+                        else f"no {count}x {rx.pattern!r} within {timeout:.0f}s"
+                    )
                     raise InitTimeout(f"{self.argv[0]}: {why}; last output:\n{tail}")
                 self._cond.wait(min(left, 0.5))
 

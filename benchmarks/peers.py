@@ -1,11 +1,11 @@
 """The systems compared, how each is installed if missing, and how each runs a job as PID 1.
 
-Debian packages (tini, dumb-init, s6, runit) are installed with ``apt-get install -y`` (after ``apt-get
-update`` if
-a package is not found); supervisor and circus go into a venv of their own under ``benchmarks/.peers/venv``.
-Configs follow anchors.md §3: supervisord ``nodaemon``, output to ``/dev/fd/1``; circus one watcher with a
-StdoutStream and the ini default ``check_delay`` (5 s); s6/runit a service dir whose ``run`` is the payload
-itself (symlink; arguments through ``$PAYLOAD_ARGS``); pypilot a ContainerPilot 3 JSON5 config.
+Debian packages (tini, dumb-init, s6, runit) are installed with ``apt-get install -y`` (after
+``apt-get update`` if a package is not found); supervisor and circus go into a venv of their own under
+``benchmarks/.peers/venv``. Configs follow anchors.md §3: supervisord ``nodaemon``, output to
+``/dev/fd/1``; circus one watcher with a StdoutStream and the ini default ``check_delay`` (5 s); s6/runit a
+service dir whose ``run`` is the payload itself (symlink; arguments through ``$PAYLOAD_ARGS``); pypilot a
+ContainerPilot 3 JSON5 config (INFO logging, DEBUG only for the dispatch measure).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class Job:
     procs: int = 1
     startsecs: int = 0  # supervisord only
     control_socket: Path | None = None  # pypilot/supervisord control endpoint, when a measure wants one
+    restart_count: int | None = None  # pypilot: restarts N instead of "unlimited"
     debug: bool = False  # DEBUG logging (pypilot, circus): only the dispatch measure reads those lines
 
 
@@ -281,7 +282,9 @@ class Pypilot(Peer):
             return "dev"
 
     def launch(self, job: Job, workdir: Path) -> Launch:
-        restarts = "unlimited" if job.restart else "never"
+        restarts: str | int = "unlimited" if job.restart else "never"
+        if job.restart_count is not None:
+            restarts = job.restart_count
         jobs = [
             {"name": "app" if job.procs == 1 else f"app{i}", "exec": job.argv, "restarts": restarts}
             for i in range(job.procs)

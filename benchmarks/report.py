@@ -39,6 +39,7 @@ TITLES = {
     "dispatch_p50": "Job exit -> event dispatched, p50",
     "dispatch_p99": "Job exit -> event dispatched, p99",
     "spawn_rate": "Spawn throughput (exits dispatched and respawned)",
+    "spawn_n_selfexit": "Spawn throughput, N runs (restarts: N - 1) until pypilot exits by itself",
     "control_p50": "Control API round trip under an exit storm, p50",
     "control_p99": "Control API round trip under an exit storm, p99",
 }
