@@ -5,7 +5,7 @@ namespace, on the same C payloads, in one run, and reports ratios. Needs root (`
 missing peers first. Writes ``benchmarks/results/raw-<time>.{json,md,png}``; a full run also refreshes
 ``latest.*``. ``--quick`` is the CI smoke test (< 2 min): small storms, one repeat, short windows; it asserts
 nothing about speed but exits 1 if a measure crashes or pypilot fails one. Measures: launch, reap, idle,
-restart, dispatch, spawn, control.
+restart, dispatch, spawn, control, profile.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 import traceback
 from types import ModuleType
 
-from . import control, dispatch, idle, launch, payloads, peers, reap, report, restart, spawn
+from . import control, dispatch, idle, launch, payloads, peers, profile, reap, report, restart, spawn
 from .common import RESULTS_DIR, Settings, log
 from .harness import Collector, Context, Workspace
 
@@ -30,6 +30,7 @@ MEASURES: dict[str, ModuleType] = {
     "dispatch": dispatch,
     "spawn": spawn,
     "control": control,
+    "profile": profile,
 }
 
 

@@ -42,6 +42,9 @@ TITLES = {
     "spawn_n_selfexit": "Spawn throughput, N runs (restarts: N - 1) until pypilot exits by itself",
     "control_p50": "Control API round trip under an exit storm, p50",
     "control_p99": "Control API round trip under an exit storm, p99",
+    "profile_launch": "Profile: pypilot's launch -> first exec, step by step (python in pypilot's venv)",
+    "profile_rss": "Profile: RSS of a Python that imported pypilot's parts",
+    "profile_imports": "Profile: slowest top-level imports before pypilot's first exec (-X importtime)",
 }
 
 
@@ -95,9 +98,8 @@ def markdown(results: list[Result], meta: dict[str, object]) -> str:
     for v in check(keyed):
         verdict = "n/a" if v.ok is None else "meets" if v.ok else "**misses**"
         lines.append(f"| {v.target} | {v.figure} | {verdict} |")
-    order = [*ORDER, *sorted({r.peer for r in results} - set(ORDER))]
     for measure, rows in by_measure.items():
-        rows = sorted(rows, key=lambda r: order.index(r.peer))
+        rows = sorted(rows, key=lambda r: ORDER.index(r.peer) if r.peer in ORDER else len(ORDER))  # stable
         unit, lower = rows[0].unit, rows[0].lower_is_better
         lines += ["", f"## {title(measure)} ({unit}, {'lower' if lower else 'higher'} is better)", ""]
         if measure == "backoff_curve":
