@@ -277,7 +277,9 @@ class Pypilot(Peer):
 
     def version(self) -> str:
         try:
-            return run([str(PYPILOT), "-version"], timeout=20, check=False).stdout.strip().splitlines()[0]
+            out = run([str(PYPILOT), "-version"], timeout=20, check=False).stdout.strip().splitlines()[0]
+            rev = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], timeout=20, check=False)
+            return f"{out.removeprefix('Version: ')} (git {rev.stdout.strip() or '?'})"
         except Exception:
             return "dev"
 
