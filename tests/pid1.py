@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import orjson
 import psutil
@@ -39,6 +39,11 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condit
 
 
 class Pilot:
+    """One pypilot run. Subclasses change what runs through ``config_text``, ``command`` and
+    ``environment`` (the discovery tests run a supervisor with a test control socket)."""
+
+    ROOT = Path(__file__).resolve().parents[1]
+
     def __init__(
         self,
         config: dict[str, Any] | str,
@@ -48,28 +53,35 @@ class Pilot:
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="pypilot-test-"))
         self.config_path = self.dir / "config.json5"
-        if not isinstance(config, str):  # each pypilot its own control socket: tests run side by side
-            config = {
-                "consul": "localhost:8500",
-                "control": {"socket": str(self.dir / "control.sock")},
-                **config,
-            }
-        text = config if isinstance(config, str) else orjson.dumps(config).decode()
-        self.config_path.write_text(text)
+        self.config_path.write_text(self.config_text(config))
         self.log_path = self.dir / "out.log"
-        cmd = [sys.executable, "-m", "pypilot", "-config", str(self.config_path), *(args or [])]
+        cmd = self.command(args or [])
         if pid1:
             cmd = ["unshare", "-fp", "--mount-proc", *cmd]
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             cmd,
+            cwd=self.ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
+            env={**self.environment(), **(env or {})},
         )
         self.pid1 = pid1
         self.host_pid = self._find_pilot() if pid1 else self.proc.pid
+
+    def config_text(self, config: dict[str, Any] | str) -> str:
+        if isinstance(config, str):
+            return config
+        # each pypilot its own control socket: tests run side by side
+        defaults = {"consul": "localhost:8500", "control": {"socket": str(self.dir / "control.sock")}}
+        return orjson.dumps({**defaults, **config}).decode()
+
+    def command(self, args: list[str]) -> list[str]:
+        return [sys.executable, "-m", "pypilot", "-config", str(self.config_path), *args]
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
 
     def _find_pilot(self) -> int:
         def child() -> int | None:
@@ -151,7 +163,7 @@ class Pilot:
             self.proc.wait(10)
         self._log.close()
 
-    def __enter__(self) -> Pilot:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 import psutil
 
+from tests.pid1 import Pilot as BasePilot
 from tests.pid1 import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,36 +34,25 @@ def sid(name: str) -> str:
     return f"{name}-{HOST}"
 
 
-class Pilot:
-    """One pypilot run: config written, started under unshare, log in a file, a control socket."""
+class Pilot(BasePilot):
+    """pypilot with a test control socket (see runner.py), talking to a Consul stand-in."""
 
     def __init__(self, config: dict[str, Any], pid1: bool = True, env: dict[str, str] | None = None) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="pypilot-disc-"))
-        self.config_path = self.dir / "config.json5"
-        self.config_path.write_text(orjson.dumps(config).decode())
-        self.control = str(self.dir / "control.sock")
-        self.log_path = self.dir / "out.log"
-        cmd = [sys.executable, "-m", "tests.discovery.runner", str(self.config_path), self.control]
-        if pid1:
-            cmd = ["unshare", "-fp", "--mount-proc", *cmd]
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("CONSUL_")}
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**clean, **(env or {})},
-        )
-        self.host_pid = self._find() if pid1 else self.proc.pid
+        super().__init__(config, pid1, env)
+        self.control = self._control_path()
         wait_for(lambda: os.path.exists(self.control) or self.proc.poll() is not None, 10, "control socket")
 
-    def _find(self) -> int:
-        def child() -> int | None:
-            try:
-                kids = psutil.Process(self.proc.pid).children()
-            except psutil.NoSuchProcess:
-                return None
-            return kids[0].pid if kids else None
+    def _control_path(self) -> str:
+        return str(self.dir / "test-control.sock")
 
-        return int(wait_for(child, 10, "pypilot to start under unshare"))
+    def config_text(self, config: dict[str, Any] | str) -> str:
+        return config if isinstance(config, str) else orjson.dumps(config).decode()
+
+    def command(self, args: list[str]) -> list[str]:
+        return [sys.executable, "-m", "tests.discovery.runner", str(self.config_path), self._control_path()]
+
+    def environment(self) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if not k.startswith("CONSUL_")}
 
     def cmd(self, cmd: str, **kw: Any) -> Any:
         with socket.socket(socket.AF_UNIX) as s:
@@ -81,9 +70,6 @@ class Pilot:
     def status(self) -> dict[str, Any]:
         return dict(self.cmd("status"))
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def count(self, text: str) -> int:
         return self.log().count(text)
 
@@ -95,9 +81,6 @@ class Pilot:
             return wait_for(cond, timeout, what)
         except AssertionError as e:
             raise AssertionError(f"{e}\nlog tail:\n{self.log()[-3000:]}") from None
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
 
     def worker_pids(self) -> list[int]:
         try:
@@ -113,21 +96,6 @@ class Pilot:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"pypilot did not exit; log tail:\n{self.log()[-3000:]}") from None
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            for pid in (self.host_pid, self.proc.pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.proc.wait(10)
-        self._log.close()
-
-    def __enter__(self) -> Pilot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def service_job(name: str, port: int, *, check: str = "true", interval: int = 1, ttl: int = 5,
