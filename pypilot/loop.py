@@ -20,6 +20,10 @@ _READ = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _WRITE = select.POLLOUT
 
 
+def _noop() -> None:
+    pass
+
+
 class Timer:
     __slots__ = ("callback", "cancelled", "deadline", "seq")
 
@@ -31,6 +35,7 @@ class Timer:
 
     def cancel(self) -> None:
         self.cancelled = True
+        self.callback = _noop  # it stays in the heap until its deadline: it must not keep what it refers to
 
     def __lt__(self, other: Timer) -> bool:
         return (self.deadline, self.seq) < (other.deadline, other.seq)

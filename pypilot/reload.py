@@ -20,6 +20,7 @@ from pypilot import logs
 from pypilot.config.model import Config, JobConfig
 from pypilot.events import Event
 from pypilot.jobs import Job
+from pypilot.loop import Timer
 
 if TYPE_CHECKING:
     from pypilot.supervisor import Supervisor
@@ -44,6 +45,7 @@ class Reload:
         self.finished = False
         self.stopped_back: list[Job] = []
         self.order = [cfg.name for cfg in new.jobs]
+        self._grace: Timer | None = None
 
     # --- phase 1: stop what goes ---------------------------------------------------------------
 
@@ -98,7 +100,7 @@ class Reload:
                     for j in fresh
                     if j.name in self.waiting
                 )
-                sup.loop.call_later(grace, self._on_grace_expired)
+                self._grace = sup.loop.call_later(grace, self._on_grace_expired)
         for job in fresh:
             job.receive(STARTUP)
         if watch:
@@ -176,5 +178,8 @@ class Reload:
 
     def _finish(self, ok: bool, message: str) -> None:
         self.finished = True
+        if self._grace is not None:  # or the timer keeps this reload, its old jobs and config, for the grace
+            self._grace.cancel()
+            self._grace = None
         self.sup.reload_finished(self)
         self.done(ok, message)
