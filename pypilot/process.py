@@ -108,6 +108,7 @@ class Command:
         if not self.raw:
             rd, out = os.pipe2(os.O_CLOEXEC)
             os.set_blocking(rd, False)
+        since = self.reaper.generation
         try:
             pid = reaper.spawn(self.argv, stdin=_stdin(), stdout=out, stderr=out)
         except OSError as e:
@@ -124,7 +125,7 @@ class Command:
         self.pidfd = reaper.pidfd_open(pid)
         self.started_at = self.loop.now()
         # CP sends SIGTERM to whatever is left of the group when the leader exits
-        self.reaper.register(pid, self._on_reaped, group_signal=signal.SIGTERM)
+        self.reaper.register(pid, self._on_reaped, group_signal=signal.SIGTERM, since=since)
         if self.env_name:
             os.environ[f"CONTAINERPILOT_{self.env_name}_PID"] = str(pid)
         if self.timeout:

@@ -5,6 +5,12 @@ back through ``Reaper.drain``, dispatched by PID to whoever registered it. Nothi
 process may wait on a child: a second waiter would race this one and turn real exit codes into 0
 or hangs (CP #178/#222, bpo-15756). Statuses of PIDs nobody has registered yet are kept for a
 while, so a registration that comes after the exit still gets it.
+
+PIDs are reused, and fast in a small namespace, so two rules keep a status with its own process: a
+batch's handlers are all looked up before any of them runs (a handler that spawns may get a PID reaped
+in the same batch), and a kept status goes only to a registration whose spawn came before the drain
+that reaped it (``since``: the ``generation`` read before spawning); an older one belongs to an
+earlier process with that number and is dropped.
 """
 
 from __future__ import annotations
@@ -133,21 +139,25 @@ class Reaper:
 
     def __init__(self) -> None:
         self._handlers: dict[int, ExitHandler] = {}
-        self._stash: OrderedDict[int, int] = OrderedDict()
+        self._stash: OrderedDict[int, tuple[int, int]] = OrderedDict()  # pid -> (status, generation)
+        self.generation = 0  # drains so far: read it before a spawn, pass it to register
         self._pids = ffi.new("int[]", BATCH)
         self._statuses = ffi.new("int[]", BATCH)
         self.orphans_reaped = 0
 
-    def register(self, pid: int, handler: ExitHandler, group_signal: int = 0) -> None:
+    def register(
+        self, pid: int, handler: ExitHandler, group_signal: int = 0, since: int | None = None
+    ) -> None:
         """Route ``pid``'s exit to ``handler``. With ``group_signal``, its group gets that signal
-        at the moment it exits, while it is still unreaped (CP sends SIGTERM to leftovers)."""
+        at the moment it exits, while it is still unreaped (CP sends SIGTERM to leftovers).
+        ``since``: ``generation`` before the spawn; older kept statuses are another process's."""
+        kept = self._stash.pop(pid, None)
+        if kept is not None and (since is None or kept[1] > since):
+            handler(pid, kept[0])  # it exited and was reaped before this registration
+            return
         if group_signal:
             _check(lib.pp_hold(pid, group_signal), "hold")
-        status = self._stash.pop(pid, None)
-        if status is not None:
-            handler(pid, status)
-        else:
-            self._handlers[pid] = handler
+        self._handlers[pid] = handler
 
     def unregister(self, pid: int) -> None:
         self._handlers.pop(pid, None)
@@ -161,24 +171,29 @@ class Reaper:
         """Reap every child that has exited (no cap: a storm is drained in one call)."""
         total = 0
         while True:
+            self.generation += 1
             n = _check(lib.pp_reap(self._pids, self._statuses, BATCH), "waitid")
-            batch = [(self._pids[i], self._statuses[i]) for i in range(n)]
-            for pid, status in batch:
-                self._dispatch(pid, status)
+            calls = []
+            for i in range(n):  # every lookup before any handler runs (a handler may spawn)
+                pid, status = self._pids[i], self._statuses[i]
+                handler = self._handlers.pop(pid, None)
+                if handler is not None:
+                    calls.append((handler, pid, status))
+                else:
+                    self._keep(pid, status)
+            for handler, pid, status in calls:
+                try:
+                    handler(pid, status)
+                except Exception as e:  # one failing handler must not lose the rest of the batch
+                    logs.exception(f"exit handler for pid {pid} failed", e)
             total += n
             if n < BATCH:
                 return total
 
-    def _dispatch(self, pid: int, status: int) -> None:
-        handler = self._handlers.pop(pid, None)
-        if handler is not None:
-            try:
-                handler(pid, status)
-            except Exception as e:  # one failing handler must not lose the rest of the batch
-                logs.exception(f"exit handler for pid {pid} failed", e)
-            return
+    def _keep(self, pid: int, status: int) -> None:
         self.orphans_reaped += 1
-        self._stash[pid] = status
+        self._stash[pid] = (status, self.generation)
+        self._stash.move_to_end(pid)
         if len(self._stash) > STASH_MAX:
             self._stash.popitem(last=False)
         logs.debug(f"reaped orphan {pid}: {describe(status)}")

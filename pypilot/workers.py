@@ -168,6 +168,7 @@ class Worker:
         import multiprocessing
         import multiprocessing.process
 
+        since = self.reaper.generation
         ours, theirs = socket.socketpair()
         proc = multiprocessing.get_context("fork").Process(
             target=_child, args=(self.main, theirs), name=f"pypilot-{self.name}", daemon=False
@@ -178,7 +179,7 @@ class Worker:
         theirs.close()
         assert proc.pid is not None
         self.pid = proc.pid
-        self.reaper.register(self.pid, self._on_exit)
+        self.reaper.register(self.pid, self._on_exit, since=since)
         self.channel = Channel(self.loop, ours, self.on_message, lambda: None)
         logs.debug(f"worker {self.name} started as pid {self.pid}")
 

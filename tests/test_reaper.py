@@ -33,6 +33,11 @@ def test_status_of_an_unregistered_pid_is_kept_until_registered(probe: dict[str,
     assert probe["stashed"] is True
 
 
+def test_kept_status_of_an_earlier_process_with_the_pid_is_not_delivered(probe: dict[str, object]) -> None:
+    """Found by the PID-reuse test: a reused PID got the kept status of the orphan that had it before."""
+    assert probe["stale_dropped"] is True
+
+
 def test_spawn_error_names_the_command_and_cwd_env_reach_the_child(probe: dict[str, object]) -> None:
     assert probe["spawn_error"] == "[Errno 2] No such file or directory: '/no/such/binary'"
     assert probe["cwd_env"] == "/tmp yes"

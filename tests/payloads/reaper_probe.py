@@ -71,6 +71,20 @@ got: list[int] = []
 r.register(early, lambda pid, status: got.append(status))
 out["stashed"] = got == [0]
 
+# 3b. a kept status reaped before a spawn belongs to an earlier process with that PID: not delivered
+since = r.generation
+old = reaper.spawn(["true"])
+time.sleep(0.2)
+select.select([sigfd], [], [], 1)
+reaper.read_signals(sigfd)
+r.drain()
+reused: list[int] = []
+r.register(old, lambda pid, status: reused.append(status), since=r.generation)  # "spawned" after it
+fresh: list[int] = []
+r.register(old, lambda pid, status: fresh.append(status), since=since)  # the status is gone already
+out["stale_dropped"] = reused == [] and fresh == []
+r.unregister(old)
+
 # 4. spawn errors name the command; cwd and env reach the child
 try:
     reaper.spawn(["/no/such/binary"])
