@@ -157,7 +157,10 @@ class Reload:
         self.step()
 
     def _commit(self) -> None:
+        old_control = self.sup.config.control
         self.sup.config = self.new
+        if self.new.control != old_control:  # a new socket, once this reload's answer has gone out on the old
+            self.sup.loop.call_later(1.0, self.sup.restart_control)
         if self.sup.consul is not None:
             self.sup.consul.reconfigure(self.new)
         for job in self.kept:  # beyond CP: a kept job can re-read what the new config changed around it

@@ -136,6 +136,13 @@ class Supervisor:
         except Exception as e:  # no control socket is an error to report, not a reason to stop the jobs
             logs.exception("control plane failed to start", e)
 
+    def restart_control(self) -> None:
+        if self._shutting_down:
+            return
+        if self.control is not None:
+            self.control.stop()
+        self._start_control()
+
     def _on_signals(self) -> None:
         chld = False
         for signo, sender in reaper.read_signals(self.sigfd):
