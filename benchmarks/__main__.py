@@ -11,15 +11,18 @@ restart, dispatch, spawn, control, profile.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import platform
 import sys
 import time
 import traceback
+from pathlib import Path
 from types import ModuleType
 
 from . import control, dispatch, idle, launch, payloads, peers, profile, reap, report, restart, spawn
-from .common import RESULTS_DIR, Settings, log
+from .common import RESULTS_DIR, Result, Settings, log
 from .harness import Collector, Context, Workspace
 
 MEASURES: dict[str, ModuleType] = {
@@ -50,6 +53,16 @@ def _steal() -> tuple[int, int]:
     return (fields[7] if len(fields) > 7 else 0), sum(fields)
 
 
+def _render(path: Path, chart: bool) -> int:
+    """Re-render ``<stem>.md`` (and ``.png``) next to a results JSON, e.g. after a report fix."""
+    data = json.loads(path.read_text())
+    fields = {f.name for f in dataclasses.fields(Result)}
+    results = [Result(**{k: v for k, v in r.items() if k in fields}) for r in data["results"]]
+    python = peers.ensure_matplotlib() if chart else None
+    print(report.write(results, data["meta"], path.parent, path.stem, chart, python))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -60,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", default="", help="comma-separated systems to run (default: all available)")
     ap.add_argument("--no-install", action="store_true", help="do not install missing peers")
     ap.add_argument("--no-chart", action="store_true", help="skip the PNG (and installing matplotlib)")
+    ap.add_argument("--render", metavar="JSON", help="only redraw the table and chart of a results JSON")
     args = ap.parse_args(argv)
+    if args.render:
+        return _render(Path(args.render), not args.no_chart)
     if os.geteuid() != 0:
         print(
             "benchmarks need root: every init runs as PID 1 of a new PID namespace (unshare -p)",

@@ -50,9 +50,8 @@ TITLES = {
 
 def title(measure: str) -> str:
     if measure.startswith("reap_"):
-        return f"Reap storm: {int(measure[5:]):,} orphans released at once, until all reaped".replace(
-            ",", " "
-        )
+        count = f"{int(measure[5:]):,}".replace(",", " ")
+        return f"Reap storm: {count} orphans released at once, until all reaped"
     return TITLES.get(measure, measure)
 
 
