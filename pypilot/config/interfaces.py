@@ -16,7 +16,6 @@ an address table instead: an iterable of ``(interface, address)`` pairs.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,7 @@ Addresses = Iterable[tuple[str, str]]
 
 # CP: ^(?P<Name>\w+)(?:\[(\d+)\]|:(inet6?))?$ ; names may also hold '-' and '.'
 # (but must start like a name, so a bare IP is not taken for one)
-_SPEC = re.compile(r"^([A-Za-z_][\w.\-]*)(?:\[(\d+)\]|:(inet6?))?$")
+_SPEC = r"^([A-Za-z_][\w.\-]*)(?:\[(\d+)\]|:(inet6?))?$"
 
 
 class InterfaceError(ValueError):
@@ -96,7 +95,9 @@ def _parse_one(spec: str) -> _Spec:
             except ValueError:
                 raise InterfaceError(f"Unable to parse static ip static: in {spec}") from None
             return _Spec(spec, "static", "static", ip=_ip_str(ip))
-    m = _SPEC.match(spec)
+    import re  # here, not at import: every exec is decoded with this module, few configs have specs
+
+    m = re.match(_SPEC, spec)
     if m:
         name, index, inet = m.groups()
         if index is not None:
