@@ -5,19 +5,22 @@ it is restarted without limit until ``dispatch_samples`` exits or ``dispatch_win
 with the supervisor's own log line for it, timestamped when written: pypilot ``event: {ExitSuccess app}``
 (DEBUG, RFC3339Nano), supervisord ``exited: app`` (INFO, whole milliseconds), circus
 ``reaping process <pid> [app]`` (DEBUG, ``%(created).6f`` via a logging config).
-Latency = log time - the payload's exit stamp.
+Latency = log time - the payload's exit stamp. pypilot also runs once under SCHED_FIFO (``chrt -f 10``):
+the gap between the two rows is what other processes' CPU use adds on a busy machine.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from .common import percentile
 from .harness import EXIT, STAMP, Context, guarded, stamp_of, started
-from .peers import Job, Peer
+from .peers import Job, Launch, Peer
 
 RUN_MS = 20
 
@@ -57,8 +60,9 @@ PATTERNS: dict[str, tuple[re.Pattern[str], Callable[[str], int]]] = {
 
 def measure(ctx: Context) -> None:
     job = Job([ctx.p("stamp"), str(RUN_MS), "exit"], restart=True, debug=True)
-    for peer in ctx.peers:
-        if peer.supervisor and peer.name in PATTERNS:
+    rt = [Realtime(p) for p in ctx.peers if p.name == "pypilot"]
+    for peer in [*ctx.peers, *(p for p in rt if p.available())]:
+        if peer.supervisor or isinstance(peer, Realtime):
             lat = guarded(ctx.col, "dispatch_p99", peer.name, "ms", lambda peer=peer: once(ctx, peer, job))
             if lat:
                 note = f"n={len(lat)}" + ("; log times in whole ms" if peer.name == "supervisord" else "")
@@ -67,8 +71,23 @@ def measure(ctx: Context) -> None:
                 ctx.col.results[("dispatch_p99", peer.name)].raw = lat
 
 
+class Realtime(Peer):
+    """A peer under ``chrt -f 10`` (SCHED_FIFO): the same figure without other processes' CPU noise."""
+
+    def __init__(self, inner: Peer) -> None:
+        self.inner = inner
+        self.name = f"{inner.name} (SCHED_FIFO)"
+
+    def available(self) -> bool:
+        return shutil.which("chrt") is not None
+
+    def launch(self, job: Job, workdir: Path) -> Launch:
+        inner = self.inner.launch(job, workdir)
+        return Launch(["chrt", "-f", "10", *inner.argv], inner.env, inner.control)
+
+
 def once(ctx: Context, peer: Peer, job: Job) -> list[float]:
-    rx, parse = PATTERNS[peer.name]
+    rx, parse = PATTERNS[peer.name.split(" ")[0]]
     with started(peer, job, ctx.ws) as (ns, _):
         ns.wait_for(STAMP, timeout=20)
         deadline = time.monotonic() + ctx.s.dispatch_window_s
@@ -77,7 +96,7 @@ def once(ctx: Context, peer: Peer, job: Job) -> list[float]:
         exits = sorted(stamp_of(m)[2] for m in ns.matches(EXIT))
         logged = sorted({parse(m.group(1)) for m in ns.matches(rx)})  # supervisord logs each line twice
     # pair each exit with the first dispatch line at or after it (supervisord: ms resolution, so -1 ms)
-    slack = 1_000_000 if peer.name == "supervisord" else 0
+    slack = 1_000_000 if peer.name.startswith("supervisord") else 0
     out: list[float] = []
     j = 0
     for ex in exits:
