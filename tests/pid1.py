@@ -74,8 +74,8 @@ class Pilot:
         if isinstance(config, str):
             return config
         # each pypilot its own control socket: tests run side by side
-        defaults = {"consul": "localhost:8500", "control": {"socket": str(self.dir / "control.sock")}}
-        return orjson.dumps({**defaults, **config}).decode()
+        control = {"socket": str(self.dir / "control.sock"), **config.get("control", {})}
+        return orjson.dumps({"consul": "localhost:8500", **config, "control": control}).decode()
 
     def command(self, args: list[str]) -> list[str]:
         return [sys.executable, "-m", "pypilot", "-config", str(self.config_path), *args]

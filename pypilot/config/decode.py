@@ -58,7 +58,8 @@ _WATCH: Spec = [("name", "str"), ("interval", "int"), ("tag", "str"), ("dc", "st
 _TELEMETRY: Spec = [("port", "int"), ("interfaces", "list"), ("tags", "strs"), ("metrics", "list")]
 _METRIC: Spec = [("namespace", "str"), ("subsystem", "str"), ("name", "str"), ("help", "str"),
                  ("type", "str")]
-_CONTROL: Spec = [("socket", "str"), ("socketMode", "any"), ("reload", "str"), ("reloadGrace", "str")]
+_CONTROL: Spec = [("socket", "str"), ("socketMode", "any"), ("reload", "str"), ("reloadGrace", "str"),
+                  ("allowUids", "any")]
 _TLS: Spec = [("cafile", "str"), ("capath", "str"), ("clientcert", "str"), ("clientkey", "str"),
               ("servername", "str"), ("verify", "bool")]
 _CONSUL: Spec = [("address", "str"), ("scheme", "str"), ("token", "str"), ("tls", _TLS)]
@@ -218,6 +219,14 @@ def _control(raw: Any, errs: Collector) -> m.ControlConfig:
             kw["reload_grace"] = _secs(_duration(d["reloadGrace"]))
         except DurationError as e:
             errs.add(f"unable to parse control: control.reloadGrace '{d['reloadGrace']}': {e}")
+    uids = d.get("allowUids")
+    if uids is not None:
+        if isinstance(uids, list) and all(isinstance(u, int) and not isinstance(u, bool) and u >= 0
+                                          for u in uids):
+            kw["allow_uids"] = tuple(uids)
+        else:
+            errs.add(f"unable to parse control: control.allowUids '{_v(uids)}' invalid: "
+                     "must be a list of numeric uids such as [0, 1000]")
     return m.ControlConfig(**kw)
 
 

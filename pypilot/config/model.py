@@ -153,6 +153,7 @@ class ControlConfig(Record):
     socket_mode: int = 0o600
     reload: str = "diff"  # diff | restart (CP's full restart)
     reload_grace: float = 30.0
+    allow_uids: tuple[int, ...] = ()  # connecting uids accepted (SO_PEERCRED); () = any the mode lets in
 
 
 @record

@@ -175,7 +175,8 @@ class ControlPlane:
 
         worker_main(
             chan,
-            {"socket": self.path, "reload_timeout": self.cfg.reload_grace + 30.0, "timeout": REQUEST_TIMEOUT},
+            {"socket": self.path, "reload_timeout": self.cfg.reload_grace + 30.0, "timeout": REQUEST_TIMEOUT,
+             "allow_uids": list(self.cfg.allow_uids)},
         )
 
     def _send_listener(self) -> None:

@@ -137,6 +137,25 @@ def receive_listener(chan: socket.socket) -> socket.socket:
     return socket.socket(fileno=fds[0])
 
 
+class PeerCheckedListener(socket.socket):
+    """The listening socket, refusing a connection whose peer uid is not allowed (``control.allowUids``):
+    closed at once, and reported to waitress as an aborted connection, which it skips."""
+
+    allowed: frozenset[int] = frozenset()
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        import errno
+        import struct
+
+        conn, addr = super().accept()
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        if uid in self.allowed:
+            return conn, addr
+        conn.close()
+        raise ConnectionAbortedError(errno.ECONNABORTED, f"uid {uid} may not use the control socket")
+
+
 def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
     import logging
     import signal
@@ -150,6 +169,10 @@ def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
     # write to it would kill the worker. Ignore it, as Python itself does, and get EPIPE instead.
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     listener = receive_listener(chan)
+    if settings.get("allow_uids"):
+        checked = PeerCheckedListener(fileno=listener.detach())
+        checked.allowed = frozenset(settings["allow_uids"])
+        listener = checked
     link = Link(chan)
     logs.set_sink(lambda data: link.send({"op": "log", "data": data.decode("utf-8", "replace")}))
     logging.getLogger("waitress").setLevel(logging.ERROR)
