@@ -109,3 +109,16 @@ def test_template_generates_jobs(write) -> None:
                                       (123456.0, "123456"), (1234567.0, "1.234567e+06"), (-2.5, "-2.5")])
 def test_go_float(v: float, s: str) -> None:
     assert go_float(v) == s
+
+
+def test_value_rendered_inside_a_json5_string_is_escaped_for_it() -> None:
+    """A quote, backslash or newline in a value cannot end the string it lands in (CP pasted it raw)."""
+    import pyjson5
+
+    env = {"Q": 'x", "--injected', "B": "a\\nb", "N": "l1\nl2", "S": "it's", "P": "8080"}
+    text = '{e: ["{{ .Q }}", "{{ .B }}", "{{ .N }}"], s: \'{{ .S }}\', d: "{{ .S }}", p: {{ .P }}'
+    text += " // {{ .Q }}\n}"
+    assert pyjson5.decode(render_text(text, env)) == {
+        "e": ['x", "--injected', "a\\nb", "l1\nl2"], "s": "it's", "d": "it's", "p": 8080,
+    }
+    assert render_text("{{ .Q }}", env) == env["Q"]  # outside a string the text is the config's own

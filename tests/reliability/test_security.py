@@ -120,10 +120,9 @@ def test_putenv_values_reach_jobs_as_plain_strings_across_reloads(tmp_path: Path
               "every one reached the job verbatim, as one argument")
 
 
-@pytest.mark.xfail(reason="not fixed, see the report: the template is rendered as text into JSON5 (CP), so a "
-                   "value's quote ends the string it is rendered into and adds an argument, a backslash is "
-                   "read as an escape, and a newline makes every later reload fail")
 def test_putenv_value_with_quotes_cannot_change_the_config(tmp_path: Path) -> None:
+    """A value rendered inside a JSON5 string is escaped for it (CP pasted it raw: a quote in it ended the
+    string and added an argument, a backslash was an escape, a newline broke every later reload)."""
     sock = str(tmp_path / "control.sock")
     values = {"INJ_QUOTES": 'x", "--injected', "INJ_BACKSLASH": "a\\nb", "INJ_NEWLINE": "line1\nline2"}
     with Pilot(env_config(sock, list(values), 0)) as p:
