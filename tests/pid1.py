@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -162,6 +163,7 @@ class Pilot:
                 pass
             self.proc.wait(10)
         self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Self:
         return self
