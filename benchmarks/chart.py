@@ -1,7 +1,8 @@
 """Draws the results JSON as a PNG (run in the peers venv, where matplotlib is installed).
 
 ``python chart.py RESULTS.json OUT.png``: one panel per main measure, a horizontal bar per system at its
-median with a min-max whisker, log scale; pypilot in orange; ContainerPilot's quoted figure hatched.
+median with a min-max whisker (log scale where the bars span a decade); pypilot in orange; ContainerPilot's
+quoted figure hatched.
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ def main(src: str, dst: str) -> int:
         ax.barh(names, med, xerr=[lo, hi], color=colors, capsize=2)
         if measure in ref:
             ax.barh(["ContainerPilot (ref)"], [ref[measure]], color="white", edgecolor="gray", hatch="//")
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        values = [*med, *(ref[measure] for _ in [0] if measure in ref)]
+        if max(values) / min(values) >= 10:  # log only where the bars span a decade or more
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.invert_yaxis()
         better = "lower" if rs[0]["lower_is_better"] else "higher"
         ax.set_title(f"{measure} ({rs[0]['unit']}, {better} is better)", fontsize=10)
@@ -64,7 +67,7 @@ def main(src: str, dst: str) -> int:
         ax.axis("off")
     meta = data["meta"]
     fig.suptitle(f"pypilot vs peers, {meta['date']} ({meta['mode']}), {meta['machine']}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(dst, dpi=90)
     return 0
 
