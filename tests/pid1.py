@@ -89,8 +89,12 @@ class Pilot:
             try:
                 kids = psutil.Process(self.proc.pid).children()
             except psutil.NoSuchProcess:
-                return None
-            return kids[0].pid if kids else None
+                kids = []
+            if kids:
+                return kids[0].pid
+            if self.proc.poll() is not None:  # a run so short it is over already: nothing left to find
+                return self.proc.pid
+            return None
 
         return int(wait_for(child, 10, "pypilot to start under unshare"))
 
