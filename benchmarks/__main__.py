@@ -63,6 +63,19 @@ def _render(path: Path, chart: bool) -> int:
     return 0
 
 
+def _busy(window: float = 1.0) -> float:
+    """Percent of all CPUs busy (not idle/iowait) over ``window`` seconds: what else runs on the machine."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)
+
+    idle0, total0 = sample()
+    time.sleep(window)
+    idle1, total1 = sample()
+    return 100.0 * (1 - (idle1 - idle0) / max(1, total1 - total0))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -99,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = {p.name: p.version() for p in systems}
     col, ws = Collector(), Workspace()
     ctx = Context(settings, built, systems, peers.BASELINE, col, ws)
+    busy0 = _busy()
     started, load0, steal0 = time.time(), os.getloadavg(), _steal()
     crashed: list[str] = []
     try:
@@ -113,14 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         ws.cleanup()
     steal1 = _steal()
     steal_pct = 100.0 * (steal1[0] - steal0[0]) / max(1, steal1[1] - steal0[1])
-    load1 = os.getloadavg()
+    load1, busy1 = os.getloadavg(), _busy()
     meta: dict[str, object] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "machine": f"{_cpu_model()}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
         f"Python {platform.python_version()}",
         "mode": "quick" if settings.quick else f"full, {settings.repeats} repeats",
-        "noise": f"load average {load0[0]:.2f} at start, {load1[0]:.2f} at end (1 min); "
-        f"CPU steal {steal_pct:.1f}%; other engineers' tests share the 2 cores",
+        "noise": f"CPUs {busy0:.0f}% busy with other work just before the run, {busy1:.0f}% just after; "
+        f"load average {load0[0]:.2f} at start, {load1[0]:.2f} at end (1 min); CPU steal {steal_pct:.1f}%; "
+        "other engineers' tests share the 2 cores",
         "duration_s": round(time.time() - started, 1),
         "versions": versions,
         "settings": settings.__dict__,
