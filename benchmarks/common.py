@@ -74,9 +74,11 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
-def run(argv: Sequence[str], timeout: float = 600.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: Sequence[str], timeout: float = 600.0, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a helper command (installers, compilers) with a deadline, capturing its output."""
-    return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=check)
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=check, env=env)
 
 
 def log(msg: str) -> None:

@@ -22,7 +22,11 @@ from pathlib import Path
 from .common import PEERS_DIR, REPO, log, run
 
 VENV = PEERS_DIR / "venv"
-PYPILOT = REPO / ".venv" / "bin" / "pypilot"
+# pypilot as a user installs it (`pip install .`: bytecode compiled, no editable-install finder on the
+# path), built from the working tree at each run; the checkout's editable .venv only if that fails
+PYPILOT_VENV = PEERS_DIR / "pypilot-venv"
+PYPILOT = PYPILOT_VENV / "bin" / "pypilot"
+PYPILOT_DEV = REPO / ".venv" / "bin" / "pypilot"
 APT = {
     "tini": ("tini", "tini"),
     "dumb-init": ("dumb-init", "dumb-init"),
@@ -273,11 +277,15 @@ class Pypilot(Peer):
     restarts = supervisor = control = True
 
     def available(self) -> bool:
-        return PYPILOT.exists()
+        return PYPILOT.exists() or PYPILOT_DEV.exists()
+
+    @staticmethod
+    def binary() -> str:
+        return str(PYPILOT if PYPILOT.exists() else PYPILOT_DEV)
 
     def version(self) -> str:
         try:
-            out = run([str(PYPILOT), "-version"], timeout=20, check=False).stdout.strip().splitlines()[0]
+            out = run([self.binary(), "-version"], timeout=20, check=False).stdout.strip().splitlines()[0]
             rev = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], timeout=20, check=False)
             return f"{out.removeprefix('Version: ')} (git {rev.stdout.strip() or '?'})"
         except Exception:
@@ -300,7 +308,7 @@ class Pypilot(Peer):
         }
         path = workdir / "pypilot.json5"
         path.write_text(json.dumps(config, indent=1))
-        return Launch([str(PYPILOT), "-config", str(path)], _env(), control=str(sock))
+        return Launch([self.binary(), "-config", str(path)], _env(), control=str(sock))
 
 
 class BarePython(Peer):
@@ -325,6 +333,21 @@ INITS: list[Peer] = [Pypilot(), Tini(), DumbInit(), S6(), Runit(), Supervisord()
 BASELINE = BarePython()
 
 
+def install_pypilot() -> None:
+    """(Re)install pypilot from the working tree into its own venv, as `pip install .` would for a user."""
+    PEERS_DIR.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # a user's install compiles
+    if not (PYPILOT_VENV / "bin" / "python").exists():
+        run([sys.executable, "-m", "venv", str(PYPILOT_VENV)], timeout=300)
+    pip = [str(PYPILOT_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"]
+    res = run([*pip, str(REPO)], timeout=900, check=False, env=env)  # dependencies, first time
+    if res.returncode == 0:
+        res = run([*pip, "--force-reinstall", "--no-deps", str(REPO)], timeout=900, check=False, env=env)
+    if res.returncode != 0:
+        log(f"installing pypilot into {PYPILOT_VENV} failed, measuring .venv:\n{res.stderr[-800:]}")
+        (PYPILOT_VENV / "bin" / "pypilot").unlink(missing_ok=True)
+
+
 def ensure_installed() -> None:
     """Install whichever peers are missing: Debian packages with apt-get, PyPI ones into the peers venv."""
     missing = [pkg for pkg, binary in APT.values() if shutil.which(binary) is None]
@@ -340,6 +363,7 @@ def ensure_installed() -> None:
             res = subprocess.run(cmd, capture_output=True, env=env, timeout=600, text=True)
             if res.returncode != 0:
                 log(f"apt-get install failed; those peers are skipped:\n{res.stderr[-800:]}")
+    install_pypilot()
     if not (VENV / "bin" / "supervisord").exists() or not (VENV / "bin" / "circusd").exists():
         log(f"creating {VENV} with {' '.join(PYPI)}")
         PEERS_DIR.mkdir(parents=True, exist_ok=True)
