@@ -8,7 +8,9 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/ruff check pypilot tests benchmarks csrc
 .venv/bin/mypy
 .venv/bin/python -m pytest -m "not slow and not image" ${PYPILOT_TEST_ARGS:-}
-# the container image, built and run with podman, where podman can be installed (root and apt-get)
+# the container image, built and run with podman, and the benchmark suite's smoke test (it installs the
+# peers and checks every measure runs; it asserts nothing about speed): where root can use apt-get
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     .venv/bin/python -m pytest -m image tests/image
+    .venv/bin/python -m benchmarks --quick --no-chart
 fi
