@@ -95,15 +95,7 @@ class Discovery:
         self.services: dict[str, _Service] = {}
         self.event_counts: dict[tuple[str, str], int] = {}
         self.watches: dict[tuple[str, str, str], dict[str, Any]] = {
-            (w.name, w.tag or "", w.dc or ""): {
-                "name": w.name,
-                "tag": w.tag,
-                "dc": w.dc,
-                "interval": w.interval,
-                "instances": None,
-                "error": None,
-            }
-            for w in config.watches
+            _watch_key(w): _watch_entry(w) for w in config.watches
         }
         self.worker: Worker | None = None  # created at start(): nothing of it before the first spawn
         self.started = False
@@ -172,15 +164,8 @@ class Discovery:
         old = self.watches
         self.watches = {}
         for w in config.watches:
-            key = (w.name, w.tag or "", w.dc or "")
-            self.watches[key] = old.get(key) or {
-                "name": w.name,
-                "tag": w.tag,
-                "dc": w.dc,
-                "interval": w.interval,
-                "instances": None,
-                "error": None,
-            }
+            key = _watch_key(w)
+            self.watches[key] = old.get(key) or _watch_entry(w)
             self.watches[key]["interval"] = w.interval
         self._send(self._config_message())
 
@@ -299,6 +284,22 @@ class Discovery:
             source = f"watch.{name}"
             self.sup.bus.publish(Event(ev.CHANGED, source))
             self.sup.bus.publish(Event(ev.HEALTHY if count > 0 else ev.UNHEALTHY, source))
+
+
+def _watch_key(w: Any) -> tuple[str, str, str]:
+    """Watches keep state per (name, tag, dc); ContainerPilot shared it per name."""
+    return (w.name, w.tag or "", w.dc or "")
+
+
+def _watch_entry(w: Any) -> dict[str, Any]:
+    return {
+        "name": w.name,
+        "tag": w.tag,
+        "dc": w.dc,
+        "interval": w.interval,
+        "instances": None,
+        "error": None,
+    }
 
 
 def _plain(value: Any) -> Any:

@@ -15,11 +15,12 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from tests.pid1 import wait_for
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(900)]  # the first test builds the image
 
@@ -83,17 +84,6 @@ class Podman:
         for name in self.containers:
             self("rm", "-f", "-t", "0", name, check=False)
         self.containers.clear()
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 # this session's own tag (the layer cache is shared), so that concurrent runs do not remove each other's
@@ -214,7 +204,7 @@ def test_example_jobs_run(podman: Podman, container: str) -> None:
         p = podman("exec", container, "python3", "-c", fetch, check=False)
         return p.returncode == 0 and body in p.stdout
 
-    wait_for(served, 20, f"the web job to serve {url}", interval=0.3)
+    wait_for(served, 20, f"the web job to serve {url}")
     assert podman.state(container)[0] == "running"
 
 
@@ -261,7 +251,7 @@ def control(podman: Podman, container: str, *cmd: str) -> str:
         return last.stdout if last.returncode == 0 else ""
 
     try:
-        return str(wait_for(succeeds, 15, f"{what} to succeed", interval=0.3))
+        return str(wait_for(succeeds, 15, f"{what} to succeed"))
     except AssertionError:
         raise AssertionError(f"{what} -> {last.returncode}: {last.stdout}{last.stderr}") from None
 
