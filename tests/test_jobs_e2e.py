@@ -243,3 +243,49 @@ def test_zero_jobs_sigterm_exits_at_once() -> None:
         p.signal(signal.SIGTERM)
         assert p.wait_exit() == 0
         assert time.monotonic() - start < 1
+
+
+def test_coprocess_cp() -> None:
+    """CP test_coprocess: `restarts: 1` restarts once after a kill and not after the second; a reload that
+    changes the job's exec starts it again with the new argument and a fresh count, so it restarts again."""
+    import subprocess
+    import sys
+
+    import orjson
+
+    def coprocess(arg: str) -> list[psutil.Process]:
+        out = []
+        for c in p.children():
+            try:
+                if c.cmdline() == ["sleep", arg]:
+                    out.append(c)
+            except psutil.Error:
+                pass
+        return out
+
+    jobs = [
+        {"name": "coprocess", "exec": ["sleep", "1001"], "restarts": 1},
+        {"name": "keeper", "exec": "sleep 1000"},
+    ]
+    with Pilot({"logging": {"level": "DEBUG"}, "jobs": jobs}) as p:
+        first = wait_for(lambda: coprocess("1001"), 10, "the coprocess")[0]
+        first.terminate()
+        second = wait_for(lambda: [c for c in coprocess("1001") if c.pid != first.pid], 10, "a restart")[0]
+        second.terminate()
+        p.wait_log(r"\{Stopped coprocess\}")
+        assert not coprocess("1001")
+        cfg = orjson.loads(p.config_path.read_bytes())
+        cfg["jobs"][0]["exec"] = ["sleep", "1002"]
+        p.config_path.write_bytes(orjson.dumps(cfg))
+        reload = subprocess.run(
+            [sys.executable, "-m", "pypilot", "-reload", "-config", str(p.config_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert reload.returncode == 0, reload.stderr
+        third = wait_for(lambda: coprocess("1002"), 10, "the coprocess with its new argument")[0]
+        third.terminate()
+        wait_for(
+            lambda: [c for c in coprocess("1002") if c.pid != third.pid], 10, "a restart after the reload"
+        )
