@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from .errors import Collector, ConfigError, _Stop
 from .model import Config
 
-__all__ = ["load", "parse_json5", "read_and_render", "render", "validate_all"]
+TYPE_CHECKING = False  # typing is ~2-5 ms of PID 1's start-up; mypy reads this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
+
+__all__ = ["load", "parse_json5", "read_and_render", "render", "validate_all"]
 
 
 def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -101,17 +104,18 @@ def _syntax_message(e: Exception) -> tuple[str, int]:
 def parse_json5(text: str) -> dict[str, Any] | None:
     """Parse JSON5; the top level must be an object (``null`` counts as an empty one, as in Go).
 
-    A config that is plain JSON (the usual output of a template or a generator) is read by orjson: it is
-    JSON5's subset, read the same way, and it keeps pyjson5 out of PID 1, whose import (pprint,
-    dataclasses, decimal, …) costs ~10 ms before the first spawn and 3.6 MiB for as long as it runs
-    (benchmarks, profile). Anything else, and every error message, is pyjson5's.
+    A config that is plain JSON (the usual output of a template or a generator) is read by the stdlib's
+    json: it is JSON5's subset, read the same way, and importing it costs ~6 ms before the first spawn
+    where pyjson5 (pprint, dataclasses, decimal, …) or orjson (uuid, dataclasses, …) cost ~20 ms, and
+    pyjson5 3.6 MiB of PID 1 for as long as it runs (measured: benchmarks, profile). Anything else, and
+    every error message, is pyjson5's.
     """
     raw: Any
     try:
-        import orjson
+        import json
 
-        raw = orjson.loads(text)
-    except (ValueError, TypeError):
+        raw = json.loads(text)
+    except (ValueError, RecursionError):
         pass
     else:
         if raw is None or isinstance(raw, dict):
@@ -131,8 +135,10 @@ def parse_json5(text: str) -> dict[str, Any] | None:
     if raw is None or isinstance(raw, dict):
         return raw
     kind = {list: "array", str: "string", bool: "bool"}.get(type(raw), "number")
-    raise ConfigError(f"could not parse configuration: json: cannot unmarshal {kind} into Go value of type "
-                      "map[string]interface {}")
+    raise ConfigError(
+        f"could not parse configuration: json: cannot unmarshal {kind} into Go value of type "
+        "map[string]interface {}"
+    )
 
 
 def _resolver(addresses: Iterable[tuple[str, str]] | None) -> Any:
@@ -150,8 +156,12 @@ def _resolver(addresses: Iterable[tuple[str, str]] | None) -> Any:
     return resolve
 
 
-def _decode(path: str | None, environ: Mapping[str, str] | None, first: bool,
-            addresses: Iterable[tuple[str, str]] | None) -> tuple[Config | None, list[str]]:
+def _decode(
+    path: str | None,
+    environ: Mapping[str, str] | None,
+    first: bool,
+    addresses: Iterable[tuple[str, str]] | None,
+) -> tuple[Config | None, list[str]]:
     from .. import __version__
     from . import decode
 
@@ -169,8 +179,12 @@ def _decode(path: str | None, environ: Mapping[str, str] | None, first: bool,
     return cfg._replace(path=path), []
 
 
-def load(path: str | None, environ: Mapping[str, str] | None = None, *,
-         addresses: Iterable[tuple[str, str]] | None = None) -> Config:
+def load(
+    path: str | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    addresses: Iterable[tuple[str, str]] | None = None,
+) -> Config:
     """Locate, render, parse and validate; raise ConfigError with CP's message for the first problem.
 
     ``addresses`` replaces the host's interface addresses (pairs of interface name and IP) for tests.
@@ -181,8 +195,12 @@ def load(path: str | None, environ: Mapping[str, str] | None = None, *,
     return cfg
 
 
-def validate_all(path: str | None, environ: Mapping[str, str] | None = None, *,
-                 addresses: Iterable[tuple[str, str]] | None = None) -> list[str]:
+def validate_all(
+    path: str | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    addresses: Iterable[tuple[str, str]] | None = None,
+) -> list[str]:
     """Every problem in the config (``[]`` when it loads); the first is what ``load`` would raise."""
     try:
         _cfg, errors = _decode(path, environ, False, addresses)
