@@ -25,6 +25,15 @@ def wait_exits(pids: set[int], timeout: float = 10.0) -> None:
         r.drain()
 
 
+def reap_unregistered(pid: int, timeout: float = 10.0) -> None:
+    """Wait on the signalfd until ``pid``, registered by nobody, has been reaped and kept."""
+    deadline = time.monotonic() + timeout
+    while pid not in r._stash and time.monotonic() < deadline:
+        select.select([sigfd], [], [], 0.2)
+        reaper.read_signals(sigfd)
+        r.drain()
+
+
 def record(pid: int, status: int) -> None:
     exits[pid] = status
 
@@ -63,10 +72,7 @@ out["straggler_gone"] = not os.path.exists(f"/proc/{straggler}") or state == "Z"
 
 # 3. a status that arrives before anyone registered its PID is kept until someone does
 early = reaper.spawn(["true"])
-time.sleep(0.2)
-select.select([sigfd], [], [], 1)
-reaper.read_signals(sigfd)
-r.drain()  # nobody registered `early` yet
+reap_unregistered(early)  # nobody registered `early` yet
 got: list[int] = []
 r.register(early, lambda pid, status: got.append(status))
 out["stashed"] = got == [0]
@@ -74,10 +80,7 @@ out["stashed"] = got == [0]
 # 3b. a kept status reaped before a spawn belongs to an earlier process with that PID: not delivered
 since = r.generation
 old = reaper.spawn(["true"])
-time.sleep(0.2)
-select.select([sigfd], [], [], 1)
-reaper.read_signals(sigfd)
-r.drain()
+reap_unregistered(old)
 reused: list[int] = []
 r.register(old, lambda pid, status: reused.append(status), since=r.generation)  # "spawned" after it
 fresh: list[int] = []
