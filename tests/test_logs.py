@@ -38,6 +38,15 @@ def stamp(mark: Path) -> int:
         return 0
 
 
+def pipe_bytes(fd: int) -> int:
+    """How much is waiting unread in a pipe (FIONREAD)."""
+    import fcntl
+    import struct
+    import termios
+
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0])
+
+
 def test_line_splitter_keeps_lines_of_any_length_whole() -> None:
     s = LineSplitter()
     assert s.feed(b"a\nbb") == [b"a"]
@@ -57,7 +66,7 @@ def test_stdout_pipe_nobody_reads_does_not_freeze_pid1(tmp_path: Path) -> None:
     p = subprocess.Popen([*PYPILOT, "-config", cfg], stdout=w, stderr=w)
     os.close(w)
     try:
-        time.sleep(0.5)  # let the pipe (64 KiB) fill: nobody reads it
+        wait_for(lambda: pipe_bytes(r) >= 60_000, 10, "the stdout pipe (64 KiB) to fill: nobody reads it")
         wait_for(lambda: stamp(mark), 10, "the ticker to run")
         before = stamp(mark)
         wait_for(lambda: stamp(mark) > before, 10, "the ticker to keep running with stdout full")
