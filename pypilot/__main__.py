@@ -2,7 +2,8 @@
 
 Start-up is user-visible, so this imports only what the first spawn needs: the C reaper, the
 config loader and the job machinery. Signals are blocked before anything else can start a thread.
-Exit codes: 0 clean shutdown (or the main job's code), 1 config or subcommand failure, 2 bad flags.
+Exit codes: 0 clean shutdown (or the main job's code), 1 config or subcommand failure, 2 bad flags or an
+unknown subcommand (never a supervisor start), 0 for a subcommand's ``-h``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = parse_args(sys.argv[1:] if argv is None else argv)
     except UsageError as e:
-        sys.stderr.write(e.text)
-        return 2
+        (sys.stdout if e.to_stdout else sys.stderr).write(e.text)
+        return e.code
     command = opts.command
     if command == "version":
         from pypilot.cli import VERSION_TEXT
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return _template(opts.config or None, opts.out)
     if command == "validate":
         return _validate(opts.config or None)
-    if command != "run" or opts.args[:1] in (["status"], ["job"]):
+    if command != "run":  # a client command: CP's flags, or status / job
         try:
             from pypilot.control.client import run_subcommand
         except ImportError:
@@ -61,9 +62,11 @@ def _template(path: str | None, out: str) -> int:
 
 
 def _validate(path: str | None) -> int:
-    from pypilot.config import validate_all
+    from pypilot.config import check
 
-    errors = validate_all(path)
+    errors, warnings = check(path)
+    for warning in warnings:
+        sys.stdout.write(f"warning: {warning}\n")
     for err in errors:
         sys.stdout.write(f"{err}\n")
     if not errors:

@@ -4,6 +4,8 @@ Public API::
 
     load(path, environ=None, *, addresses=None) -> Config     # raises ConfigError (CP's first message)
     validate_all(path, environ=None, *, addresses=None) -> list[str]   # every error, for -validate
+    check(path, environ=None, *, addresses=None) -> (errors, warnings)  # what -validate prints
+    read_control(path, environ=None) -> (control block, note)  # lenient: for the client commands
     render(path, environ=None) -> str                          # the template only, for -template
     env_name(command) / ip_env_name(job)                       # CONTAINERPILOT_<X>_PID / _IP names
 
@@ -19,7 +21,8 @@ verified unless asked); an explicit ``verify: false`` or ``CONSUL_HTTP_SSL_VERIF
 from __future__ import annotations
 
 from .errors import ConfigError
-from .loader import load, render, validate_all
+from .loader import check, load, read_control, render, validate_all
 from .names import env_name, ip_env_name, ip_var, pid_var
 
-__all__ = ["ConfigError", "env_name", "ip_env_name", "ip_var", "load", "pid_var", "render", "validate_all"]
+__all__ = ["ConfigError", "check", "env_name", "ip_env_name", "ip_var", "load", "pid_var", "read_control",
+           "render", "validate_all"]

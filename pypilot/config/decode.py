@@ -10,7 +10,16 @@ Every error goes through a ``Collector`` so ``validate_all`` reports them all wi
 Differences from ContainerPilot, on purpose (all beyond-CP keys are listed in the model):
 - a job ``consul`` block without ``deregisterCriticalServiceAfter`` is accepted (CP rejected it with
   ``time: invalid duration ``);
-- an exec whose program is empty (``" "`` or ``[""]``) is rejected at load (CP failed at every spawn);
+- two jobs with the same name, and two ``main`` jobs, are errors (CP ran both);
+- ``control.socketMode`` given as a number is read as the octal it looks like (``600`` is ``0o600``);
+- messages that keep CP's text get `` (in <place in the file>)`` after it where CP's text did not say where;
+- ``-validate`` goes on past a block with a decode error, so every error shows at once.
+
+Kept from CP on purpose, with a warning for ``-validate``: an exec of spaces only (``"   "``) or ``[""]`` is
+one empty argument (accepted; every start fails with ``exec: no command``); a run of spaces in an exec
+string gives empty arguments (``"a  b"`` is ``a``, ``""``, ``b``); keys in the wrong case are accepted; an
+integer field given ``NaN`` or an infinity gets Go's ``int64()`` of it (the smallest int64), and
+``restarts: Infinity`` means no restarts.
 - consul ``tls.verify`` defaults to true (CP: false); an explicit ``false`` (or ``CONSUL_HTTP_SSL_VERIFY=0``)
   turns it off;
 - logging level/format are checked here, with CP's messages, instead of when logging starts.
@@ -25,7 +34,7 @@ from . import model as m
 from .durations import NS_PER_MS, NS_PER_S, DurationError, parse_cp_duration, parse_go_duration
 from .errors import Collector
 from .names import validate_name
-from .weak import decode_list, decode_scalar, decode_struct, go_quote, weak_str
+from .weak import decode_list, decode_scalar, decode_struct, go_int, go_quote, weak_str
 
 TYPE_CHECKING = False  # typing is ~2-5 ms of PID 1's start-up; mypy reads this name as True
 if TYPE_CHECKING:
@@ -95,22 +104,39 @@ def _secs(ns: int) -> float:
     return ns / NS_PER_S
 
 
+# Go's unicode.IsSpace, which strings.TrimSpace uses (Python's str.strip also strips \x1c-\x1f)
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+    "\u2028\u2029\u202f\u205f\u3000"
+
+
 def parse_exec(raw: Any) -> tuple[str, ...]:
-    """CP's exec parsing (§3.3): a string is split on single spaces (no shell, no quotes), a list is argv."""
+    """CP's exec parsing (§3.3): a string is trimmed (Go's TrimSpace) and split on each single space (no
+    shell, no quotes: ``"a  b"`` is ``a``, ``""``, ``b``), a list is argv. Only an empty string or an empty
+    list is an error; ``"   "`` is one empty argument, as in ContainerPilot (the start then fails)."""
     from .interfaces import InterfaceError, to_strings
 
     args: list[str] = []
     if isinstance(raw, str):
         if raw != "":
-            args = raw.strip().split(" ")
+            args = raw.strip(_GO_SPACE).split(" ")
     else:
         try:
             args = to_strings(raw) or []
         except InterfaceError:
             args = []
-    if not args or args[0] == "":
+    if not args:
         raise ValueError("received zero-length argument")
     return tuple(args)
+
+
+def _exec_warnings(where: str, raw: Any, args: tuple[str, ...], errs: Collector) -> None:
+    if args[0] == "":
+        errs.warn(f"{where}: the program is empty, so every start fails with 'exec: no command' "
+                  "(accepted, as ContainerPilot did)")
+    elif isinstance(raw, str) and "" in args:
+        n = args.count("")
+        errs.warn(f"{where}: {go_quote(raw)} has {n} empty argument{'s' if n > 1 else ''}: the string is "
+                  "split on each single space, as ContainerPilot did; use single spaces, or an array")
 
 
 def _duration(value: str) -> int:
@@ -144,11 +170,10 @@ def _consul(raw: Any, env: Mapping[str, str], errs: Collector) -> m.ConsulConfig
         elif raw.startswith("https://"):
             address, scheme = raw[len("https://"):], "https"
     elif isinstance(raw, dict):
-        d, err = decode_struct(raw, _CONSUL)
+        d, err = decode_struct(raw, _CONSUL, where="consul", warnings=errs.warnings)
         if err:
-            errs.add(err)
-            return None
-        assert d is not None
+            errs.add(err)  # and go on, so that -validate sees the rest
+        d = d or {}
         address, scheme, token = d.get("address", ""), d.get("scheme", ""), d.get("token", "")
         tls = d.get("tls") or {}
     else:
@@ -177,7 +202,7 @@ def _consul(raw: Any, env: Mapping[str, str], errs: Collector) -> m.ConsulConfig
         if proto == "https":
             scheme = "https"
         elif proto not in ("http", "unix"):
-            errs.add(f"Unknown protocol scheme: {proto}")
+            errs.add(f"Unknown protocol scheme: {proto} (in consul)")
             return None
         address = rest if proto != "unix" else address
     return m.ConsulConfig(
@@ -190,11 +215,11 @@ def _consul(raw: Any, env: Mapping[str, str], errs: Collector) -> m.ConsulConfig
 def _control(raw: Any, errs: Collector) -> m.ControlConfig:
     if raw is None:
         return m.ControlConfig()
-    d, err = decode_struct(raw, _CONTROL)
+    d, err = decode_struct(raw, _CONTROL, where="control", warnings=errs.warnings)
     if err:
         errs.add(f"unable to parse control: control config parsing error: {err}")
+    if d is None:
         return m.ControlConfig()
-    assert d is not None
     kw: dict[str, Any] = {}
     if d.get("socket"):
         kw["socket"] = d["socket"]
@@ -202,15 +227,21 @@ def _control(raw: Any, errs: Collector) -> m.ControlConfig:
     if mode is not None:
         val: int | None = None
         if isinstance(mode, int) and not isinstance(mode, bool):
-            val = mode
+            # a number is what chmod would read: 600 means 0o600 (JSON has no octal literals); one with
+            # an 8 or a 9 in it is refused rather than guessed at
+            digits = str(mode)
+            if mode >= 0 and all(c in "01234567" for c in digits):
+                val = int(digits, 8)
         elif isinstance(mode, str):
             try:
                 val = int(mode, 8)
             except ValueError:
                 val = None
         if val is None or not 0 <= val <= 0o777:
+            hint = (" (a number is read as octal digits, as chmod reads them)"
+                    if isinstance(mode, (int, float)) and not isinstance(mode, bool) else "")
             errs.add(f"unable to parse control: control.socketMode '{_v(mode)}' invalid: "
-                     "must be an octal mode such as \"0600\"")
+                     f"must be an octal mode such as \"0600\"{hint}")
         else:
             kw["socket_mode"] = val
     if "reload" in d:
@@ -252,6 +283,7 @@ def _health(name: str, h: dict[str, Any], errs: Collector) -> m.HealthConfig:
     if "exec" in h:
         try:
             exe = parse_exec(h["exec"])
+            _exec_warnings(f"job[{name}].health.exec", h["exec"], exe, errs)
         except ValueError as e:
             errs.add(f"unable to create job[{name}].health.exec: {e}")
     kw: dict[str, Any] = {}
@@ -348,15 +380,20 @@ def _restarts(name: str, raw: Any, when: m.WhenConfig, each: str, errs: Collecto
         if body.isascii() and body.isdigit() and int(raw) >= 0:
             return int(raw)
     elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        if raw >= 0 and raw == raw and raw != float("inf"):
-            return int(raw)  # CP truncates 1.9 to 1
+        if raw >= 0:  # NaN is not
+            n = go_int(float(raw)) if isinstance(raw, float) or raw >= 1 << 63 else raw
+            if n < 0:  # Go's int64(+Inf) is the smallest int64: CP then never restarted the job
+                errs.warn(f"job[{name}].restarts {_v(raw)} means no restarts, as in ContainerPilot: "
+                          "for restarts without limit write \"unlimited\"")
+                return 0
+            return n  # CP truncates 1.9 to 1
         errs.add(msg + "number must be positive integer")
         return 0
     errs.add(msg + 'accepts positive integers, "unlimited", or "never"')
     return 0
 
 
-def _backoff(name: str, raw: Any, errs: Collector) -> m.Backoff | None:
+def _backoff(name: str, raw: Any, errs: Collector, loc: str = "") -> m.Backoff | None:
     if raw is None or raw is True:
         return m.Backoff()
     if raw is False:
@@ -365,12 +402,11 @@ def _backoff(name: str, raw: Any, errs: Collector) -> m.Backoff | None:
         errs.add(f"job[{name}].backoff must be false or an object {{initial, factor, max, resetAfter}}")
         return m.Backoff()
     spec: Spec = [("initial", "str"), ("factor", "float"), ("max", "str"), ("resetAfter", "str")]
-    d, err = decode_struct(raw, spec,
-                           f"[{name}].backoff")
+    d, err = decode_struct(raw, spec, f"[{name}].backoff", where=f"{loc}.backoff" if loc else "",
+                           warnings=errs.warnings)
     if err:
         errs.add(f"job[{name}].backoff: {err}")
-        return m.Backoff()
-    assert d is not None
+    d = d or {}
     kw: dict[str, Any] = {}
     for key, field in (("initial", "initial"), ("max", "max"), ("resetAfter", "reset_after")):
         if key in d:
@@ -403,8 +439,9 @@ def _exit_code_map(name: str, raw: Any, errs: Collector) -> tuple[tuple[int, int
     return tuple(pairs)
 
 
-def _job(d: dict[str, Any], errs: Collector, resolve: Resolver) -> m.JobConfig:
+def _job(d: dict[str, Any], errs: Collector, resolve: Resolver, loc: str = "") -> m.JobConfig:
     name: str = d.get("name", "")
+    label = f", job {go_quote(name)}" if name else ""
     port: int = d.get("port", 0)
     health = d.get("health")
     kw: dict[str, Any] = {}
@@ -420,7 +457,7 @@ def _job(d: dict[str, Any], errs: Collector, resolve: Resolver) -> m.JobConfig:
             errs.add(f"job[{name}].initialStatus must be one of 'passing', 'warning' or 'critical'")
         name_err = validate_name(name)
         if name_err:
-            errs.add(name_err)
+            errs.add(name_err + (f" (in {loc}.name{label})" if loc else ""))
         else:
             from .interfaces import InterfaceError, to_strings
 
@@ -430,7 +467,7 @@ def _job(d: dict[str, Any], errs: Collector, resolve: Resolver) -> m.JobConfig:
                 if specs:
                     kw["interfaces"] = tuple(specs)
             except InterfaceError as e:
-                errs.add(str(e))
+                errs.add(str(e) + (f" (in {loc}.interfaces{label})" if loc else ""))
             consul = d.get("consul")
             if consul is not None:
                 dereg = consul.get("deregisterCriticalServiceAfter", "")
@@ -467,6 +504,7 @@ def _job(d: dict[str, Any], errs: Collector, resolve: Resolver) -> m.JobConfig:
     if "exec" in d:
         try:
             kw["exec"] = parse_exec(d["exec"])
+            _exec_warnings(f"job[{name}].exec", d["exec"], kw["exec"], errs)
         except ValueError as e:
             errs.add(f"unable to create job[{name}].exec: {e}")
     # beyond CP
@@ -477,7 +515,7 @@ def _job(d: dict[str, Any], errs: Collector, resolve: Resolver) -> m.JobConfig:
                 errs.add(f"job[{name}].{key} '{_v(d[key])}' invalid: unknown signal")
             else:
                 kw[field] = sig
-    kw["backoff"] = _backoff(name, d.get("backoff"), errs)
+    kw["backoff"] = _backoff(name, d.get("backoff"), errs, loc)
     kw["exit_code_map"] = _exit_code_map(name, d.get("exitCodeMap"), errs)
     return m.JobConfig(
         name=name, port=port, tags=tuple(d.get("tags") or ()), initial_status=d.get("initial_status") or None,
@@ -493,19 +531,39 @@ def _as_list(raw: Any) -> list[Any]:
 
 def _jobs(raw: Any, errs: Collector, resolve: Resolver) -> list[m.JobConfig]:
     items = _as_list(raw)
-    decoded, err = decode_list(items, _JOB)
+    decoded, bad, err = decode_list(items, _JOB, where="jobs", noun="job", warnings=errs.warnings)
     if err:
         errs.add(f"unable to parse jobs: job configuration error: {err}")
     jobs = []
-    for d in decoded:
-        if d is None:
-            continue
+    sub = _Prefixed(errs, "unable to parse jobs: ")
+    for i, d in enumerate(decoded):
+        if d is None or (bad[i] and "name" not in d):
+            continue  # no object, or no usable name: checking further would only add noise
         before = len(errs)
-        sub = _Prefixed(errs, "unable to parse jobs: ")
-        job = _job(d, sub, resolve)  # type: ignore[arg-type]
-        if len(errs) == before:
+        job = _job(d, sub, resolve, f"jobs[{i}]")  # type: ignore[arg-type]
+        if len(errs) == before and not bad[i]:
             jobs.append(job)
+    _unique_jobs(decoded, sub)
     return jobs
+
+
+def _unique_jobs(decoded: list[dict[str, Any] | None], errs: _Prefixed) -> None:
+    """Beyond CP, which ran both: a job name is defined once (jobs are addressed by name: events, the
+    control API, reloads), and only one job can be the container's ``main`` one."""
+    where: dict[str, list[int]] = {}
+    mains: list[str] = []
+    for i, d in enumerate(decoded):
+        if d is None or not d.get("name"):
+            continue
+        where.setdefault(d["name"], []).append(i)
+        if d.get("main"):
+            mains.append(f"{go_quote(d['name'])} (jobs[{i}])")
+    for name, idx in where.items():
+        if len(idx) > 1:
+            errs.add(f"job[{name}] is defined {len(idx)} times, at "
+                     f"{', '.join(f'jobs[{i}]' for i in idx)}: job names must be unique")
+    if len(mains) > 1:
+        errs.add(f"only one job can have 'main: true'; {len(mains)} have it: {', '.join(mains)}")
 
 
 class _Prefixed:
@@ -517,39 +575,49 @@ class _Prefixed:
     def add(self, message: str) -> None:
         self.errs.add(self.prefix + message)
 
+    def warn(self, message: str) -> None:
+        self.errs.warn(message)
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.errs.warnings
+
     def __len__(self) -> int:
         return len(self.errs)
 
 
 def _watches(raw: Any, errs: Collector) -> list[m.WatchConfig]:
-    decoded, err = decode_list(_as_list(raw), _WATCH)
+    decoded, bad, err = decode_list(_as_list(raw), _WATCH, where="watches", noun="watch",
+                                    warnings=errs.warnings)
     if err:
         errs.add(f"unable to parse watches: Watch configuration error: {err}")
     out = []
-    for d in decoded:
-        if d is None:
+    for i, d in enumerate(decoded):
+        if d is None or (bad[i] and "name" not in d):
             continue
         name = d.get("name", "")
         name_err = validate_name(name)
         if name_err:
-            errs.add(f"unable to parse watches: {name_err}")
+            label = f", watch {go_quote(name)}" if name else ""
+            errs.add(f"unable to parse watches: {name_err} (in watches[{i}].name{label})")
             continue
         if d.get("interval", 0) < 1:
             errs.add(f"unable to parse watches: watch[{name}].interval must be > 0")
             continue
-        out.append(m.WatchConfig(name=name, interval=d["interval"], tag=d.get("tag") or None,
-                                 dc=d.get("dc") or None))
+        if not bad[i]:
+            out.append(m.WatchConfig(name=name, interval=d["interval"], tag=d.get("tag") or None,
+                                     dc=d.get("dc") or None))
     return out
 
 
 def _telemetry(raw: Any, errs: Collector, resolve: Resolver, version: str) -> m.TelemetryConfig | None:
     if raw is None:
         return None
-    d, err = decode_struct(raw, _TELEMETRY)
+    d, err = decode_struct(raw, _TELEMETRY, where="telemetry", warnings=errs.warnings)
     if err:
         errs.add(f"telemetry configuration error: {err}")
+    if d is None:
         return None
-    assert d is not None
     from .interfaces import InterfaceError, to_strings
 
     port = d.get("port", 9090)
@@ -562,17 +630,18 @@ def _telemetry(raw: Any, errs: Collector, resolve: Resolver, version: str) -> m.
     tags = tuple(d.get("tags") or ()) + ((version,) if version else ())
     metrics: list[m.MetricConfig] = []
     if "metrics" in d:
-        decoded, err = decode_list(d["metrics"], _METRIC)
+        decoded, bad, err = decode_list(d["metrics"], _METRIC, where="telemetry.metrics", noun="metric",
+                                        warnings=errs.warnings)
         if err:
             errs.add(f"MetricConfig configuration error: {err}")
         seen = set(_BUILTIN_METRICS)
-        for md in decoded:
-            if md is None:
+        for i, md in enumerate(decoded):
+            if md is None or bad[i]:
                 continue
             mc = m.MetricConfig(namespace=md.get("namespace", ""), subsystem=md.get("subsystem", ""),
                                 name=md.get("name", ""), help=md.get("help", ""), type=md.get("type", ""))
             if mc.type not in ("counter", "gauge", "histogram", "summary"):
-                errs.add(f"invalid metric type: {mc.type}")
+                errs.add(f"invalid metric type: {mc.type} (in telemetry.metrics[{i}].type)")
                 continue
             full = mc.full_name
             if not _metric_name_ok(full):
@@ -608,10 +677,11 @@ def _logging_values(d: dict[str, Any], errs: Collector) -> m.LoggingConfig:
     out = d.get("Output") or "stdout"
     norm_level = _LEVELS.get(level.lower())
     if norm_level is None:
-        errs.add(f"Unknown log level '{level}': not a valid logrus Level: {go_quote(level)}")
+        errs.add(f"Unknown log level '{level}': not a valid logrus Level: {go_quote(level)} "
+                 "(in logging.level)")
         norm_level = "INFO"
     if fmt.lower() not in ("default", "text", "json"):
-        errs.add(f"Unknown log format '{fmt}'")
+        errs.add(f"Unknown log format '{fmt}' (in logging.format)")
         fmt = "default"
     if out.lower() in ("stdout", "stderr"):
         out = out.lower()
@@ -623,10 +693,11 @@ def decode_config(raw: Any, env: Mapping[str, str], errs: Collector, resolve: Re
     """Turn the parsed JSON5 top level into a Config, reporting each problem to ``errs`` in CP's order."""
     if raw is None:
         raw = {}
-    logging, err = decode_struct(raw.get("logging"), _LOGGING)
+    logging, err = decode_struct(raw.get("logging"), _LOGGING, where="logging", warnings=errs.warnings)
     if err:
         errs.add(err)
-    stop, err = decode_scalar("int", raw.get("stopTimeout"))
+    stop, err = decode_scalar("int", raw.get("stopTimeout"),
+                              where="stopTimeout, a whole number of seconds such as 5")
     if err:
         errs.add(err)
     unknown = [k for k in raw if k not in TOP_KEYS]
@@ -638,6 +709,10 @@ def decode_config(raw: Any, env: Mapping[str, str], errs: Collector, resolve: Re
     watches = _watches(raw.get("watches"), errs)
     telemetry = _telemetry(raw.get("telemetry"), errs, resolve, version)
     if telemetry is not None:
+        clash = [i for i, j in enumerate(jobs) if j.name == "containerpilot"]
+        if clash:
+            errs.add("unable to parse jobs: job[containerpilot] clashes with the job that telemetry adds "
+                     "under that name: rename it")
         # CP appends the telemetry service as a job named "containerpilot" (always healthy, 5 s / 15 s TTL)
         jobs.append(m.JobConfig(name="containerpilot", port=telemetry.port, interfaces=telemetry.interfaces,
                                 ip=telemetry.ip, tags=telemetry.tags,

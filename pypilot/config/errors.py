@@ -3,6 +3,7 @@
 ContainerPilot stops at the first error (``load``); ``pypilot -validate`` wants them all (``validate_all``).
 The decoders report through a ``Collector``: in first-error mode ``add`` raises at once, so both modes run
 the same code in the same order and the first message of ``validate_all`` is always what ``load`` raises.
+Warnings (accepted, but probably not what was meant: a key in the wrong case) are only collected.
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ class Collector:
     def __init__(self, first: bool) -> None:
         self.first = first
         self.errors: list[str] = []
+        self.warnings: list[str] = []
 
     def add(self, message: str) -> None:
         self.errors.append(message)
         if self.first:
             raise _Stop
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
 
     def __len__(self) -> int:
         return len(self.errors)

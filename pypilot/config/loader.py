@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-__all__ = ["load", "parse_json5", "read_and_render", "render", "validate_all"]
+__all__ = ["check", "load", "parse_json5", "read_and_render", "read_control", "render", "validate_all"]
 
 
 def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -101,8 +101,12 @@ def _syntax_message(e: Exception) -> tuple[str, int]:
     return msg, pos
 
 
-def parse_json5(text: str) -> dict[str, Any] | None:
+def parse_json5(text: str, warnings: list[str] | None = None) -> dict[str, Any] | None:
     """Parse JSON5; the top level must be an object (``null`` counts as an empty one, as in Go).
+
+    As in ContainerPilot (its JSON5 scanner stops at the end of the input once the top-level value is
+    complete), an unclosed ``/* ...`` or a lone ``/`` after the final ``}`` is ignored; a warning for
+    ``-validate`` goes to ``warnings``.
 
     A config that is plain JSON (the usual output of a template or a generator) is read by the stdlib's
     json: it is JSON5's subset, read the same way, and importing it costs ~6 ms before the first spawn
@@ -125,6 +129,12 @@ def parse_json5(text: str) -> dict[str, Any] | None:
     try:
         raw = pyjson5.decode(text)
     except pyjson5.Json5Exception as e:
+        raw = _without_open_trailing_comment(text, pyjson5)
+        if raw is not None:
+            if warnings is not None:
+                warnings.append("the unclosed comment after the config's closing brace is ignored "
+                                "(as ContainerPilot did): close it with */")
+            return raw if isinstance(raw, dict) else None
         msg, pos = _syntax_message(e)
         if isinstance(e, pyjson5.Json5EOF) or pos <= 0:
             pos = len(text) + 1 if isinstance(e, pyjson5.Json5EOF) else max(pos, 1)
@@ -139,6 +149,27 @@ def parse_json5(text: str) -> dict[str, Any] | None:
         f"could not parse configuration: json: cannot unmarshal {kind} into Go value of type "
         "map[string]interface {}"
     )
+
+
+def _without_open_trailing_comment(text: str, pyjson5: Any) -> Any:
+    """The value of ``text`` if all that spoils it is an unclosed comment (or a lone ``/``) after the
+    top-level value; None otherwise. Only on the error path."""
+    cuts = []
+    if text.endswith("/") and not text.endswith("*/"):
+        cuts.append(len(text) - 1)
+    k = text.find("/*")
+    while k >= 0 and len(cuts) < 20:
+        if "*/" not in text[k + 2:]:  # this comment is still open at the end of the file
+            cuts.append(k)
+        k = text.find("/*", k + 2)
+    for cut in cuts:
+        try:
+            value = pyjson5.decode(text[:cut])
+        except (pyjson5.Json5Exception, ValueError, OverflowError, RecursionError):
+            continue
+        if value is None or isinstance(value, dict):
+            return value if value is not None else {}
+    return None
 
 
 def _resolver(addresses: Iterable[tuple[str, str]] | None) -> Any:
@@ -161,22 +192,22 @@ def _decode(
     environ: Mapping[str, str] | None,
     first: bool,
     addresses: Iterable[tuple[str, str]] | None,
-) -> tuple[Config | None, list[str]]:
+) -> tuple[Config | None, Collector]:
     from .. import __version__
     from . import decode
 
     env = _env(environ)
     path, text = read_and_render(path, env)
-    raw = parse_json5(text)
     errs = Collector(first)
+    raw = parse_json5(text, errs.warnings)
     try:
         cfg = decode.decode_config(raw, env, errs, _resolver(addresses), version=__version__)
     except _Stop:
-        return None, errs.errors
+        return None, errs
     if errs.errors:
-        return None, errs.errors
+        return None, errs
 
-    return cfg._replace(path=path), []
+    return cfg._replace(path=path), errs
 
 
 def load(
@@ -189,10 +220,28 @@ def load(
 
     ``addresses`` replaces the host's interface addresses (pairs of interface name and IP) for tests.
     """
-    cfg, errors = _decode(path, environ, True, addresses)
+    cfg, errs = _decode(path, environ, True, addresses)
     if cfg is None:
-        raise ConfigError(errors[0], errors)
+        raise ConfigError(errs.errors[0], errs.errors)
     return cfg
+
+
+def check(
+    path: str | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    addresses: Iterable[tuple[str, str]] | None = None,
+) -> tuple[list[str], list[str]]:
+    """(every error, every warning) for ``-validate``; the first error is what ``load`` would raise.
+
+    Warnings are what loads but is probably not what was meant (a key in the wrong case, an exec that
+    splits into empty arguments); each names its place.
+    """
+    try:
+        _cfg, errs = _decode(path, environ, False, addresses)
+    except ConfigError as e:
+        return [str(e)], []
+    return errs.errors, errs.warnings
 
 
 def validate_all(
@@ -202,8 +251,46 @@ def validate_all(
     addresses: Iterable[tuple[str, str]] | None = None,
 ) -> list[str]:
     """Every problem in the config (``[]`` when it loads); the first is what ``load`` would raise."""
+    return check(path, environ, addresses=addresses)[0]
+
+
+def read_control(path: str | None, environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], str]:
+    """The ``control`` block of a config that may not validate, for the client commands.
+
+    Returns (its keys as written, a note that is empty unless the file could not be parsed). The file
+    is rendered (or taken raw if its template fails) and parsed; if even that fails (a file half-way
+    through an edit) ``socket`` is looked for as text. Only an unreadable file (or no path at all)
+    raises ConfigError, with ``load``'s message.
+    """
+    env = _env(environ)
+    path, text = _read(path, env)
+    note = ""
+    if "{{" in text:
+        try:
+            text = read_and_render(path, env)[1]
+        except ConfigError as e:
+            note = str(e)
     try:
-        _cfg, errors = _decode(path, environ, False, addresses)
+        raw = parse_json5(text)
     except ConfigError as e:
-        return [str(e)]
-    return errors
+        control = _control_as_text(text)
+        note = note or str(e).split("\n", 1)[0]
+    else:
+        control = raw.get("control") if isinstance(raw, dict) else None
+        control = control if isinstance(control, dict) else {}
+    if note:  # an unrendered template value is no path
+        control = {k: v for k, v in control.items() if not (isinstance(v, str) and "{{" in v)}
+    return control, note
+
+
+def _control_as_text(text: str) -> dict[str, Any]:
+    import re
+
+    block = re.search(r"""["']?control["']?\s*:\s*\{""", text)
+    if block is None:
+        return {}
+    found = re.compile(r"""["']?socket["']?\s*:\s*(?:"((?:[^"\\\n]|\\.)*)"|'((?:[^'\\\n]|\\.)*)')""",
+                       re.IGNORECASE).search(text, block.end())
+    if found is None:
+        return {}
+    return {"socket": found.group(1) if found.group(1) is not None else found.group(2)}

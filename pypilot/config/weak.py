@@ -9,8 +9,11 @@ is part of what they see, so this module reproduces both:
   prefixes count: ``"0x10"`` = 16, ``"010"`` = 8);
 - bool fields: numbers are ``!= 0``, strings use Go's ``ParseBool`` (``""`` is false);
 - array fields reject a bare value (``source data must be an array or slice``); ``{}`` is an empty array;
-- keys match exactly first, then case-insensitively; leftover keys are ``'<path>' has invalid keys: a, b``;
-- every problem inside one decode call is gathered into ``N error(s) decoding:\\n\\n* ...``.
+- int fields from a float take Go's ``int64(f)`` (NaN and the infinities give the smallest int64);
+- keys match exactly first, then case-insensitively (a warning for ``-validate``); leftover keys are
+  ``'<path>' has invalid keys: a, b``;
+- every problem inside one decode call is gathered into ``N error(s) decoding:\\n\\n* ...``, each with
+  `` (in <place in the file>)`` after mapstructure's own text when the caller says where the object is.
 
 A field spec is a list of ``(key, kind)``; kind is ``"str" "int" "bool" "float" "any" "strs" "list"`` or a
 nested spec (a list) for a sub-object. The result maps each present, non-null key to its decoded value.
@@ -25,6 +28,7 @@ __all__ = [
     "decode_list",
     "decode_struct",
     "format_errors",
+    "go_int",
     "go_kind",
     "go_quote",
     "go_type",
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     Spec = list[tuple[str, Any]]
+    Errs = list[str]
 
 
 def go_type(v: Any) -> str:
@@ -110,6 +115,18 @@ def weak_str(v: Any) -> str | None:
     return None
 
 
+_MIN_INT64 = -(1 << 63)
+
+
+def go_int(v: float) -> int:
+    """Go's ``int64(f)`` on amd64, which mapstructure uses for a float in an int field: truncation, and
+    the "integer indefinite" value (the smallest int64) for NaN, the infinities and anything out of range
+    (so ``interval: NaN`` fails ``must be > 0`` and ``port: Infinity`` is a non-zero port, as in CP)."""
+    if math.isfinite(v) and -(2.0**63) <= v < 2.0**63:
+        return int(v)
+    return _MIN_INT64
+
+
 def go_parse_int(s: str) -> int:
     """Go ``strconv.ParseInt(s, 0, 64)``; raises ValueError with Go's message."""
     body = s[1:] if s[:1] in ("+", "-") else s
@@ -149,7 +166,19 @@ def _join(name: str, key: str) -> str:
     return f"{name}.{key}" if name else key
 
 
-def _scalar(kind: str, v: Any, name: str, errs: list[str]) -> Any:
+def _scalar(kind: str, v: Any, name: str, errs: Errs, loc: str = "") -> Any:
+    n = len(errs)
+    out = _scalar_value(kind, v, name, errs, loc)
+    if loc:
+        errs[n:] = [e + _where(loc) for e in errs[n:]]
+    return out
+
+
+def _where(loc: str) -> str:
+    return f" (in {loc})" if loc else ""
+
+
+def _scalar_value(kind: str, v: Any, name: str, errs: Errs, loc: str) -> Any:
     if kind == "any":
         return v
     if kind == "str":
@@ -163,9 +192,8 @@ def _scalar(kind: str, v: Any, name: str, errs: list[str]) -> Any:
         if isinstance(v, int):
             return v
         if isinstance(v, float):
-            if math.isfinite(v):
-                return int(v)  # mapstructure truncates
-        elif isinstance(v, str):
+            return go_int(v)
+        if isinstance(v, str):
             try:
                 return go_parse_int(v)
             except ValueError as e:
@@ -213,23 +241,42 @@ def _scalar(kind: str, v: Any, name: str, errs: list[str]) -> Any:
             if item is None:
                 out.append("")
                 continue
-            s = _scalar("str", item, f"{name}[{i}]", errs)
+            s = _scalar_value("str", item, f"{name}[{i}]", errs, loc)
             out.append(s if s is not None else "")
         return out
     raise AssertionError(kind)
 
 
-def _value(kind: Any, v: Any, name: str, errs: list[str]) -> Any:
+def _value(kind: Any, v: Any, name: str, errs: Errs, ctx: _Ctx) -> Any:
     if isinstance(kind, list):
-        return _struct(v, name, kind, errs)
-    return _scalar(kind, v, name, errs)
+        return _struct(v, name, kind, errs, ctx)
+    return _scalar(kind, v, name, errs, ctx.where())
 
 
-def _struct(data: Any, name: str, spec: Spec, errs: list[str]) -> dict[str, Any] | None:
+# keys whose mapstructure name (Go's field name) is not the documented key
+_DOC_KEY = {"Level": "level", "Format": "format", "Output": "output"}
+
+
+class _Ctx:
+    """Where a struct sits in the user's file, for locations (``jobs[0].health``) and warnings."""
+
+    __slots__ = ("label", "loc", "warnings")
+
+    def __init__(self, loc: str, label: str, warnings: list[str] | None) -> None:
+        self.loc, self.label, self.warnings = loc, label, warnings
+
+    def child(self, key: str) -> _Ctx:
+        return _Ctx(_join(self.loc, key) if self.loc else "", self.label, self.warnings)
+
+    def where(self) -> str:
+        return f"{self.loc}{self.label}" if self.loc else ""
+
+
+def _struct(data: Any, name: str, spec: Spec, errs: Errs, ctx: _Ctx) -> dict[str, Any] | None:
     if data is None:
         return None
     if not isinstance(data, dict):
-        errs.append(f"'{name}' expected a map, got '{go_kind(data)}'")
+        errs.append(f"'{name}' expected a map, got '{go_kind(data)}'" + _where(ctx.where()))
         return None
     unused = dict.fromkeys(data)
     out: dict[str, Any] = {}
@@ -240,15 +287,22 @@ def _struct(data: Any, name: str, spec: Spec, errs: list[str]) -> dict[str, Any]
             found = next((k for k in data if isinstance(k, str) and k.lower() == low), None)
             if found is None:
                 continue
+            doc = _DOC_KEY.get(key, key)
+            if found != doc and ctx.warnings is not None:
+                ctx.warnings.append(
+                    f"{_join(ctx.loc, found) if ctx.loc else found}{ctx.label}: the key is '{doc}'; "
+                    f"'{found}' is accepted because ContainerPilot matched keys case-insensitively")
         unused.pop(found, None)
         raw = data[found]
         if raw is None:
             continue  # mapstructure leaves a null field at its zero value
-        val = _value(kind, raw, _join(name, key), errs)
+        assert found is not None
+        val = _value(kind, raw, _join(name, key), errs, ctx.child(found))
         if val is not None:
             out[key] = val
     if unused:
-        errs.append(f"'{name}' has invalid keys: {', '.join(sorted(str(k) for k in unused))}")
+        errs.append(f"'{name}' has invalid keys: {', '.join(sorted(str(k) for k in unused))}"
+                    + _where(ctx.where()))
     return out
 
 
@@ -256,27 +310,48 @@ def format_errors(errs: list[str]) -> str:
     return f"{len(errs)} error(s) decoding:\n\n" + "\n".join(f"* {e}" for e in errs)
 
 
-def decode_struct(data: Any, spec: Spec, name: str = "") -> tuple[dict[str, Any] | None, str | None]:
-    """Decode one object; returns (fields, None) or (partial fields, mapstructure's error message)."""
+def decode_struct(data: Any, spec: Spec, name: str = "", *, where: str = "",
+                  warnings: list[str] | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """Decode one object; returns (fields, None) or (partial fields, mapstructure's error message).
+
+    ``where`` is the object's place in the file (``"logging"``): each error gets `` (in logging.key)``
+    after mapstructure's text, which names only the path inside the object. A key that matched only
+    case-insensitively adds a line to ``warnings``.
+    """
     errs: list[str] = []
-    out = _struct(data, name, spec, errs)
+    out = _struct(data, name, spec, errs, _Ctx(where, "", warnings))
     return out, format_errors(errs) if errs else None
 
 
-def decode_list(items: list[Any], spec: Spec) -> tuple[list[dict[str, Any] | None], str | None]:
-    """Decode a list of objects as mapstructure decodes ``[]*T``: element paths are ``[i]``."""
+def decode_list(
+    items: list[Any], spec: Spec, *, where: str = "", noun: str = "", warnings: list[str] | None = None
+) -> tuple[list[dict[str, Any] | None], list[bool], str | None]:
+    """Decode a list of objects as mapstructure decodes ``[]*T``: element paths are ``[i]``.
+
+    Returns (the decoded items, whether each had an error, the message). An item with an error is still
+    returned, partly decoded, so that ``-validate`` can go on checking it; ``None`` for a non-object.
+    Locations are ``where[i]`` and, when the item has a name, ``, <noun> "name"``.
+    """
     errs: list[str] = []
-    out = []
+    out: list[dict[str, Any] | None] = []
+    bad: list[bool] = []
     for i, item in enumerate(items):
         before = len(errs)
-        d = _struct(item, f"[{i}]", spec, errs)
-        out.append(d if len(errs) == before else None)
-    return out, format_errors(errs) if errs else None
+        label = ""
+        if noun and isinstance(item, dict):
+            raw_name = next((v for k, v in item.items() if isinstance(k, str) and k.lower() == "name"), None)
+            item_name = weak_str(raw_name)
+            if item_name:
+                label = f", {noun} {go_quote(item_name)}"
+        d = _struct(item, f"[{i}]", spec, errs, _Ctx(f"{where}[{i}]" if where else "", label, warnings))
+        out.append(d)
+        bad.append(len(errs) != before)
+    return out, bad, format_errors(errs) if errs else None
 
 
-def decode_scalar(kind: str, data: Any, name: str = "") -> tuple[Any, str | None]:
+def decode_scalar(kind: str, data: Any, name: str = "", *, where: str = "") -> tuple[Any, str | None]:
     errs: list[str] = []
     if data is None:
         return None, None
-    val = _scalar(kind, data, name, errs)
+    val = _scalar(kind, data, name, errs, where)
     return val, errs[0] if errs else None

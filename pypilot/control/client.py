@@ -2,19 +2,24 @@
 
 ``run_subcommand(opts)`` runs ``-reload``, ``-maintenance enable|disable``, ``-putenv K=V``,
 ``-putmetric K=V`` and ``-ping`` (CP §8.2, CP's precedence is ``Options.command``), and the positional
-``status [--json]`` and ``job NAME signal SIG|stop|start|restart``. The socket is found through
-``-config`` as CP does (the config is loaded). Failures are logrus-style fatal lines on stderr with
-CP's messages, exit 1; CP's putenv/putmetric message bug (they said ``-reload:``) is fixed.
+``status [-json]`` and ``job NAME signal SIG|stop|start|restart``. Failures are logrus-style fatal lines
+on stderr with CP's messages, exit 1; CP's putenv/putmetric message bug (they said ``-reload:``) is fixed.
 
-Differences from CP's client, on purpose: any non-2xx answer is a failure (CP ignored all but 422,
-which its own server never sent otherwise), and a reload the server rejected or rolled back fails.
+Differences from CP's client, on purpose: the socket comes from ``-socket``, ``$PYPILOT_SOCKET`` or a
+lenient read of the config's ``control.socket`` (CP loaded and validated the whole config, so a client could
+not reach a running server while its config was being edited; ``-reload`` now reaches it and the server
+reports the config's error); any non-2xx answer is a failure with the server's reason (CP ignored all but
+422, which its own server never sent otherwise); a reload the server rejected or rolled back fails; and
+``job NAME stop|start|restart`` prints the job's state once the action has taken effect.
 """
 
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import sys
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import orjson
@@ -43,7 +48,11 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class Failed(Exception):
-    pass
+    """A client command failed; ``unreachable`` when the socket could not be connected to."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 class Response:
@@ -79,7 +88,8 @@ def request(
         except OSError as e:
             reason = (e.strerror or str(e)).lower()
             url = f"http://control{path}"
-            raise Failed(f"{method.title()} {url}: dial unix {socket_path}: connect: {reason}") from None
+            raise Failed(f"{method.title()} {url}: dial unix {socket_path}: connect: {reason}",
+                         unreachable=True) from None
         conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()
         return Response(resp.status, resp.headers, resp.read())
@@ -90,14 +100,24 @@ def request(
 
 
 def check(resp: Response) -> None:
-    """CP: a 422 is ``unprocessable entity received by control server``; pypilot: any non-2xx fails."""
+    """CP: a 422 is ``unprocessable entity received by control server``; pypilot: any non-2xx fails, with
+    the server's reason (the ``X-Pypilot-Error`` header, else a JSON ``error``, else the body's text)."""
     if 200 <= resp.status < 300:
         return
     if resp.status == 422:
         msg = "unprocessable entity received by control server"
     else:
         msg = f"control server answered {resp.status}"
-    raise Failed(f"{msg}: {resp.why}" if resp.why else msg)
+    why = resp.why or _body_reason(resp)
+    raise Failed(f"{msg}: {why}" if why else msg)
+
+
+def _body_reason(resp: Response) -> str:
+    data = _json_or_none(resp)
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return str(data["error"])
+    text = resp.body.decode("utf-8", "replace").strip()
+    return text if len(text) <= 500 else text[:500] + "..."
 
 
 def fatal(msg: str, err: TextIO | None = None) -> int:
@@ -115,41 +135,78 @@ def fatal(msg: str, err: TextIO | None = None) -> int:
 
 def wants_control(opts: Any) -> bool:
     """Whether ``opts`` asks for a control subcommand (CP's, or pypilot's positional ones)."""
-    return opts.command in CONTROL_COMMANDS or (
-        opts.command == "run" and bool(opts.args) and opts.args[0] in POSITIONAL
-    )
+    return opts.command in CONTROL_COMMANDS or opts.command in POSITIONAL
+
+
+def socket_path(opts: Any, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(the control socket, where it came from) for a client command.
+
+    ``-socket``, else ``$PYPILOT_SOCKET``, else ``control.socket`` of the config (``-config`` or
+    ``$CONTAINERPILOT``), read leniently: only that key is needed, so a config that does not validate (being
+    edited, or broken) still gives it; else the default socket. An unreadable config file is an error.
+    """
+    env = os.environ if environ is None else environ
+    if opts.socket:
+        return opts.socket, ""
+    if env.get("PYPILOT_SOCKET"):
+        return env["PYPILOT_SOCKET"], ""
+    from pypilot.config import read_control
+    from pypilot.config.model import DEFAULT_SOCKET
+
+    if not (opts.config or env.get("CONTAINERPILOT")):
+        return DEFAULT_SOCKET, "the default socket: no -config, -socket, $PYPILOT_SOCKET or $CONTAINERPILOT"
+    control, note = read_control(opts.config or None, env)
+    sock = next((v for k, v in control.items() if isinstance(k, str) and k.lower() == "socket"), None)
+    if isinstance(sock, str) and sock:
+        return sock, ""
+    if note:
+        return DEFAULT_SOCKET, f"the default socket: the config did not parse ({note})"
+    return DEFAULT_SOCKET, ""
+
+
+def _reload_timeout(opts: Any) -> float:
+    """Long enough for the server's own bound (``control.reloadGrace``, read leniently), plus a margin."""
+    from pypilot.config import ConfigError, read_control
+    from pypilot.config.durations import DurationError, parse_cp_duration
+
+    grace = 30.0
+    if opts.config or os.environ.get("CONTAINERPILOT"):
+        try:
+            control, _ = read_control(opts.config or None)
+            raw = next((v for k, v in control.items() if isinstance(k, str) and k.lower() == "reloadgrace"),
+                       None)
+            if raw is not None:
+                grace = parse_cp_duration(str(raw)) / 1e9
+        except (ConfigError, DurationError, ValueError, TypeError):
+            pass  # a broken value: the server will say so; wait as long as its default
+    return max(grace, 0.0) + 60.0
 
 
 def run_subcommand(opts: Any, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run the subcommand ``opts`` asks for; the process's exit code."""
     out = out or sys.stdout
     command = opts.command
-    if command not in CONTROL_COMMANDS:
-        command = opts.args[0] if opts.args else ""
     if command == "ping":
         prefix = "-ping: failed: "
     elif command in CONTROL_COMMANDS:
         prefix = f"-{command}: failed to run subcommand: "
     else:
         prefix = f"{command}: failed: "
-    from pypilot.config import ConfigError, load
+    from pypilot.config import ConfigError
 
-    config_path = opts.config or _config_in(opts.args) or None
     try:
-        cfg = load(config_path)
+        sock, origin = socket_path(opts)
     except (ConfigError, ValueError) as e:
         return fatal(str(e), err)
-    sock = cfg.control.socket
     try:
         if command == "reload":
-            timeout = cfg.control.reload_grace + 60
-            resp = request(sock, "POST", "/v3/reload", timeout=timeout, accept_json=True)
+            resp = request(sock, "POST", "/v3/reload", timeout=_reload_timeout(opts), accept_json=True)
             check(resp)
             result = _json_or_none(resp)
             if isinstance(result, dict) and result.get("reloaded") is False:
                 raise Failed(f"reload failed: {result.get('error', 'unknown error')}")
         elif command == "maintenance":
-            which = "enable" if opts.maintenance == "enable" else "disable"  # CP: anything else disables
+            which = "enable" if opts.maintenance == "enable" else "disable"
             check(request(sock, "POST", f"/v3/maintenance/{which}"))
         elif command == "putenv":
             check(request(sock, "POST", "/v3/environ", dict(opts.putenv)))
@@ -159,33 +216,19 @@ def run_subcommand(opts: Any, out: TextIO | None = None, err: TextIO | None = No
             check(request(sock, "GET", "/v3/ping"))
             out.write("ok\n")
         elif command == "status":
-            return _status(sock, _split_config(opts.args[1:])[1], out, err)
+            return _status(sock, opts.json, out, err, origin)
         elif command == "job":
-            return _job(sock, _split_config(opts.args[1:])[1], out, err)
+            return _job(sock, opts, out, err, origin)
         else:
             return fatal(f"unknown subcommand {command!r}", err)
     except Failed as e:
-        return fatal(prefix + str(e), err)
+        return fatal(prefix + str(e) + _origin(e, origin), err)
     return 0
 
 
-def _config_in(args: list[str]) -> str:
-    """``-config FILE`` given after a positional subcommand (``pypilot status -config f``)."""
-    return _split_config(args)[0]
-
-
-def _split_config(args: list[str]) -> tuple[str, list[str]]:
-    config, rest, i = "", [], 0
-    while i < len(args):
-        arg = args[i]
-        name, eq, value = arg.lstrip("-").partition("=")
-        if arg.startswith("-") and name == "config":
-            config = value if eq else (args[i + 1] if i + 1 < len(args) else "")
-            i += 1 if eq else 2
-            continue
-        rest.append(arg)
-        i += 1
-    return config, rest
+def _origin(e: Failed, origin: str) -> str:
+    """Say where the socket path came from when it could not be reached and was not the user's."""
+    return f" (socket: {origin})" if origin and e.unreachable else ""
 
 
 def _json_or_none(resp: Response) -> Any:
@@ -195,39 +238,79 @@ def _json_or_none(resp: Response) -> Any:
         return None
 
 
-JOB_USAGE = "usage: pypilot [-config FILE] job NAME signal SIGNAL|stop|start|restart"
+# how long `job NAME stop|start|restart` waits for the job to settle before printing its state
+SETTLE_TIMEOUT = 15.0
 
 
-def _job(sock: str, args: list[str], out: TextIO, err: TextIO | None) -> int:
-    if (
-        len(args) < 2
-        or args[1] not in ("signal", "stop", "start", "restart")
-        or (args[1] == "signal" and len(args) != 3)
-        or (args[1] != "signal" and len(args) != 2)
-    ):
-        (err or sys.stderr).write(JOB_USAGE + "\n")
-        return 2
-    name, action = args[0], args[1]
+def _job(sock: str, opts: Any, out: TextIO, err: TextIO | None, origin: str) -> int:
+    name, action = opts.job_name, opts.job_action
     from urllib.parse import quote
 
-    body = {"signal": args[2]} if action == "signal" else None
+    body = {"signal": opts.job_signal} if action == "signal" else None
     try:
+        before = _find_job(sock, name) if action in ("restart", "start") else None
         resp = request(sock, "POST", f"/v3/jobs/{quote(name, safe='')}/{action}", body)
         check(resp)
+        job = (_json_or_none(resp) or {}).get("job") or {}
+        settled = True
+        if action != "signal":
+            job, settled = _settle(sock, name, action, before, job)
     except Failed as e:
-        return fatal(f"job {name} {action}: failed: {e}", err)
-    job = (_json_or_none(resp) or {}).get("job") or {}
-    out.write(f"{name}: {action} done; state {job.get('state')}, pid {job.get('pid') or '-'}\n")
+        return fatal(f"job {name} {action}: failed: {e}{_origin(e, origin)}", err)
+    pid = job.get("pid") or "-"
+    if settled:
+        out.write(f"{name}: {action} done; state {job.get('state')}, pid {pid}\n")
+    else:
+        out.write(f"{name}: {action} in progress after {SETTLE_TIMEOUT:g}s; state {job.get('state')}, "
+                  f"pid {pid}\n")
     return 0
 
 
-def _status(sock: str, args: list[str], out: TextIO, err: TextIO | None) -> int:
-    as_json = "--json" in args or "-json" in args
+def _find_job(sock: str, name: str) -> dict[str, Any] | None:
+    resp = request(sock, "GET", "/v3/status")
+    check(resp)
+    data = _json_or_none(resp)
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    return next((j for j in jobs or [] if isinstance(j, dict) and j.get("name") == name), None)
+
+
+def _settled(action: str, before: dict[str, Any] | None, job: dict[str, Any]) -> bool:
+    state, pid = job.get("state"), job.get("pid")
+    if state == "stopping":
+        return False
+    if action == "stop":
+        return pid is None
+    runs_before = (before or {}).get("runs", 0) or 0
+    if action == "restart" and before is not None and before.get("pid") is not None:
+        # the old process is gone and a new run began (or the job ended: completed, backoff, ...)
+        return pid != before.get("pid") and (job.get("runs", 0) or 0) > runs_before
+    return pid is not None or (job.get("runs", 0) or 0) > runs_before or state in ("completed", "backoff")
+
+
+def _settle(sock: str, name: str, action: str, before: dict[str, Any] | None,
+            job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Poll the status until the job's state after ``action`` shows (bounded by SETTLE_TIMEOUT): the
+    answer to the POST is the state at the moment the action was asked for, not its outcome."""
+    import time
+
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    delay = 0.01
+    while True:
+        if job and _settled(action, before, job):
+            return job, True
+        if time.monotonic() >= deadline:
+            return job, False
+        time.sleep(delay)  # the client's own poll of the server, not synchronisation in pypilot
+        delay = min(delay * 2, 0.2)
+        job = _find_job(sock, name) or job
+
+
+def _status(sock: str, as_json: bool, out: TextIO, err: TextIO | None, origin: str) -> int:
     try:
         resp = request(sock, "GET", "/v3/status")
         check(resp)
     except Failed as e:
-        return fatal(f"status: failed: {e}", err)
+        return fatal(f"status: failed: {e}{_origin(e, origin)}", err)
     data = resp.json()
     if as_json:
         out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -1,5 +1,6 @@
 """The CLI subcommands: CP's flags, messages, precedence and exit codes (§8.2, §12), and pypilot's
 ``status`` and ``job`` forms."""
+# ruff: noqa: E501 (table rows and literal messages read best on one line each)
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from pypilot.cli import parse_args
 from pypilot.control.client import run_subcommand, wants_control
-from tests.control.harness import ROOT, ControlPilot, wait_for
+from tests.control.harness import ROOT, ControlPilot
 
 FATAL = 'level=fatal msg="'
 
@@ -22,6 +23,12 @@ def run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = run_subcommand(parse_args(list(argv)), out, err)
     return code, out.getvalue(), err.getvalue()
+
+
+def pypilot(p: ControlPilot, *argv: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point (``python -m pypilot``) with ``-config`` of ``p``'s file."""
+    return subprocess.run([sys.executable, "-m", "pypilot", "-config", str(p.config_path), *argv],
+                          capture_output=True, text=True, cwd=ROOT, timeout=30)
 
 
 def msg_of(err: str) -> str:
@@ -48,7 +55,7 @@ def test_putenv_putmetric_maintenance_succeed_silently(pilot: ControlPilot) -> N
     assert run("-config", cfg, "-putmetric", "m=1.5") == (0, "", "")
     assert run("-config", cfg, "-maintenance", "enable") == (0, "", "")
     assert pilot.status()["maintenance"] is True
-    assert run("-config", cfg, "-maintenance", "anything-else-disables") == (0, "", "")
+    assert run("-config", cfg, "-maintenance", "disable") == (0, "", "")
     assert pilot.status()["maintenance"] is False
 
 
@@ -63,7 +70,7 @@ def test_putenv_putmetric_maintenance_succeed_silently(pilot: ControlPilot) -> N
             "/v3/maintenance/enable",
         ),
         (
-            ["-maintenance", "off"],
+            ["-maintenance", "disable"],
             "-maintenance: failed to run subcommand: ",
             "Post",
             "/v3/maintenance/disable",
@@ -171,28 +178,142 @@ def test_job_subcommand(pilot: ControlPilot) -> None:
     pid = pilot.job("keeper")["pid"]
     code, out, err = run("-config", cfg, "job", "keeper", "restart")
     assert code == 0, err
-    assert out.startswith("keeper: restart done")
-    wait_for(lambda: pilot.job("keeper")["pid"] not in (None, pid), 10, "keeper restarted")
+    # the state after the restart (#21: it printed the old pid): the new process, running
+    new_pid = pilot.job("keeper")["pid"]
+    assert new_pid not in (None, pid)
+    assert out == f"keeper: restart done; state running, pid {new_pid}\n"
     code, _, err = run("-config", cfg, "job", "nope", "stop")
     assert code == 1 and "no job named 'nope'" in msg_of(err)
     code, _, err = run("-config", cfg, "job", "keeper", "signal", "SIGBOGUS")
     assert code == 1 and "invalid signal" in msg_of(err)
-    assert run("-config", cfg, "job", "keeper")[0] == 2
-    assert run("-config", cfg, "job", "keeper", "signal")[0] == 2
+    assert pypilot(pilot, "job", "keeper").returncode == 2
+    proc = pypilot(pilot, "job", "keeper", "signal")
+    assert proc.returncode == 2 and proc.stderr.startswith("job: signal takes one SIGNAL")
+
+
+def test_job_stop_and_start_print_the_state_after_the_action_21() -> None:
+    with ControlPilot() as p:
+        pid = p.job("keeper")["pid"]
+        proc = p.cli("job", "keeper", "stop")
+        assert (proc.returncode, proc.stdout) == (0, "keeper: stop done; state held, pid -\n"), proc.stderr
+        assert p.job("keeper")["pid"] is None
+        proc = p.cli("job", "keeper", "start")
+        new_pid = p.job("keeper")["pid"]
+        assert new_pid not in (None, pid)
+        assert (proc.returncode, proc.stdout) == (0, f"keeper: start done; state running, pid {new_pid}\n")
+
+
+def test_4xx_exits_1_with_the_servers_reason_21(pilot: ControlPilot) -> None:
+    """A refused action (409: the job is already running) is a failure that says why."""
+    proc = pilot.cli("job", "keeper", "start")
+    assert (proc.returncode, proc.stdout) == (1, "")
+    msg = msg_of(proc.stderr)
+    assert msg.startswith("job keeper start: failed: control server answered 409: job 'keeper' ")
+    assert "running" in msg
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "want"),
+    [
+        (400, {"X-Pypilot-Error": "metric 'x' is not declared"}, b"Bad Request\n",
+         "control server answered 400: metric 'x' is not declared"),
+        (404, {}, b'{"error": "no job named \'a\'"}', "control server answered 404: no job named 'a'"),
+        (413, {}, b"too big\n", "control server answered 413: too big"),
+        (422, {}, b"Unprocessable Entity\n",
+         "unprocessable entity received by control server: Unprocessable Entity"),
+        (500, {}, b"", "control server answered 500"),
+    ],
+)
+def test_check_reports_the_reason_of_a_non_2xx(status: int, headers: dict[str, str], body: bytes, want: str) -> None:
+    import email.message
+
+    from pypilot.control.client import Failed, Response, check
+
+    msg = email.message.Message()
+    for k, v in headers.items():
+        msg[k] = v
+    with pytest.raises(Failed) as e:
+        check(Response(status, msg, body))  # type: ignore[arg-type]
+    assert str(e.value) == want
+
+
+def test_client_commands_reach_the_server_while_its_config_is_broken_21() -> None:
+    """The config being edited (a syntax error, or one that fails validation) must not cut the client off:
+    the socket comes from a lenient read of control.socket, and -reload gets the server's own error."""
+    with ControlPilot() as p:
+        pid = p.job("keeper")["pid"]
+        text = p.config_path.read_text()
+        for broken in (text[:-10], text.replace('"jobs"', '"jobz"'), text.replace('"unlimited"', '"bogus"')):
+            p.config_path.write_text(broken)
+            proc = p.cli("-ping")
+            assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ok\n", ""), broken
+            proc = p.cli("status")
+            assert proc.returncode == 0 and "keeper" in proc.stdout, proc.stderr
+            proc = p.cli("-reload")
+            assert (proc.returncode, proc.stdout) == (1, ""), broken
+            assert msg_of(proc.stderr).startswith("-reload: failed to run subcommand: reload failed: ")
+        assert p.job("keeper")["pid"] == pid  # the running config is untouched
+
+
+def test_socket_flag_and_environment_need_no_config_21(tmp_path: Path) -> None:
+    with ControlPilot() as p:
+        code, out, err = run("-socket", p.socket, "-ping")
+        assert (code, out, err) == (0, "ok\n", "")
+        code, out, err = run("status", "-socket", p.socket, "-json")
+        assert code == 0 and orjson.loads(out)["jobs"][0]["name"] == "keeper"
+        env = {"PATH": "/usr/bin:/bin", "PYPILOT_SOCKET": p.socket}
+        proc = subprocess.run([sys.executable, "-m", "pypilot", "-ping"], capture_output=True, text=True,
+                              env=env, cwd=ROOT, timeout=30)
+        assert (proc.returncode, proc.stdout) == (0, "ok\n"), proc.stderr
+        # -socket wins over $PYPILOT_SOCKET, which wins over the config
+        env["PYPILOT_SOCKET"] = str(tmp_path / "nowhere.sock")
+        proc = subprocess.run([sys.executable, "-m", "pypilot", "-socket", p.socket, "-ping"], capture_output=True,
+                              text=True, env=env, cwd=ROOT, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        proc = subprocess.run([sys.executable, "-m", "pypilot", "-config", str(p.config_path), "-ping"],
+                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
+        assert proc.returncode == 1 and "nowhere.sock" in proc.stderr
+
+
+def test_unparseable_config_without_socket_says_the_default_was_used(tmp_path: Path) -> None:
+    cfg = tmp_path / "half.json5"
+    cfg.write_text("{ jobs: [ {name: ")
+    code, _, err = run("-config", str(cfg), "-ping")
+    assert code == 1
+    msg = msg_of(err)
+    assert msg == ("-ping: failed: Get http://control/v3/ping: dial unix /var/run/containerpilot.socket: connect: "
+                   "no such file or directory (socket: the default socket: the config did not parse (parse error "
+                   "at line:col [1:18]: Unclosed object starting))")
+
+
+def test_lenient_read_of_the_socket(tmp_path: Path) -> None:
+    from pypilot.config import read_control
+
+    cases = {
+        '{control: {socket: "/a.sock"}, jobs: [{name: "x", restarts: "bogus"}]}': ({"socket": "/a.sock"}, ""),
+        '{control: {SOCKET: "/b.sock", reloadGrace: "5s"}, bogus: 1}': ({"SOCKET": "/b.sock", "reloadGrace": "5s"}, ""),
+        "{'control': {'socket': '/c.sock'}, jobs: [ {name: ": ({"socket": "/c.sock"}, "parse error at line:col [1:51]: Unclosed object starting"),
+        '{ control: {socket: "{{ .S }}"}, consul: "{{ nope }}" }': ({}, 'could not apply template to config: template: :1: function "nope" not defined'),
+        '{ control: {socket: "/{{ .S }}.sock"} }': ({"socket": "/x.sock"}, ""),
+    }
+    for i, (text, want) in enumerate(cases.items()):
+        path = tmp_path / f"{i}.json5"
+        path.write_text(text)
+        assert read_control(str(path), {"S": "x"}) == want, text
 
 
 def test_reload_cli(tmp_path: Path) -> None:
     with ControlPilot() as p:
         proc = p.cli("-reload")
         assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
-        # the server's file turns invalid; the CLI finds the socket through a config of its own
-        p.config_path.write_text("{ jobs: [ {name: 'x'} ] }")
-        cli_cfg = config_for(tmp_path, p.socket)
-        code, _, err = run("-config", cli_cfg, "-reload")
+        # the server's file turns invalid (no consul); the CLI still reaches it through that same file
+        p.config_path.write_text(orjson.dumps({"control": {"socket": p.socket}, "jobs": [{"name": "x"}]}).decode())
+        code, _, err = run("-config", str(p.config_path), "-reload")
         assert code == 1
         msg = msg_of(err)
-        assert msg.startswith("-reload: failed to run subcommand: reload failed: "), msg
+        assert msg == "-reload: failed to run subcommand: reload failed: invalid config: no discovery backend defined", msg
         assert p.job("keeper")["state"] == "running"  # the running config is untouched
+        cli_cfg = config_for(tmp_path, p.socket)  # a config of its own works too
         assert run("-config", cli_cfg, "-ping")[0] == 0
 
 
