@@ -190,7 +190,7 @@ def _scalar_value(kind: str, v: Any, name: str, errs: Errs, loc: str) -> Any:
         if isinstance(v, bool):
             return int(v)
         if isinstance(v, int):
-            return v
+            return v if _MIN_INT64 <= v < -_MIN_INT64 else _MIN_INT64  # a float64 in Go, then int64()
         if isinstance(v, float):
             return go_int(v)
         if isinstance(v, str):

@@ -14,7 +14,7 @@ import pytest
 
 from pypilot.cli import VERSION_TEXT, UsageError, parse_args, subcommand_usage, usage
 
-# Go 1.9's flag listing for CP's flags, as /work/shared/bin/containerpilot -h prints it (with pypilot's two)
+# Go 1.9's flag listing for CP's flags, as ContainerPilot 3.8.0 -h prints it (with pypilot's two)
 CP_LISTING = (
     "  -config string\n"
     "    \tFile path to JSON5 configuration file. Defaults to CONTAINERPILOT env var.\n"

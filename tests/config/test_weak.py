@@ -50,8 +50,11 @@ def test_bad_bool(write) -> None:
 
 
 def test_string_from_number_and_bool(write) -> None:
-    j = job(write, '{name: 12, exec: "x", tags: [1, true, "t"]}')
+    """mapstructure's weak string decode: numbers without exponent, bools as "1"/"0", null as "" (#20: the
+    tags are asserted, not only the name)."""
+    j = job(write, '{name: 12, exec: "x", tags: [1, true, "t", false, 2.5, 1e21, null]}')
     assert j.name == "12"
+    assert j.tags == ("1", "1", "t", "0", "2.5", "1000000000000000000000", "")
 
 
 def test_tags_empty_object_is_empty_list(write) -> None:
