@@ -276,8 +276,8 @@ def read_control(path: str | None, environ: Mapping[str, str] | None = None) -> 
         control = _control_as_text(text)
         note = note or str(e).split("\n", 1)[0]
     else:
-        control = raw.get("control") if isinstance(raw, dict) else None
-        control = control if isinstance(control, dict) else {}
+        block = raw.get("control") if isinstance(raw, dict) else None
+        control = block if isinstance(block, dict) else {}
     if note:  # an unrendered template value is no path
         control = {k: v for k, v in control.items() if not (isinstance(v, str) and "{{" in v)}
     return control, note
