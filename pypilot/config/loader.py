@@ -289,8 +289,9 @@ def _control_as_text(text: str) -> dict[str, Any]:
     block = re.search(r"""["']?control["']?\s*:\s*\{""", text)
     if block is None:
         return {}
+    end = text.find("}", block.end())  # the control block holds no nested object
     found = re.compile(r"""["']?socket["']?\s*:\s*(?:"((?:[^"\\\n]|\\.)*)"|'((?:[^'\\\n]|\\.)*)')""",
-                       re.IGNORECASE).search(text, block.end())
+                       re.IGNORECASE).search(text, block.end(), end if end >= 0 else len(text))
     if found is None:
         return {}
     return {"socket": found.group(1) if found.group(1) is not None else found.group(2)}

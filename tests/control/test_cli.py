@@ -286,6 +286,17 @@ def test_unparseable_config_without_socket_says_the_default_was_used(tmp_path: P
                    "at line:col [1:18]: Unclosed object starting))")
 
 
+def test_no_config_at_all_uses_the_default_socket_and_says_so() -> None:
+    proc = subprocess.run([sys.executable, "-m", "pypilot", "status"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"}, cwd=ROOT, timeout=30)
+    if Path("/var/run/containerpilot.socket").exists():
+        pytest.skip("a supervisor serves the default socket on this machine")
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert msg_of(proc.stderr) == (
+        "status: failed: Get http://control/v3/status: dial unix /var/run/containerpilot.socket: connect: no such "
+        "file or directory (socket: the default socket: no -config, -socket, $PYPILOT_SOCKET or $CONTAINERPILOT)")
+
+
 def test_lenient_read_of_the_socket(tmp_path: Path) -> None:
     from pypilot.config import read_control
 
@@ -295,6 +306,7 @@ def test_lenient_read_of_the_socket(tmp_path: Path) -> None:
         "{'control': {'socket': '/c.sock'}, jobs: [ {name: ": ({"socket": "/c.sock"}, "parse error at line:col [1:51]: Unclosed object starting"),
         '{ control: {socket: "{{ .S }}"}, consul: "{{ nope }}" }': ({}, 'could not apply template to config: template: :1: function "nope" not defined'),
         '{ control: {socket: "/{{ .S }}.sock"} }': ({"socket": "/x.sock"}, ""),
+        '{ control: {reload: "diff"}, jobs: [{socket: "/not-this"}, ': ({}, "parse error at line:col [1:60]: Unclosed array starting"),
     }
     for i, (text, want) in enumerate(cases.items()):
         path = tmp_path / f"{i}.json5"
