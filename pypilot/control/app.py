@@ -38,6 +38,7 @@ GO_STATUS_TEXT = {  # Go 1.9's http.StatusText for the codes this app sends
     405: "Method Not Allowed",
     409: "Conflict",
     413: "Request Entity Too Large",
+    431: "Request Header Fields Too Large",
     422: "Unprocessable Entity",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -109,6 +110,19 @@ def error(resp: falcon.Response, route: Route, status: int, why: str) -> None:
     else:
         json(resp, status, {"error": why})
         resp.set_header(ERROR_HEADER, _header_safe(why))
+
+
+def error_response(path: str, status: int, why: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    """An error answer outside Falcon (waitress refused the request itself), in the same form as
+    ``error``: ``(status line, headers, body)``."""
+    route = classify(path)
+    reason = GO_STATUS_TEXT.get(status) or falcon.code_to_http_status(status).split(" ", 1)[1]
+    headers = [(ERROR_HEADER, _header_safe(why))]
+    if route is None or route.cp:
+        headers += [("Content-Type", TEXT), ("X-Content-Type-Options", "nosniff")]
+        return f"{status} {reason}", headers, (reason + "\n").encode()
+    headers.append(("Content-Type", falcon.MEDIA_JSON))
+    return f"{status} {reason}", headers, orjson.dumps({"error": why}) + b"\n"
 
 
 def _header_safe(s: str) -> str:

@@ -29,7 +29,7 @@ from pypilot.config.model import ControlConfig
 from pypilot.events import CP_NAMES, Event
 from pypilot.workers import Message, Worker
 
-BACKLOG = 128
+BACKLOG = 1024  # a burst of clients waits here while the worker accepts them
 REQUEST_TIMEOUT = 5.0  # how long the worker waits for PID 1's reply before answering 503
 
 Reply = Callable[[int, Any], None]

@@ -160,10 +160,9 @@ def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
     import logging
     import signal
 
-    import waitress
-
     from pypilot import logs
     from pypilot.control.app import make_app
+    from pypilot.control.server import make_server
 
     # _child resets every disposition to default, SIGPIPE included: a client that hangs up while we
     # write to it would kill the worker. Ignore it, as Python itself does, and get EPIPE instead.
@@ -178,15 +177,5 @@ def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
     logging.getLogger("waitress").setLevel(logging.ERROR)
     link.start()
     app = make_app(link, settings)
-    server = waitress.create_server(
-        app,
-        sockets=[listener],
-        threads=16,
-        send_bytes=1,  # flush every write at once: event-stream lines must not wait for a buffer
-        max_request_body_size=4 << 20,  # the app rejects over 1 MiB with its own 413; this is a backstop
-        channel_timeout=120,
-        connection_limit=200,
-        ident="pypilot",
-        clear_untrusted_proxy_headers=True,
-    )
-    server.run()
+    count = lambda code, path: link.send({"op": "count", "code": code, "path": path})  # noqa: E731
+    make_server(app, listener, count).run()

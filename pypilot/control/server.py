@@ -1,0 +1,198 @@
+"""The control worker's HTTP server: waitress, bounded so that hung or slow clients cost only their
+own connections (issue #14).
+
+Waitress buffers each request until it is complete and only then gives it to a thread, so a client
+that never finishes its request holds a connection and some memory but no thread. What could still
+starve a new client, and what is done about it:
+
+- the connection limit: waitress stops accepting at ``connection_limit`` and a new ``-ping`` waits in
+  the backlog until an idle connection times out. Here the limit is high (``CONNECTIONS``, within the
+  worker's ``RLIMIT_NOFILE``, raised to its hard limit) and reaching it does not stop the accepting: the
+  connection that has waited longest without a request in service is closed to make room;
+- ``select()`` fails above fd 1024: waitress uses ``poll()``;
+- memory: a request's header is at most ``HEADER_MAX``; a body over ``READ_MAX`` is answered 413 as soon
+  as its ``Content-Length`` is read, before any of it is (chunked: once it gets there); a body between
+  the app's ``MAX_BODY`` and ``READ_MAX`` is read, so that a client that sends it all before reading
+  (``http.client``, Go's) gets the app's 413 rather than a broken pipe; and the bytes of all
+  unfinished requests together are at most ``PENDING_BUDGET``: over it, the longest waiting are
+  closed, as for the connection limit;
+- time: a connection with no request in service is closed after ``IDLE_TIMEOUT`` of silence, and an
+  unfinished request after ``IDLE_TIMEOUT`` from its first byte, however slowly it keeps dripping.
+
+Waitress' own error answers (413, 431, 400) are given in the app's form: CP's status text on CP's paths,
+JSON on pypilot's, the reason in ``X-Pypilot-Error``.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import UnixWSGIServer
+from waitress.task import ErrorTask, ThreadedTaskDispatcher
+
+from pypilot.control.app import MAX_BODY, error_response
+
+CONNECTIONS = 4096  # open connections at most, hung ones included (capped by RLIMIT_NOFILE)
+RESERVED_FDS = 64  # fds kept for everything else the worker opens
+READ_MAX = 4 << 20  # the largest body read at all (the app refuses over MAX_BODY)
+HEADER_MAX = 16 << 10  # a request line and headers; CP's clients send a few hundred bytes
+PENDING_BUDGET = 32 << 20  # bytes of unfinished requests held, all connections together
+IDLE_TIMEOUT = 30.0
+THREADS = 16
+
+Counter = Callable[[int, str], None]
+
+
+def raise_fd_limit() -> int:
+    """Soft ``RLIMIT_NOFILE`` up to the hard limit (the worker only: PID 1 and jobs keep theirs)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError):
+            pass
+    return soft
+
+
+class _Channel(HTTPChannel):
+    """A connection that knows how many bytes of an unfinished request it holds, and since when."""
+
+    server: _Server
+    pending = 0  # bytes of the request being received
+    waiting_since = 0.0  # when it last had nothing in progress: idle, or the first byte of a request
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.waiting_since = time.monotonic()
+
+    def received(self, data: bytes) -> bool:
+        idle = self.request is None and not self.requests
+        if idle and data:
+            self.waiting_since = time.monotonic()
+        result = super().received(data)
+        req = self.request
+        held = len(req.header_plus) + req.body_bytes_received if req is not None else 0
+        self.server.note_pending(self, held)
+        return bool(result)
+
+    def service(self) -> None:
+        super().service()
+        self.waiting_since = time.monotonic()
+
+    def handle_close(self) -> None:
+        self.server.note_pending(self, 0)
+        super().handle_close()
+
+
+class _ErrorTask(ErrorTask):
+    """Waitress' answer to a request it refused itself, in the app's form, counted like the rest."""
+
+    def execute(self) -> None:
+        err = self.request.error
+        path = self.request.path or ""
+        status, headers, body = error_response(path, int(err.code), _reason(err))
+        self.status = status
+        self.response_headers.extend(headers)
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+        self.channel.server.count(int(err.code), path)
+
+
+def _reason(err: Any) -> str:
+    if int(err.code) == 413:
+        return f"the body is over {MAX_BODY} bytes"
+    if int(err.code) == 431:
+        return f"the request header is over {HEADER_MAX} bytes"
+    return f"{err.reason}: {err.body}"
+
+
+class _Server(UnixWSGIServer):
+    channel_class = _Channel
+    count: Counter = staticmethod(lambda code, path: None)
+
+    def __init__(self, *args: Any, limit: int, budget: int, **kw: Any) -> None:
+        self.limit, self.budget, self.pending_total = limit, budget, 0
+        super().__init__(*args, **kw)
+
+    def note_pending(self, channel: _Channel, held: int) -> None:
+        self.pending_total += held - channel.pending
+        channel.pending = held
+        if self.pending_total > self.budget:
+            self._make_room(keep=channel)
+
+    def readable(self) -> bool:
+        super().readable()
+        return bool(self.accepting)  # never stop accepting: the limit evicts instead (handle_accept)
+
+    def handle_accept(self) -> None:
+        if len(self.active_channels) >= self.limit:
+            self._make_room()
+        super().handle_accept()
+
+    def _make_room(self, keep: _Channel | None = None) -> None:
+        """Close the connections waiting longest with nothing in service, until an eighth under both
+        limits (in one sort: a flood at the limit must not pay for a sort per connection)."""
+        limit, budget = self.limit - self.limit // 8, self.budget - self.budget // 8
+        candidates = sorted(
+            (c for c in self.active_channels.values() if c is not keep and not c.requests and c.connected),
+            key=lambda c: c.waiting_since,
+        )
+        for channel in candidates:
+            if len(self.active_channels) < limit and self.pending_total <= budget:
+                break
+            channel.handle_close()
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # idle connections: no byte for channel_timeout
+        cutoff = time.monotonic() - self.adj.channel_timeout
+        for channel in list(self.active_channels.values()):
+            if channel.request is not None and not channel.requests and channel.waiting_since < cutoff:
+                channel.will_close = True  # an unfinished request, however slowly it drips
+
+
+def make_server(app: Any, listener: socket.socket, count: Counter) -> _Server:
+    nofile = raise_fd_limit()
+    limit = max(16, min(CONNECTIONS, nofile - RESERVED_FDS))
+    idle = float(os.environ.get("PYPILOT_CONTROL_IDLE_TIMEOUT") or IDLE_TIMEOUT)  # tests shorten it
+    adj = Adjustments(
+        sockets=[listener],
+        threads=THREADS,
+        send_bytes=1,  # flush every write at once: event-stream lines must not wait for a buffer
+        asyncore_use_poll=True,  # select() cannot watch an fd above 1024
+        connection_limit=limit,  # where waitress would stop accepting; _Server evicts instead
+        channel_timeout=idle,
+        cleanup_interval=max(0.2, min(idle / 4, 5.0)),
+        max_request_header_size=HEADER_MAX,
+        max_request_body_size=READ_MAX,
+        inbuf_overflow=READ_MAX,  # bodies stay in memory (counted in the budget), not in temp files
+        outbuf_high_watermark=1 << 20,  # a stream client that does not read blocks its thread at 1 MiB
+        ident="pypilot",
+        clear_untrusted_proxy_headers=True,
+    )
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(THREADS)
+    _Channel.error_task_class = _ErrorTask
+    server = _Server(
+        app,
+        map={},
+        _start=True,
+        _sock=listener,
+        dispatcher=dispatcher,
+        adj=adj,
+        bind_socket=False,
+        sockinfo=(socket.AF_UNIX, socket.SOCK_STREAM, None, None),
+        limit=limit,
+        budget=PENDING_BUDGET,
+    )
+    server.count = count
+    return server
