@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import stat
 import time
 from collections.abc import Callable
 from typing import Any
@@ -106,7 +105,7 @@ class ControlPlane:
         try:
             self.sock = self._bind()
         except OSError as e:
-            logs.error(f"error listening to socket at {self.path}: {e}")
+            logs.error(f"error listening to socket at {self.path}: {e.strerror or e}")
             return False
         if not self._listener_added:
             self.sup.bus.listen(self._on_event)
@@ -117,27 +116,9 @@ class ControlPlane:
         return True
 
     def _bind(self) -> socket.socket:
-        try:
-            st = os.lstat(self.path)
-        except FileNotFoundError:
-            pass
-        else:
-            if stat.S_ISDIR(st.st_mode):
-                raise IsADirectoryError(f"{self.path} is a directory")
-            os.unlink(self.path)  # stale socket of an earlier run (CP removes it too)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            old = os.umask(0o177)  # never world-accessible, not even between bind and chmod
-            try:
-                sock.bind(self.path)
-            finally:
-                os.umask(old)
-            os.chmod(self.path, self.cfg.socket_mode)
-            sock.listen(BACKLOG)
-        except OSError:
-            sock.close()
-            raise
-        return sock
+        from pypilot.control.socketfile import bind
+
+        return bind(self.path, self.cfg.socket_mode, BACKLOG)
 
     def stop(self) -> None:
         """Stop the worker, close the socket and remove its file."""

@@ -62,3 +62,22 @@ def test_unbindable_socket_is_logged_and_jobs_run_on(tmp_path: Path) -> None:
         finally:
             proc.terminate()
             assert proc.wait(10) == 0
+
+
+def test_second_supervisor_refuses_a_socket_another_pypilot_serves(tmp_path: Path) -> None:
+    """#21: ``pypilot -config FILE stats`` (a typo for ``status``) started a second supervisor that
+    ran every job again and removed the running one's socket when it exited."""
+    marker = tmp_path / "ran"
+    job = {"name": "marker", "exec": ["sh", "-c", f"echo x >> {marker}; sleep 1000"]}
+    with ControlPilot(jobs=[job]) as p:
+        wait_for(lambda: marker.exists(), 10, "the first supervisor's job")
+        second = subprocess.run(
+            [*CONTROL_MAIN, str(p.config_path)], capture_output=True, text=True, timeout=30, cwd=ROOT
+        )
+        assert second.returncode == 1, second
+        assert f"(pid {p.proc.pid}) is serving the control socket {p.socket}" in second.stdout
+        assert "not starting a second supervisor" in second.stdout
+        assert marker.read_text() == "x\n"  # its job did not run a second time
+        assert stat.S_ISSOCK(os.stat(p.socket).st_mode)
+        assert http(p.socket, "GET", "/v3/ping")[0] == 200  # the running one is still reachable
+        assert p.job("marker")["runs"] == 1
