@@ -1,8 +1,8 @@
 """The control worker's Falcon app: ContainerPilot 3's endpoints, byte for byte, and pypilot's own.
 
-``ROUTES`` is the one table of paths and methods: the middleware answers 404/405 from it (CP's exact
-bodies on CP's paths, JSON on pypilot's), answers ``/v3/ping`` for any method, rejects bodies over
-1 MiB, and reports every answered request to PID 1 for the ``(code, path)`` counters. Resources
+``make_app`` mounts the routes of ``routes.ROUTES``; the middleware answers 404/405 from it (CP's
+exact bodies on CP's paths, JSON on pypilot's), answers ``/v3/ping`` for any method, rejects bodies
+over 1 MiB, and reports every answered request to PID 1 for the ``(code, path)`` counters. Resources
 validate what they can here (JSON, types, signal names) and forward the rest to PID 1 through the
 ``Link``; a reply that does not come in time is a 503, never a hang.
 
@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import math
 import queue
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import falcon
 import orjson
 
-from pypilot.control.plane import parse_signal, valid_env
+from pypilot.control.routes import ROUTES, Route, classify
+from pypilot.control.validate import parse_signal, valid_env
 from pypilot.control.worker import Link
 
 MAX_BODY = 1 << 20
@@ -43,40 +42,6 @@ GO_STATUS_TEXT = {  # Go 1.9's http.StatusText for the codes this app sends
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
-
-
-@dataclass(frozen=True)
-class Route:
-    label: str  # the path, or its template: the counter's path label and the OpenAPI key
-    methods: frozenset[str]
-    cp: bool  # one of ContainerPilot 3's: text bodies
-
-
-_POST, _GET = frozenset({"POST"}), frozenset({"GET", "HEAD"})
-ROUTES: dict[str, Route] = {
-    r.label: r
-    for r in (
-        Route("/v3/environ", _POST, True),
-        Route("/v3/reload", _POST, True),
-        Route("/v3/metric", _POST, True),
-        Route("/v3/maintenance/enable", _POST, True),
-        Route("/v3/maintenance/disable", _POST, True),
-        Route("/v3/ping", frozenset({"*"}), True),
-        Route("/v3/status", _GET, False),
-        Route("/v3/events", _GET, False),
-        Route("/v3/openapi.json", _GET, False),
-        *(Route(f"/v3/jobs/{{name}}/{a}", _POST, False) for a in ("signal", "stop", "start", "restart")),
-    )
-}
-_JOB_PATH = re.compile(r"/v3/jobs/([^/]+)/(signal|stop|start|restart)")
-
-
-def classify(path: str) -> Route | None:
-    route = ROUTES.get(path)
-    if route is not None:
-        return route
-    m = _JOB_PATH.fullmatch(path)
-    return ROUTES[f"/v3/jobs/{{name}}/{m.group(2)}"] if m else None
 
 
 # --- responses --------------------------------------------------------------------------------------
@@ -304,7 +269,17 @@ class Metric(_CP):
             body = {}
         if not isinstance(body, dict):
             raise Rejected(422, "the body must be a JSON object")
-        self.answer(resp, *self.forward("metric", metrics={k: go_value(v) for k, v in body.items()}))
+        strict = "application/json" in (req.accept or "")  # pypilot's client: refuse what CP ignored
+        metrics = {k: go_value(v) for k, v in body.items()}
+        status, data = self.forward("metric", metrics=metrics, strict=strict)
+        if strict and status in (200, 422):
+            json(resp, status, data)
+            if status == 422:
+                resp.set_header(ERROR_HEADER, _header_safe(str((data or {}).get("error", ""))))
+            return
+        self.answer(resp, status, data)
+        if status == 200 and isinstance(data, dict) and data.get("warning"):
+            resp.set_header(ERROR_HEADER, _header_safe(str(data["warning"])))  # CP's 200, and why not
 
 
 class Maintenance(_CP):
@@ -343,11 +318,12 @@ class Status:
 
 
 class Jobs:
-    def __init__(self, forward: Forward) -> None:
-        self.forward = forward
+    def __init__(self, forward: Forward, action: str) -> None:
+        self.forward, self.action = forward, action
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str, action: str) -> None:
+    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         args: dict[str, Any] = {}
+        action = self.action
         if action == "signal":
             body = read_json(req, 400)
             value = body.get("signal") if isinstance(body, dict) else None
@@ -426,13 +402,24 @@ def make_app(link: Link, settings: dict[str, Any]) -> falcon.App:
     app.req_options.auto_parse_form_urlencoded = False
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(Rejected, handle_rejected)
-    app.add_route("/v3/environ", Environ(forward))
-    app.add_route("/v3/metric", Metric(forward))
-    app.add_route("/v3/reload", Reload(forward))
-    app.add_route("/v3/maintenance/enable", Maintenance(forward, True))
-    app.add_route("/v3/maintenance/disable", Maintenance(forward, False))
-    app.add_route("/v3/status", Status(forward))
-    app.add_route("/v3/events", Events(forward))
-    app.add_route("/v3/openapi.json", OpenAPI())
-    app.add_route("/v3/jobs/{name}/{action}", Jobs(forward))
+    for route in ROUTES.values():
+        resource = _resource(route, forward)
+        if resource is not None:
+            app.add_route(route.label, resource)
     return app
+
+
+def _resource(route: Route, forward: Forward) -> object | None:
+    """The resource that answers ``route`` (None for /v3/ping, which ``Gate`` answers)."""
+    if route.kind == "job":
+        return Jobs(forward, route.action)
+    if route.kind == "maintenance":
+        return Maintenance(forward, route.action == "enable")
+    if route.kind == "ping":
+        return None
+    if route.kind is None:
+        return OpenAPI()
+    kinds: dict[str, type[Any]] = {
+        "environ": Environ, "metric": Metric, "reload": Reload, "status": Status, "subscribe": Events
+    }
+    return kinds[route.kind](forward)

@@ -1,12 +1,15 @@
 """The OpenAPI 3 document of the whole control API, served at ``GET /v3/openapi.json``.
 
-A Python module rather than a data file so that it ships in every wheel. The tests check that it
-lists exactly the app's routes and that the app's answers match the responses it documents.
+A Python module rather than a data file so that it ships in every wheel. Its paths are those of
+``routes.ROUTES`` (checked when it is built); the tests check that the app's answers match the
+responses it documents.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from pypilot.control.routes import ANY, ROUTES
 
 _TEXT = {"text/plain; charset=utf-8": {"schema": {"type": "string"}}}
 _ERR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
@@ -39,7 +42,8 @@ def _job(action: str, summary: str, body: dict[str, Any] | None = None) -> dict[
         "404": {"description": "No job of that name.", "content": _ERR},
         "405": _ref("MethodNotAllowed"),
         "409": {
-            "description": "Nothing to do in the job's state (not running, already running, completed).",
+            "description": "Nothing to do in the job's state; the error says which: nothing running to "
+            "signal, already running (with its pid), completed, or no exec.",
             "content": _ERR,
         },
         "413": _ref("TooLarge"),
@@ -64,6 +68,187 @@ def _json_body(schema: dict[str, Any], required: bool = False) -> dict[str, Any]
 
 _PING_METHODS = ("get", "head", "post", "put", "delete", "patch", "options")
 
+_PATHS: dict[str, dict[str, Any]] = {
+    "/v3/environ": {
+        "post": _cp(
+            "environ",
+            "Set environment variables for later spawns and reload renders "
+            "(null sets the variable to empty).",
+            _json_body(
+                {
+                    "type": "object",
+                    "nullable": True,
+                    "additionalProperties": {"type": "string", "nullable": True},
+                }
+            ),
+            **{"422": _ref("CPUnprocessable")},
+        )
+    },
+    "/v3/reload": {
+        "post": _cp(
+            "reload",
+            "Reload the configuration file: validated first, applied as a diff, rolled back on failure.",
+            **{
+                "200": {
+                    "description": (
+                        "Answered once the reload is done. A CP client gets `\\n` on success; with "
+                        "`Accept: application/json`, or when the new config was rejected or rolled "
+                        "back, the body is the JSON outcome (still 200, as CP clients expect)."
+                    ),
+                    "content": {
+                        **_TEXT,
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ReloadResult"}},
+                    },
+                }
+            },
+        )
+    },
+    "/v3/metric": {
+        "post": _cp(
+            "metric",
+            "Record metric values (published as Metric events; values formatted as Go's %v).",
+            _json_body({"type": "object", "nullable": True, "additionalProperties": {}}),
+            **{
+                "200": {
+                    "description": (
+                        "Published. As in ContainerPilot 3, a metric that telemetry will ignore (not "
+                        "declared in `telemetry.metrics`, not a number, a counter going down) is "
+                        "published too and answered `\\n`, with the reason in `X-Pypilot-Error`. "
+                        "With `Accept: application/json` the body is `{\"published\": [names]}`."
+                    ),
+                    "content": {
+                        **_TEXT,
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"published": {"type": "array", "items": {"type": "string"}}},
+                            }
+                        },
+                    },
+                },
+                "422": {
+                    "description": (
+                        "`Unprocessable Entity\\n`: bad JSON or not an object. With "
+                        "`Accept: application/json`, also a metric telemetry would ignore (JSON error, "
+                        "nothing published)."
+                    ),
+                    "content": {**_TEXT, **_ERR},
+                },
+            },
+        )
+    },
+    "/v3/maintenance/enable": {
+        "post": _cp(
+            "maintenance_enable", "Enter maintenance mode (services deregistered, checks paused)."
+        )
+    },
+    "/v3/maintenance/disable": {"post": _cp("maintenance_disable", "Leave maintenance mode.")},
+    "/v3/ping": {
+        m: {
+            "operationId": f"ping_{m}",
+            "summary": "Check that the control socket is up and PID 1 answers (any method).",
+            "responses": {
+                "200": {"description": "`\\n`", "content": _TEXT},
+                "503": _ref("CPUnavailable"),
+            },
+        }
+        for m in _PING_METHODS
+    },
+    "/v3/status": {
+        "get": {
+            "operationId": "status",
+            "summary": "Every job's state, PID, restarts, last exit, health and backoff; maintenance; "
+            "the control plane's request counters.",
+            "responses": {
+                "200": {
+                    "description": "The status.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}},
+                },
+                "405": _ref("MethodNotAllowed"),
+                "503": _ref("Unavailable"),
+            },
+        }
+    },
+    "/v3/events": {
+        "get": {
+            "operationId": "events",
+            "summary": "Server-sent events: every bus event as it happens "
+            "(`id`: sequence number, `event`: code, `data`: JSON).",
+            "responses": {
+                "200": {
+                    "description": "An endless `text/event-stream`; a comment every 15 s while idle.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "405": _ref("MethodNotAllowed"),
+                "503": _ref("Unavailable"),
+            },
+        }
+    },
+    "/v3/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document.",
+            "responses": {
+                "200": {
+                    "description": "The OpenAPI 3 document.",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "405": _ref("MethodNotAllowed"),
+            },
+        }
+    },
+    "/v3/jobs/{name}/signal": {
+        "post": _job(
+            "signal",
+            "Send a signal to the job's process group.",
+            _json_body(
+                {
+                    "type": "object",
+                    "required": ["signal"],
+                    "properties": {
+                        "signal": {
+                            "oneOf": [
+                                {"type": "string", "example": "SIGHUP"},
+                                {"type": "integer", "minimum": 1, "maximum": 64},
+                            ]
+                        }
+                    },
+                },
+                required=True,
+            ),
+        )
+    },
+    "/v3/jobs/{name}/stop": {
+        "post": _job(
+            "stop", "Stop the job's process and keep it stopped (no restart, no backoff) until started."
+        )
+    },
+    "/v3/jobs/{name}/start": {"post": _job("start", "Start the job now (also releases a stopped job).")},
+    "/v3/jobs/{name}/restart": {
+        "post": _job(
+            "restart",
+            "Stop the job's process and start it again, with no backoff and no restart counted.",
+        )
+    },
+}
+
+
+def _paths() -> dict[str, Any]:
+    """``_PATHS`` in the order of ``routes.ROUTES``, checked against it: every route documented with
+    exactly its methods (HEAD goes with GET), nothing documented that is not a route."""
+    out = {}
+    for label, route in ROUTES.items():
+        item = _PATHS[label]
+        routed = route.methods - {"HEAD"}
+        methods = set(_PING_METHODS) if route.methods == ANY else {m.lower() for m in routed}
+        if set(item) != methods:
+            raise AssertionError(f"{label}: documented {sorted(item)}, routed {sorted(methods)}")
+        out[label] = item
+    if set(_PATHS) - set(ROUTES):
+        raise AssertionError(f"documented but not routed: {sorted(set(_PATHS) - set(ROUTES))}")
+    return out
+
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
@@ -77,143 +262,7 @@ DOCUMENT: dict[str, Any] = {
         ),
     },
     "servers": [{"url": "http://control"}],
-    "paths": {
-        "/v3/environ": {
-            "post": _cp(
-                "environ",
-                "Set environment variables for later spawns and reload renders "
-                "(null sets the variable to empty).",
-                _json_body(
-                    {
-                        "type": "object",
-                        "nullable": True,
-                        "additionalProperties": {"type": "string", "nullable": True},
-                    }
-                ),
-                **{"422": _ref("CPUnprocessable")},
-            )
-        },
-        "/v3/reload": {
-            "post": _cp(
-                "reload",
-                "Reload the configuration file: validated first, applied as a diff, rolled back on failure.",
-                **{
-                    "200": {
-                        "description": (
-                            "Answered once the reload is done. A CP client gets `\\n` on success; with "
-                            "`Accept: application/json`, or when the new config was rejected or rolled "
-                            "back, the body is the JSON outcome (still 200, as CP clients expect)."
-                        ),
-                        "content": {
-                            **_TEXT,
-                            "application/json": {"schema": {"$ref": "#/components/schemas/ReloadResult"}},
-                        },
-                    }
-                },
-            )
-        },
-        "/v3/metric": {
-            "post": _cp(
-                "metric",
-                "Record metric values (published as Metric events; values formatted as Go's %v).",
-                _json_body({"type": "object", "nullable": True, "additionalProperties": {}}),
-                **{"422": _ref("CPUnprocessable")},
-            )
-        },
-        "/v3/maintenance/enable": {
-            "post": _cp(
-                "maintenance_enable", "Enter maintenance mode (services deregistered, checks paused)."
-            )
-        },
-        "/v3/maintenance/disable": {"post": _cp("maintenance_disable", "Leave maintenance mode.")},
-        "/v3/ping": {
-            m: {
-                "operationId": f"ping_{m}",
-                "summary": "Check that the control socket is up and PID 1 answers (any method).",
-                "responses": {
-                    "200": {"description": "`\\n`", "content": _TEXT},
-                    "503": _ref("CPUnavailable"),
-                },
-            }
-            for m in _PING_METHODS
-        },
-        "/v3/status": {
-            "get": {
-                "operationId": "status",
-                "summary": "Every job's state, PID, restarts, last exit, health and backoff; maintenance; "
-                "the control plane's request counters.",
-                "responses": {
-                    "200": {
-                        "description": "The status.",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}},
-                    },
-                    "405": _ref("MethodNotAllowed"),
-                    "503": _ref("Unavailable"),
-                },
-            }
-        },
-        "/v3/events": {
-            "get": {
-                "operationId": "events",
-                "summary": "Server-sent events: every bus event as it happens "
-                "(`id`: sequence number, `event`: code, `data`: JSON).",
-                "responses": {
-                    "200": {
-                        "description": "An endless `text/event-stream`; a comment every 15 s while idle.",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                    },
-                    "405": _ref("MethodNotAllowed"),
-                    "503": _ref("Unavailable"),
-                },
-            }
-        },
-        "/v3/openapi.json": {
-            "get": {
-                "operationId": "openapi",
-                "summary": "This document.",
-                "responses": {
-                    "200": {
-                        "description": "The OpenAPI 3 document.",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    },
-                    "405": _ref("MethodNotAllowed"),
-                },
-            }
-        },
-        "/v3/jobs/{name}/signal": {
-            "post": _job(
-                "signal",
-                "Send a signal to the job's process group.",
-                _json_body(
-                    {
-                        "type": "object",
-                        "required": ["signal"],
-                        "properties": {
-                            "signal": {
-                                "oneOf": [
-                                    {"type": "string", "example": "SIGHUP"},
-                                    {"type": "integer", "minimum": 1, "maximum": 64},
-                                ]
-                            }
-                        },
-                    },
-                    required=True,
-                ),
-            )
-        },
-        "/v3/jobs/{name}/stop": {
-            "post": _job(
-                "stop", "Stop the job's process and keep it stopped (no restart, no backoff) until started."
-            )
-        },
-        "/v3/jobs/{name}/start": {"post": _job("start", "Start the job now (also releases a stopped job).")},
-        "/v3/jobs/{name}/restart": {
-            "post": _job(
-                "restart",
-                "Stop the job's process and start it again, with no backoff and no restart counted.",
-            )
-        },
-    },
+    "paths": _paths(),
     "components": {
         "parameters": {
             "JobName": {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},

@@ -17,15 +17,18 @@ Only the stdlib is imported here: PID 1 must not pay for falcon or waitress.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pypilot import logs
-from pypilot.config.model import ControlConfig
-from pypilot.events import CP_NAMES, Event
+from pypilot.config.model import Config, ControlConfig
+from pypilot.control.routes import KINDS
+from pypilot.control.validate import metric_problem, parse_signal, valid_env
+from pypilot.events import CP_NAMES, Bus, Event
+from pypilot.loop import Loop
+from pypilot.reaper import Reaper
 from pypilot.workers import Message, Worker
 
 BACKLOG = 1024  # a burst of clients waits here while the worker accepts them
@@ -34,45 +37,42 @@ REQUEST_TIMEOUT = 5.0  # how long the worker waits for PID 1's reply before answ
 Reply = Callable[[int, Any], None]
 
 
-def parse_signal(value: object) -> int | None:
-    """``SIGHUP``, ``hup``, ``HUP`` or a number → a valid signal number; None if it is none."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        num = value
-    elif isinstance(value, str):
-        name = value.strip().upper()
-        if name.isdigit():
-            num = int(name)
-        else:
-            if not name.startswith("SIG"):
-                name = "SIG" + name
-            try:
-                num = int(signal.Signals[name])
-            except KeyError:
-                return None
-    else:
-        return None
-    valid = {int(s) for s in signal.valid_signals()}
-    return num if num in valid and num != 0 else None
+class ControlledJob(Protocol):
+    """What a control request does to one job (``jobs.Job``)."""
+
+    @property
+    def completed(self) -> bool: ...
+
+    def snapshot(self) -> dict[str, object]: ...
+
+    def signal(self, sig: int) -> bool: ...
+
+    def operator_stop(self) -> bool: ...
+
+    def operator_start(self) -> bool: ...
+
+    def operator_restart(self) -> bool: ...
 
 
-def valid_env(env: object) -> str | None:
-    """Why ``env`` cannot be set (None if it can): string keys and values, settable by setenv."""
-    if not isinstance(env, dict):
-        return "the body must be a JSON object"
-    for key, value in env.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            return f"the value of {key!r} must be a string or null"
-        if not key or "=" in key or "\0" in key:
-            return f"invalid environment variable name {key!r}"
-        if "\0" in value:
-            return f"the value of {key!r} contains a NUL byte"
-        try:
-            os.fsencode(key), os.fsencode(value)
-        except UnicodeError:
-            return f"{key!r} cannot be encoded for the environment"
-    return None
+class Supervised(Protocol):
+    """What the control plane needs from the supervisor: every control request ends in one of these."""
+
+    loop: Loop
+    reaper: Reaper
+    bus: Bus
+    config: Config
+
+    def status(self) -> dict[str, object]: ...
+
+    def set_env(self, env: dict[str, str]) -> None: ...
+
+    def set_maintenance(self, enable: bool) -> None: ...
+
+    def put_metrics(self, metrics: dict[str, object]) -> None: ...
+
+    def reload(self, done: Callable[[bool, str], None]) -> None: ...
+
+    def job(self, name: str) -> Any: ...  # a ControlledJob; Any: Supervisor returns a Job
 
 
 class _ControlWorker(Worker):
@@ -86,7 +86,7 @@ class _ControlWorker(Worker):
 
 
 class ControlPlane:
-    def __init__(self, sup: Any, cfg: ControlConfig) -> None:
+    def __init__(self, sup: Supervised, cfg: ControlConfig) -> None:
         self.sup = sup
         self.cfg = cfg
         self.path = cfg.socket
@@ -97,6 +97,17 @@ class ControlPlane:
         self.events_seen = 0
         self._listening = False  # PID 1 polls the listening fd (no worker yet)
         self._listener_added = False
+        self._handlers: dict[str, Callable[[Message, Reply], None]] = {
+            "ping": lambda msg, reply: reply(200, None),
+            "status": lambda msg, reply: reply(200, self.status()),
+            "environ": self._environ,
+            "metric": self._metric,
+            "maintenance": self._maintenance,
+            "reload": self._reload,
+            "job": self._job,
+            "subscribe": self._subscribe,
+        }
+        assert set(self._handlers) == KINDS, "every route's request kind has its handler"
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -215,46 +226,50 @@ class ControlPlane:
     def handle(self, msg: Message, reply: Reply) -> None:
         """One request from the worker: the Supervisor API call, then ``reply(status, data)``."""
         kind = msg.get("kind")
-        sup = self.sup
-        if kind == "ping":
-            reply(200, None)
-        elif kind == "status":
-            reply(200, self.status())
-        elif kind == "environ":
-            env = msg.get("env")
-            why = valid_env(env)
-            if why is not None:
-                reply(422, {"error": why})
-                return
-            sup.set_env(env)
-            reply(200, None)
-        elif kind == "metric":
-            metrics = msg.get("metrics")
-            if not isinstance(metrics, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in metrics.items()
-            ):
-                reply(422, {"error": "metrics must be an object of strings"})
-                return
-            sup.put_metrics(metrics)
-            reply(200, None)
-        elif kind == "maintenance":
-            sup.set_maintenance(bool(msg.get("enable")))
-            reply(200, None)
-        elif kind == "reload":
-            self._reload(reply)
-        elif kind == "job":
-            self._job(msg, reply)
-        elif kind == "subscribe":
-            self.streaming = bool(msg.get("on"))
-            reply(200, {"seq": self.events_seen})
-        else:
+        handler = self._handlers.get(kind) if isinstance(kind, str) else None
+        if handler is None:
             reply(400, {"error": f"unknown request kind {kind!r}"})
-
-    def _reload(self, reply: Reply) -> None:
-        reload = getattr(self.sup, "reload", None)
-        if reload is None:
-            reply(200, {"reloaded": False, "error": "reload is not supported by this pypilot"})
             return
+        handler(msg, reply)
+
+    def _environ(self, msg: Message, reply: Reply) -> None:
+        env = msg.get("env")
+        why = valid_env(env)
+        if why is not None:
+            reply(422, {"error": why})
+            return
+        assert isinstance(env, dict)
+        self.sup.set_env(env)
+        reply(200, None)
+
+    def _metric(self, msg: Message, reply: Reply) -> None:
+        """CP published every metric and answered 200, even one that telemetry then ignores (not
+        declared, not a number). So does a CP client's request here, with the reason in ``warning``;
+        a ``strict`` one (the client asked for JSON) is refused with it, and nothing is published."""
+        metrics = msg.get("metrics")
+        if not isinstance(metrics, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metrics.items()
+        ):
+            reply(422, {"error": "metrics must be an object of strings"})
+            return
+        tel = self.sup.config.telemetry
+        declared = [(m.namespace, m.subsystem, m.name, m.type) for m in tel.metrics] if tel else []
+        why = metric_problem(metrics, declared)
+        if why is not None and msg.get("strict"):
+            reply(422, {"error": why})
+            return
+        self.sup.put_metrics(metrics)
+        reply(200, {"published": sorted(metrics), **({"warning": why} if why else {})})
+
+    def _maintenance(self, msg: Message, reply: Reply) -> None:
+        self.sup.set_maintenance(bool(msg.get("enable")))
+        reply(200, None)
+
+    def _subscribe(self, msg: Message, reply: Reply) -> None:
+        self.streaming = bool(msg.get("on"))
+        reply(200, {"seq": self.events_seen})
+
+    def _reload(self, msg: Message, reply: Reply) -> None:
         answered = False
 
         def done(ok: bool, message: str) -> None:
@@ -267,12 +282,12 @@ class ControlPlane:
             else:
                 reply(200, {"reloaded": False, "error": message})
 
-        reload(done)
+        self.sup.reload(done)
 
     def _job(self, msg: Message, reply: Reply) -> None:
         name, action = msg.get("name"), msg.get("action")
-        job = self.sup.job(name) if isinstance(name, str) else None
-        if job is None:
+        job: ControlledJob | None = self.sup.job(name) if isinstance(name, str) else None
+        if job is None or not isinstance(name, str):
             reply(404, {"error": f"no job named {name!r}"})
             return
         if action == "signal":
@@ -288,10 +303,10 @@ class ControlPlane:
             return
         elif action == "start":
             ok = job.operator_start()
-            why = f"job {name!r} is already running, has completed, or has no exec"
+            why = _not_started(name, job)
         elif action == "restart":
             ok = job.operator_restart()
-            why = f"job {name!r} cannot be restarted (completed, or no exec)"
+            why = _not_started(name, job).replace("cannot be started", "cannot be restarted")
         else:
             reply(400, {"error": f"unknown job action {action!r}"})
             return
@@ -299,6 +314,10 @@ class ControlPlane:
             reply(409, {"error": why, "job": job.snapshot()})
             return
         reply(200, {"job": job.snapshot()})
+
+    def request_counts(self) -> dict[tuple[int, str], int]:
+        """Answered requests per (status code, route label): telemetry's control counters."""
+        return dict(self.requests)
 
     def status(self) -> dict[str, Any]:
         data = dict(self.sup.status())
@@ -312,3 +331,13 @@ class ControlPlane:
             ],
         }
         return data
+
+
+def _not_started(name: str, job: ControlledJob) -> str:
+    """Why ``operator_start`` did nothing, in the order it checks."""
+    snap = job.snapshot()
+    if job.completed:
+        return f"job {name!r} cannot be started: it has completed (its when/restarts allow no more runs)"
+    if snap.get("state") in ("running", "stopping"):
+        return f"job {name!r} is already running (pid {snap.get('pid')})"
+    return f"job {name!r} cannot be started: it has no exec"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.control.harness import ControlPilot, wait_for
+from tests.control.harness import ControlPilot, EventStream, wait_for
 
 TEXT = "text/plain; charset=utf-8"
+JSON_ACCEPT = {"Accept": "application/json"}
 CP_POST = ["/v3/environ", "/v3/reload", "/v3/metric", "/v3/maintenance/enable", "/v3/maintenance/disable"]
 
 
@@ -178,3 +179,47 @@ def test_reload_without_changes_is_200_newline_for_cp_clients(pilot: ControlPilo
     cp_ok(pilot.http("POST", "/v3/reload"))
     code, _, body = pilot.http("POST", "/v3/reload", headers={"Accept": "application/json"})
     assert code == 200 and orjson.loads(body)["reloaded"] is True
+
+
+def test_metric_telemetry_would_ignore_is_cp_200_with_the_reason_and_422_for_json_clients() -> None:
+    """#21: ``-putmetric name=abc`` and an undeclared metric answered a bare 200. ContainerPilot 3.8
+    answers 200 ``\\n`` to both (checked with its binary), so a CP client still gets exactly that, with
+    the reason in X-Pypilot-Error; a client that asks for JSON gets 422 and nothing is published."""
+    import socket
+
+    port = socket.create_server(("127.0.0.1", 0))
+    free = port.getsockname()[1]
+    port.close()
+    metrics = [
+        {"namespace": "ns", "subsystem": "s", "name": "g", "help": "h", "type": "gauge"},
+        {"namespace": "ns", "subsystem": "s", "name": "c", "help": "h", "type": "counter"},
+    ]
+    telemetry = {"port": free, "interfaces": ["lo"], "metrics": metrics}
+    with ControlPilot(extra={"telemetry": telemetry}) as p, EventStream(p.socket) as stream:
+        for body, why in (
+            ('{"name": "abc"}', "metric 'name' is not declared in telemetry.metrics"),
+            ('{"ns_s_g": "abc"}', "metric 'ns_s_g' needs a number, got 'abc'"),
+            ('{"ns_s_c": -1}', "metric 'ns_s_c' is a counter: it cannot decrease (got -1)"),
+        ):
+            code, headers, data = p.http("POST", "/v3/metric", body)
+            assert (code, data, headers["x-pypilot-error"]) == (200, b"\n", why), body
+            code, headers, data = p.http("POST", "/v3/metric", body, headers=JSON_ACCEPT)
+            assert (code, orjson.loads(data), headers["x-pypilot-error"]) == (422, {"error": why}, why)
+        code, headers, data = p.http("POST", "/v3/metric", '{"ns_s_g": 2}', headers=JSON_ACCEPT)
+        assert (code, orjson.loads(data)) == (200, {"published": ["ns_s_g"]})
+        assert "x-pypilot-error" not in headers
+        cp_ok(p.http("POST", "/v3/metric", '{"ns_s_g": 3}'))
+        p.http("POST", "/v3/maintenance/enable")  # a marker after them on the bus
+        seen = []
+        stream.wait_event(lambda d: seen.append(d) or d["code"] == "enterMaintenance")
+        published = [d["source"] for d in seen if d["code"] == "metric"]
+        # the CP answers published all three (as CP did; telemetry logs why it ignores them), the
+        # strict ones nothing
+        assert published == ["name|abc", "ns_s_g|abc", "ns_s_c|-1", "ns_s_g|2", "ns_s_g|3"]
+
+
+def test_metric_without_telemetry_says_nothing_records_it(pilot: ControlPilot) -> None:
+    code, headers, data = pilot.http("POST", "/v3/metric", '{"name": "abc"}')
+    assert (code, data) == (200, b"\n")
+    why = "metric 'name' is not recorded: the config declares no telemetry metrics"
+    assert headers["x-pypilot-error"] == why

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 
+import orjson
+
 from tests.control.harness import ControlPilot, EventStream, wait_for
 
 TRAP = {
@@ -81,3 +83,23 @@ def test_job_signal_stop_start_restart() -> None:
         assert third not in (pid, new)
         code, data = p.json("POST", "/v3/jobs/trap/start")
         assert code == 409 and "already running" in data["error"]
+
+
+def test_job_start_409_says_which_of_the_three() -> None:
+    """#21: the 409 said "already running, has completed, or has no exec"; it names the one."""
+    jobs = [{**TRAP}, {"name": "once", "exec": ["true"]}, {"name": "noexec"}]
+    with ControlPilot(jobs=jobs) as p:
+        pid = wait_for(lambda: p.job("trap")["pid"], 10, "trap running")
+        wait_for(lambda: p.job("once")["state"] == "completed", 10, "once completed")
+        for name, want in (
+            ("trap", f"job 'trap' is already running (pid {pid})"),
+            ("once", "job 'once' cannot be started: it has completed"),
+            ("noexec", "job 'noexec' cannot be started: it has no exec"),
+        ):
+            code, headers, body = p.http("POST", f"/v3/jobs/{name}/start")
+            error = orjson.loads(body)["error"]
+            assert code == 409 and error.startswith(want), (name, error)
+            assert headers["x-pypilot-error"] == error
+        code, data = p.json("POST", "/v3/jobs/noexec/restart")
+        assert code == 409 and data["error"] == "job 'noexec' cannot be restarted: it has no exec"
+        assert p.job("trap")["pid"] == pid and p.job("once")["runs"] == 1

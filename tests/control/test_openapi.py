@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
-from pypilot.control.app import ROUTES
 from pypilot.control.openapi import DOCUMENT
+from pypilot.control.routes import ROUTES
 from tests.control.harness import ControlPilot
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
