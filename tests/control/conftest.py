@@ -8,9 +8,9 @@ import pytest
 
 from tests.control.harness import KEEPER, ControlPilot
 
-ENVDUMP = {
+ENVDUMP = {  # started (restarted) by the tests: prints what a job spawned now sees, then waits
     "name": "envdump",
-    "exec": ["sh", "-c", 'echo "envdump A=[$CTL_A] B=[$CTL_B] C=[$CTL_C]"'],
+    "exec": ["sh", "-c", 'echo "envdump A=[$CTL_A] B=[$CTL_B] C=[$CTL_C] BIG=${#CTL_BIG}"; exec sleep 1000'],
     "when": {"source": "never-fires", "once": "healthy"},
 }
 

@@ -58,12 +58,19 @@ def test_unknown_paths_get_go_404(pilot: ControlPilot, path: str) -> None:
         assert headers["content-type"] == TEXT
 
 
+def spawned_env(pilot: ControlPilot) -> str:
+    """What the envdump job prints when (re)started now: ``A=[…] B=[…] C=[…]`` (and BIG's length)."""
+    before = len(pilot.log().splitlines())
+    code, data = pilot.json("POST", "/v3/jobs/envdump/restart")
+    assert code == 200, data
+    new_lines = lambda: pilot.log().splitlines()[before:]  # noqa: E731
+    line = wait_for(lambda: next((ln for ln in new_lines() if "envdump A=" in ln), None), 10, "envdump")
+    return "A=" + str(line.split("envdump A=", 1)[1])
+
+
 def test_environ_sets_and_is_seen_by_later_spawns(pilot: ControlPilot) -> None:
     cp_ok(pilot.http("POST", "/v3/environ", '{"CTL_A": "x=1", "CTL_B": null, "CTL_C": "null"}'))
-    code, data = pilot.json("POST", "/v3/jobs/envdump/start")
-    assert code == 200, data
-    pilot_log = wait_for(lambda: [ln for ln in pilot.log().splitlines() if "envdump A=" in ln], 10, "envdump")
-    assert pilot_log[-1].endswith("envdump A=[x=1] B=[] C=[null]")
+    assert spawned_env(pilot) == "A=[x=1] B=[] C=[null] BIG=0"
 
 
 @pytest.mark.parametrize(
@@ -85,12 +92,13 @@ def test_environ_sets_and_is_seen_by_later_spawns(pilot: ControlPilot) -> None:
     ],
 )
 def test_environ_rejects_bad_bodies_with_cp_422_and_changes_nothing(pilot: ControlPilot, body: str) -> None:
-    cp_ok(pilot.http("POST", "/v3/environ", '{"CTL_SENTINEL": "before"}'))
+    cp_ok(pilot.http("POST", "/v3/environ", '{"CTL_A": "before", "CTL_B": "before", "CTL_C": "before"}'))
     code, headers, data = pilot.http(
         "POST", "/v3/environ", body if isinstance(body, bytes) else body.encode()
     )
     assert (code, data) == (422, b"Unprocessable Entity\n")
     assert headers["content-type"] == TEXT and headers["x-pypilot-error"]
+    assert spawned_env(pilot) == "A=[before] B=[before] C=[before] BIG=0"  # a job spawned now sees no change
 
 
 @pytest.mark.parametrize("body", ['{"": "x"}', '{"A=B": "x"}', '{"A": "x\\u0000y"}', '{"A\\u0000": "x"}'])
@@ -128,11 +136,12 @@ def test_oversized_bodies_get_413_and_change_nothing(pilot: ControlPilot) -> Non
     code, headers, data = pilot.http("POST", "/v3/environ", big)
     assert (code, data) == (413, b"Request Entity Too Large\n")
     assert "x-pypilot-error" in headers
+    keeper = pilot.job("keeper")
     code, _, _ = pilot.http("POST", "/v3/jobs/keeper/signal", b'{"signal": "' + b"H" * (2 << 20) + b'"}')
     assert code == 413
-    # nothing was set: a job started now does not see CTL_BIG
-    code, data = pilot.json("GET", "/v3/status")
-    assert code == 200
+    # nothing was set: a job started now does not see CTL_BIG, and the keeper was not signalled
+    assert spawned_env(pilot).endswith(" BIG=0")
+    assert pilot.job("keeper")["pid"] == keeper["pid"] and pilot.job("keeper")["runs"] == keeper["runs"]
 
 
 def test_status_shape(pilot: ControlPilot) -> None:

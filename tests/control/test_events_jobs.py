@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 
 import orjson
+import psutil
 
 from tests.control.harness import ControlPilot, EventStream, wait_for
 
@@ -41,7 +42,8 @@ def test_event_stream_shows_job_exit_live() -> None:
 def test_job_signal_stop_start_restart() -> None:
     with ControlPilot(jobs=[TRAP, SHORT]) as p:
         pid = wait_for(lambda: p.job("trap")["pid"], 10, "trap running")
-        wait_for(lambda: "sleep" in open(f"/proc/{pid}/cmdline").read() or True, 1)
+        # the shell runs its first sleep only once the trap is set: a HUP before that would kill it
+        wait_for(lambda: psutil.Process(pid).children(), 10, "the trap set (the loop's first sleep)")
         code, data = p.json("POST", "/v3/jobs/trap/signal", {"signal": "SIGHUP"})
         assert code == 200 and data["job"]["pid"] == pid
         wait_for(lambda: "trap got HUP" in p.log(), 10, "the job's trap ran")
