@@ -144,9 +144,10 @@ class _Agent:
     def __init__(self, sock: socket.socket) -> None:
         import threading
 
-        self.sock = sock
+        from pypilot.channel import WorkerLink
+
+        self.link = WorkerLink(sock)
         self.lock = threading.Lock()
-        self.send_lock = threading.Lock()
         self.client: Any = None
         self.consul_cfg: Any = None
         self.services: dict[str, _Svc] = {}
@@ -164,38 +165,23 @@ class _Agent:
     # -- talking to PID 1 --------------------------------------------------------------------
 
     def send(self, msg: Message) -> None:
-        from pypilot.workers import encode
-
-        data = encode(msg)
-        with self.send_lock:
-            try:
-                self.sock.sendall(data)
-            except OSError:
-                pass  # PID 1 closed our channel: we are stopping anyway
+        self.link.send(msg)  # fails only once PID 1 closed our channel: we are stopping anyway
 
     def run(self) -> None:
         import select
         import signal
 
-        from pypilot.workers import Decoder
-
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # _child reset it: a closed peer must be EPIPE
         signal.signal(signal.SIGTERM, lambda *_: None)
         signal.set_wakeup_fd(wake_w)
-        logs.set_sink(lambda data: self.send({"op": "log", "data": data.decode("utf-8", "replace")}))
-        decoder = Decoder()
-        sock_fd = self.sock.fileno()
+        self.link.forward_logs()
         while True:
-            readable, _, _ = select.select([sock_fd, wake_r], [], [])
+            readable, _, _ = select.select([self.link.fileno(), wake_r], [], [])
             if wake_r in readable:
                 os.read(wake_r, 512)
-                self._drain_then_stop(decoder)  # SIGTERM (the sweep's kill(-1))
-            try:
-                data = self.sock.recv(1 << 16)
-                messages = decoder.feed(data) if data else None
-            except (OSError, ValueError):
-                messages = None
+                self._drain_then_stop()  # SIGTERM (the sweep's kill(-1))
+            messages = self.link.read()
             if messages is None:  # PID 1 closed the channel (or sent garbage): we are done
                 self.shutdown(3.0)
                 return
@@ -205,22 +191,14 @@ class _Agent:
                     return
                 self.handle(msg)
 
-    def _drain_then_stop(self, decoder: Any) -> None:
+    def _drain_then_stop(self) -> None:
         """Take what PID 1 wrote before it signalled us (its last deregistrations), then stop."""
-        self.sock.setblocking(False)
         bound = 3.0
-        try:
-            while True:
-                data = self.sock.recv(1 << 16)
-                if not data:
-                    break
-                for msg in decoder.feed(data):
-                    if msg.get("op") == "stop":
-                        bound = float(msg.get("bound") or bound)
-                    else:
-                        self.handle(msg)
-        except (OSError, ValueError):
-            pass
+        for msg in self.link.drain():
+            if msg.get("op") == "stop":
+                bound = float(msg.get("bound") or bound)
+            else:
+                self.handle(msg)
         self.shutdown(bound)
 
     # -- messages ----------------------------------------------------------------------------

@@ -4,7 +4,8 @@ PID 1's side, ``HealthChecks``, sends ``check`` requests and gets ``result`` mes
 starts the worker on the first check and, when the worker dies, reports every check in flight as
 failed and lets ``Worker`` start a new one. The worker's side, ``worker_main``, runs exec checks as
 their own process groups (the whole group is killed at the timeout), and native HTTP (2xx–3xx
-passes) and TCP (connect passes) checks in threads; its output lines go to PID 1's log.
+passes) and TCP (connect passes) checks in threads; it talks to PID 1 through its ``WorkerLink``
+(which also takes its log lines to PID 1's log).
 """
 
 from __future__ import annotations
@@ -38,9 +39,6 @@ class HealthChecks:
         self._next_id = 0
         self._env_sent: dict[str, str] | None = None
 
-    def in_flight(self) -> int:
-        return len(self._inflight)
-
     def check(self, request: Message, callback: ResultCallback) -> None:
         """Run one check (``kind`` exec/http/tcp, ``job``, ``timeout``, …); ``callback(ok, detail)``."""
         if self.worker.pid == 0 and not self.worker.stopped and self.worker.channel is None:
@@ -65,8 +63,6 @@ class HealthChecks:
             callback = self._inflight.pop(int(msg["id"]), None)
             if callback is not None:
                 callback(bool(msg["ok"]), str(msg.get("detail", "")))
-        elif op == "log":
-            logs.write_raw(str(msg["data"]).encode())
 
     def _on_worker_death(self) -> None:
         self._env_sent = None
@@ -86,14 +82,14 @@ def worker_main(sock: socket.socket) -> None:
     import signal
 
     from pypilot import reaper as reaper_mod
-    from pypilot.workers import Channel
+    from pypilot.channel import WorkerLink
 
     sigfd = reaper_mod.setup_signals()  # before any thread: check exits come only through our reaper
     loop, reaper = Loop(), Reaper()
     results = _ThreadResults(loop)
 
     def reply(msg: Message) -> None:
-        channel.send(msg)
+        link.send(msg)
 
     def on_message(msg: Message) -> None:
         op = msg.get("op")
@@ -110,8 +106,17 @@ def worker_main(sock: socket.socket) -> None:
             elif signo in (signal.SIGTERM, signal.SIGQUIT):
                 loop.stop()
 
-    channel = Channel(loop, sock, on_message, loop.stop)
-    logs.set_sink(lambda data: channel.send({"op": "log", "data": data.decode("utf-8", "replace")}))
+    def on_readable() -> None:
+        messages = link.read()
+        if messages is None:  # PID 1 closed the channel: stop
+            loop.stop()
+            return
+        for msg in messages:
+            on_message(msg)
+
+    link = WorkerLink(sock, on_broken=loop.stop)
+    link.forward_logs()
+    loop.add_reader(link.fileno(), on_readable)
     loop.add_reader(sigfd, on_signals)
     loop.run()
 

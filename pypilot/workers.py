@@ -3,9 +3,10 @@
 PID 1 does no I/O that can block (checks, Consul, HTTP); workers do. A worker is a child forked with
 multiprocessing's ``fork`` context from the single-threaded PID 1 (so the fork is safe) and then
 forgotten by multiprocessing: its exit comes through the reaper like any other, never ``join``/``poll``
-(a second waiter would race the reaper). PID 1 and a worker talk over a socketpair in small messages:
-a 4-byte big-endian length, then an orjson object. A dead worker is started again, after a delay that
-grows while it keeps dying.
+(a second waiter would race the reaper). PID 1 and a worker talk over a socketpair in small messages
+(``pypilot.channel``: the framing, and the worker's end); ``Channel`` here is PID 1's end, and a
+worker's ``log`` messages are written to PID 1's log here, for every worker. A dead worker is started
+again, after a delay that grows while it keeps dying.
 """
 
 from __future__ import annotations
@@ -13,44 +14,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import struct
 from collections.abc import Callable
-from typing import Any
-
-import orjson
 
 from pypilot import logs
+from pypilot.channel import Decoder, Message, encode
 from pypilot.loop import Loop
 from pypilot.reaper import Reaper, describe
 
-Message = dict[str, Any]
-_LEN = struct.Struct(">I")
-MAX_MESSAGE = 16 << 20
-
-
-def encode(msg: Message) -> bytes:
-    body = orjson.dumps(msg)
-    return _LEN.pack(len(body)) + body
-
-
-class Decoder:
-    """Turns a byte stream into messages; a malformed one raises ValueError."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> list[Message]:
-        self._buf += data
-        out = []
-        while len(self._buf) >= 4:
-            (size,) = _LEN.unpack_from(self._buf)
-            if size > MAX_MESSAGE:
-                raise ValueError(f"message of {size} bytes is over the limit")
-            if len(self._buf) < 4 + size:
-                break
-            out.append(orjson.loads(bytes(self._buf[4 : 4 + size])))
-            del self._buf[: 4 + size]
-        return out
+__all__ = ["Channel", "Message", "Worker"]
 
 
 class Channel:
@@ -108,6 +79,9 @@ class Channel:
             return
         for msg in messages:
             self.on_message(msg)
+        if self._decoder.error is not None:  # whole messages came before a malformed frame
+            logs.error(f"bad message from worker: {self._decoder.error}")
+            self.close()
 
     def close(self) -> None:
         if self.closed:
@@ -180,8 +154,14 @@ class Worker:
         assert proc.pid is not None
         self.pid = proc.pid
         self.reaper.register(self.pid, self._on_exit, since=since)
-        self.channel = Channel(self.loop, ours, self.on_message, lambda: None)
+        self.channel = Channel(self.loop, ours, self._deliver, lambda: None)
         logs.debug(f"worker {self.name} started as pid {self.pid}")
+
+    def _deliver(self, msg: Message) -> None:
+        if msg.get("op") == "log":  # a worker's log line (``WorkerLink.forward_logs``)
+            logs.write_raw(str(msg.get("data", "")).encode("utf-8", "backslashreplace"))
+        else:
+            self.on_message(msg)
 
     def send(self, msg: Message) -> bool:
         if self.channel is None or self.channel.closed:

@@ -16,14 +16,25 @@ import math
 import queue
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import falcon
 import orjson
 
 from pypilot.control.routes import ROUTES, Route, classify
 from pypilot.control.validate import parse_signal, valid_env
-from pypilot.control.worker import Link
+
+
+class Link(Protocol):
+    """What the app needs of its channel to PID 1 (``worker.Link``; the worker imports this module)."""
+
+    def call(self, kind: str, timeout: float, **args: Any) -> dict[str, Any] | None: ...
+
+    def send(self, msg: dict[str, Any]) -> None: ...
+
+    def open_stream(self, timeout: float) -> queue.Queue[dict[str, Any] | None] | None: ...
+
+    def close_stream(self, q: queue.Queue[dict[str, Any] | None]) -> None: ...
 
 MAX_BODY = 1 << 20
 TEXT = "text/plain; charset=utf-8"

@@ -220,8 +220,6 @@ class ControlPlane:
         elif op == "count":
             key = (int(msg.get("code", 0)), str(msg.get("path", "")))
             self.requests[key] = self.requests.get(key, 0) + 1
-        elif op == "log":
-            logs.write_raw(str(msg.get("data", "")).encode("utf-8", "backslashreplace"))
 
     def handle(self, msg: Message, reply: Reply) -> None:
         """One request from the worker: the Supervisor API call, then ``reply(status, data)``."""

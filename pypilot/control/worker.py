@@ -1,10 +1,11 @@
 """The control worker's main: waitress serving the Falcon app on the socket PID 1 listens on.
 
 The worker gets the listening fd from PID 1 (SCM_RIGHTS, the first byte on its channel), then runs
-waitress on it. ``Link`` is its end of the channel: waitress threads send requests and wait on a
-per-request reply with a timeout (PID 1 busy or gone → the app answers 503, it never hangs); one
-reader thread delivers replies and bus events. The channel closing (PID 1 stopped us, or died) ends
-the worker. Falcon and waitress are imported here, never in PID 1.
+waitress on it (``server``). ``Link`` is the control requests over the worker's ``WorkerLink``:
+waitress threads send requests and wait on a per-request reply with a timeout (PID 1 busy or gone →
+the app answers 503, it never hangs); one reader thread delivers replies and bus events. The channel
+closing (PID 1 stopped us, or died) ends the worker. Falcon and waitress are imported here, never in
+PID 1.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import socket
 import threading
 from typing import Any
 
-from pypilot.workers import Decoder, Message, encode
+from pypilot.channel import Message, WorkerLink
 
 STREAM_QUEUE = 10_000  # events buffered per stream client before it is cut off as too slow
 
@@ -30,12 +31,11 @@ class _Pending:
 
 
 class Link:
-    """The worker's end of the channel to PID 1; thread-safe."""
+    """Requests to PID 1 and the event streams, over the worker's ``WorkerLink``; thread-safe."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        sock.settimeout(10.0)  # a send PID 1 does not drain in 10 s breaks the framing: we exit
-        self._send_lock = threading.Lock()
+        # a send PID 1 does not take in time leaves a partial frame: a new worker starts clean
+        self.link = WorkerLink(sock, on_broken=lambda: os._exit(3), send_timeout=10.0)
         self._pending: dict[int, _Pending] = {}
         self._ids = itertools.count(1)
         self._streams: set[queue.Queue[Message | None]] = set()
@@ -46,12 +46,7 @@ class Link:
         self._reader.start()
 
     def send(self, msg: Message) -> None:
-        data = encode(msg)
-        with self._send_lock:
-            try:
-                self.sock.sendall(data)
-            except OSError:
-                os._exit(3)  # PID 1 stopped reading us (or a partial frame): a new worker starts clean
+        self.link.send(msg)
 
     def call(self, kind: str, timeout: float, **args: Any) -> Message | None:
         """Send one request to PID 1 and wait for its reply; None on timeout."""
@@ -85,28 +80,11 @@ class Link:
             if not self._streams:
                 self.send({"op": "req", "id": 0, "kind": "subscribe", "on": False})
 
-    def streams(self) -> int:
-        return len(self._streams)
-
     # --- the reader thread --------------------------------------------------------------------------
 
     def _read(self) -> None:
-        decoder = Decoder()
-        while True:
-            try:
-                data = self.sock.recv(1 << 16)
-            except TimeoutError:
-                continue
-            except OSError:
-                data = b""
-            if not data:
-                os._exit(0)  # PID 1 closed the channel: stop serving
-            try:
-                messages = decoder.feed(data)
-            except ValueError:
-                os._exit(3)
-            for msg in messages:
-                self._dispatch(msg)
+        self.link.serve(self._dispatch)
+        os._exit(0)  # PID 1 closed the channel (or sent garbage): stop serving
 
     def _dispatch(self, msg: Message) -> None:
         op = msg.get("op")
@@ -160,7 +138,6 @@ def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
     import logging
     import signal
 
-    from pypilot import logs
     from pypilot.control.app import make_app
     from pypilot.control.server import make_server
 
@@ -173,7 +150,7 @@ def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
         checked.allowed = frozenset(settings["allow_uids"])
         listener = checked
     link = Link(chan)
-    logs.set_sink(lambda data: link.send({"op": "log", "data": data.decode("utf-8", "replace")}))
+    link.link.forward_logs()
     logging.getLogger("waitress").setLevel(logging.ERROR)
     link.start()
     app = make_app(link, settings)
