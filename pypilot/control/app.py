@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import queue
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -180,7 +181,7 @@ class Forward:
     """Shared by the resources: a request to PID 1, its reply or None after the timeout."""
 
     def __init__(self, link: Link, settings: dict[str, Any]) -> None:
-        self.link = link
+        self.link, self.settings = link, settings
         self.timeout = float(settings.get("timeout", 5.0))
         self.reload_timeout = float(settings.get("reload_timeout", 60.0))
 
@@ -354,24 +355,39 @@ class Jobs:
 class Events:
     """``GET /v3/events``: server-sent events, one per bus event, as they happen."""
 
-    def __init__(self, forward: Forward) -> None:
+    def __init__(self, forward: Forward, max_streams: int) -> None:
         self.forward = forward
+        self.max_streams = max_streams  # each stream holds one of the server's threads while open
+        self.open = 0
+        self._lock = threading.Lock()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = "text/event-stream"
         resp.set_header("Cache-Control", "no-cache")
         if req.method == "HEAD":
             return
-        link = self.forward.link
-        q = link.open_stream(self.forward.timeout)
-        if q is None:
-            raise Rejected(503, "pypilot did not answer the subscribe request in time")
-        resp.stream = _stream(link, q)
+        with self._lock:
+            if self.open >= self.max_streams:  # the rest of the threads are for everyone else
+                raise Rejected(503, f"{self.open} event streams are open already, the most there can be")
+            self.open += 1
+        try:
+            link = self.forward.link
+            q = link.open_stream(self.forward.timeout)
+            if q is None:
+                raise Rejected(503, "pypilot did not answer the subscribe request in time")
+        except BaseException:
+            self._closed()
+            raise
+        resp.stream = _stream(link, q, self._closed)
+
+    def _closed(self) -> None:
+        with self._lock:
+            self.open -= 1
 
     on_head = on_get
 
 
-def _stream(link: Link, q: queue.Queue[dict[str, Any] | None]) -> Iterator[bytes]:
+def _stream(link: Link, q: queue.Queue[dict[str, Any] | None], closed: Callable[[], None]) -> Iterator[bytes]:
     try:
         yield b": pypilot events\n\n"
         while True:
@@ -391,6 +407,7 @@ def _stream(link: Link, q: queue.Queue[dict[str, Any] | None]) -> Iterator[bytes
             )
     finally:
         link.close_stream(q)
+        closed()
 
 
 class OpenAPI:
@@ -430,7 +447,7 @@ def _resource(route: Route, forward: Forward) -> object | None:
         return None
     if route.kind is None:
         return OpenAPI()
-    kinds: dict[str, type[Any]] = {
-        "environ": Environ, "metric": Metric, "reload": Reload, "status": Status, "subscribe": Events
-    }
+    if route.kind == "subscribe":
+        return Events(forward, int(forward.settings.get("max_streams", 8)))
+    kinds: dict[str, type[Any]] = {"environ": Environ, "metric": Metric, "reload": Reload, "status": Status}
     return kinds[route.kind](forward)

@@ -139,7 +139,7 @@ def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
     import signal
 
     from pypilot.control.app import make_app
-    from pypilot.control.server import make_server
+    from pypilot.control.server import THREADS, make_server
 
     # _child resets every disposition to default, SIGPIPE included: a client that hangs up while we
     # write to it would kill the worker. Ignore it, as Python itself does, and get EPIPE instead.
@@ -153,6 +153,6 @@ def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
     link.link.forward_logs()
     logging.getLogger("waitress").setLevel(logging.ERROR)
     link.start()
-    app = make_app(link, settings)
+    app = make_app(link, {"max_streams": THREADS - 4, **settings})
     count = lambda code, path: link.send({"op": "count", "code": code, "path": path})  # noqa: E731
     make_server(app, listener, count).run()

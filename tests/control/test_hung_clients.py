@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import psutil
 import pytest
 
-from tests.control.harness import ROOT, http
+from tests.control.harness import ROOT, EventStream, http
 from tests.pid1 import Pilot, wait_for
 
 KEEPER = {"name": "keeper", "exec": ["sleep", "1000"], "restarts": "unlimited"}
@@ -94,6 +94,13 @@ def _answers(path: str) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def _stream_or_none(path: str) -> EventStream | None:
+    try:
+        return EventStream(path)
+    except AssertionError:  # 503: still full
+        return None
 
 
 def _status_ok(path: str) -> None:
@@ -238,3 +245,32 @@ def test_a_50mb_body_is_refused_413_without_being_read() -> None:
         assert worker.memory_info().rss - rss_before < 8 << 20
         _ping_ok(path)
         assert p.alive()
+
+
+@pytest.mark.timeout(60)
+def test_event_streams_that_never_read_cannot_take_every_thread() -> None:
+    """An event stream holds one of the worker's threads while it is open: past the cap a new one is
+    refused 503 (with why), and the threads left answer everyone else."""
+    from pypilot.control.server import THREADS
+
+    cap = THREADS - 4
+    with Pilot({"jobs": [KEEPER]}) as p:
+        path = _sock_path(p)
+        wait_for(lambda: p.lines("control: serving at"), 10, "control socket")
+        streams = [EventStream(path) for _ in range(cap)]  # each read its headers, then nothing more
+        try:
+            code, headers, _ = http(path, "GET", "/v3/events", timeout=5)
+            assert code == 503 and "event streams are open already" in headers["x-pypilot-error"]
+            assert max(_timed(_ping_ok, path) for _ in range(20)) < 0.1
+            _status_ok(path)
+            streams.pop().close()
+            # its thread comes back once a write finds the client gone: after the next events (or
+            # keep-alive comments)
+            def event_then_stream() -> EventStream | None:
+                http(path, "POST", "/v3/maintenance/enable")
+                return _stream_or_none(path)
+
+            streams.append(wait_for(event_then_stream, 10, "a stream accepted again"))
+        finally:
+            for s in streams:
+                s.close()
