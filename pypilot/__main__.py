@@ -91,12 +91,13 @@ def run(config_path: str | None) -> int:
         import orjson
 
         logs.debug(f"loaded config: {orjson.dumps(config, default=lambda o: o._asdict()).decode()}")
-    from pypilot.control.socketfile import in_use_message, served_by
+    if os.path.lexists(config.control.socket):  # a second supervisor must not run the jobs again
+        from pypilot.control.socketfile import in_use_message, served_by
 
-    serving = served_by(config.control.socket)
-    if serving is not None:  # a second supervisor (a typo for a subcommand) must not run the jobs again
-        logs.log(logs.FATAL, in_use_message(config.control.socket, serving))
-        return 1
+        serving = served_by(config.control.socket)
+        if serving is not None:
+            logs.log(logs.FATAL, in_use_message(config.control.socket, serving))
+            return 1
     from pypilot.supervisor import Supervisor
 
     return Supervisor(config, sigfd).run()
