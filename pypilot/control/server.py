@@ -13,9 +13,10 @@ starve a new client, and what is done about it:
 - memory: a request's header is at most ``HEADER_MAX``; a body over ``READ_MAX`` is answered 413 as soon
   as its ``Content-Length`` is read, before any of it is (chunked: once it gets there); a body between
   the app's ``MAX_BODY`` and ``READ_MAX`` is read, so that a client that sends it all before reading
-  (``http.client``, Go's) gets the app's 413 rather than a broken pipe; and the bytes of all
-  unfinished requests together are at most ``PENDING_BUDGET``: over it, the longest waiting are
-  closed, as for the connection limit;
+  (``http.client``, Go's) gets the app's 413 rather than a broken pipe; and the bytes of all the
+  requests held (being received, or received and waiting for a thread or PID 1's answer) are at most
+  ``PENDING_BUDGET``: over it, the unfinished ones waiting longest are closed, as for the connection
+  limit, and while it stays over (PID 1 slow to answer) nothing more is read from anyone;
 - time: a connection with no request in service is closed after ``IDLE_TIMEOUT`` of silence, and an
   unfinished request after ``IDLE_TIMEOUT`` from its first byte, however slowly it keeps dripping.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import os
 import resource
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -64,29 +66,40 @@ def raise_fd_limit() -> int:
 
 
 class _Channel(HTTPChannel):
-    """A connection that knows how many bytes of an unfinished request it holds, and since when."""
+    """A connection that knows how many bytes of requests it holds (the one being received and the
+    ones received but not answered yet), and since when it has been waiting."""
 
     server: _Server
-    pending = 0  # bytes of the request being received
+    pending = 0  # bytes of requests held
     waiting_since = 0.0  # when it last had nothing in progress: idle, or the first byte of a request
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.waiting_since = time.monotonic()
 
+    def _held(self) -> int:
+        with self.requests_lock:
+            reqs = [*self.requests, *([self.request] if self.request is not None else [])]
+        return sum(len(r.header_plus) + r.body_bytes_received for r in reqs)
+
+    def readable(self) -> bool:
+        # over the budget with nothing left to evict (requests waiting for a thread, PID 1 slow):
+        # read nothing more from anyone until answers free some
+        return bool(super().readable()) and not self.server.over_budget
+
     def received(self, data: bytes) -> bool:
         idle = self.request is None and not self.requests
         if idle and data:
             self.waiting_since = time.monotonic()
         result = super().received(data)
-        req = self.request
-        held = len(req.header_plus) + req.body_bytes_received if req is not None else 0
-        self.server.note_pending(self, held)
+        self.server.note_pending(self, self._held(), make_room=True)
         return bool(result)
 
-    def service(self) -> None:
+    def service(self) -> None:  # in a server thread
         super().service()
         self.waiting_since = time.monotonic()
+        if self.server.note_pending(self, self._held()):
+            self.server.pull_trigger()  # the loop may read again
 
     def handle_close(self) -> None:
         self.server.note_pending(self, 0)
@@ -122,13 +135,23 @@ class _Server(UnixWSGIServer):
 
     def __init__(self, *args: Any, limit: int, budget: int, **kw: Any) -> None:
         self.limit, self.budget, self.pending_total = limit, budget, 0
+        self._pending_lock = threading.Lock()
         super().__init__(*args, **kw)
 
-    def note_pending(self, channel: _Channel, held: int) -> None:
-        self.pending_total += held - channel.pending
-        channel.pending = held
-        if self.pending_total > self.budget:
+    @property
+    def over_budget(self) -> bool:
+        return self.pending_total > self.budget
+
+    def note_pending(self, channel: _Channel, held: int, make_room: bool = False) -> bool:
+        """Record what ``channel`` holds now; True if that brought the total back under the budget.
+        ``make_room`` (the loop's thread only): over the budget, close the longest waiting."""
+        with self._pending_lock:
+            was_over = self.over_budget
+            self.pending_total += held - channel.pending
+            channel.pending = held
+        if make_room and self.over_budget:
             self._make_room(keep=channel)
+        return was_over and not self.over_budget
 
     def readable(self) -> bool:
         super().readable()
