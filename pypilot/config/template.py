@@ -457,65 +457,6 @@ class _Parser:
 # execution
 
 
-class _Json5Position:
-    """Where the output rendered so far stands, lexically, in JSON5: in a string (and which quote), a
-    comment, or plain code. A value rendered inside a string is escaped for it; ContainerPilot pasted it
-    raw, so a value's quote ended the string and added config (an argument, a key), a backslash was
-    read as an escape and a newline broke the file (-putenv values reach the template too)."""
-
-    __slots__ = ("quote", "state")
-
-    def __init__(self) -> None:
-        self.state = "code"  # code | string | escape | slash | line | block | star
-        self.quote = ""
-
-    def feed(self, text: str) -> None:
-        for c in text:
-            st = self.state
-            if st == "code":
-                if c in "\"'":
-                    self.state, self.quote = "string", c
-                elif c == "/":
-                    self.state = "slash"
-            elif st == "string":
-                if c == "\\":
-                    self.state = "escape"
-                elif c == self.quote:
-                    self.state = "code"
-            elif st == "escape":
-                self.state = "string"
-            elif st == "slash":
-                self.state = "line" if c == "/" else "block" if c == "*" else "code"
-                if self.state == "code" and c in "\"'":
-                    self.state, self.quote = "string", c
-            elif st == "line":
-                if c == "\n":
-                    self.state = "code"
-            elif st == "block":
-                if c == "*":
-                    self.state = "star"
-            elif st == "star":
-                self.state = "code" if c == "/" else "star" if c == "*" else "block"
-
-    def escape(self, value: str) -> str:
-        """``value`` as it must be written at this point to read back as itself."""
-        if self.state != "string":  # code (a number, a whole block), a comment, or right after a backslash
-            return value
-        out = []
-        for c in value:
-            if c == "\\" or c == self.quote:
-                out.append("\\" + c)
-            elif c == "\n":
-                out.append("\\n")
-            elif c == "\r":
-                out.append("\\r")
-            elif c < " " or c in "\u2028\u2029":
-                out.append(f"\\u{ord(c):04x}")
-            else:
-                out.append(c)
-        return "".join(out)
-
-
 class _Exec:
     def __init__(self, data: Mapping[str, str], environ: Mapping[str, str],
                  defines: dict[str, list[Any]]) -> None:
@@ -523,7 +464,6 @@ class _Exec:
         self.defines = defines
         self.vars: list[tuple[str, Any]] = [("$", data)]
         self.out: list[str] = []
-        self.position = _Json5Position()
         self.funcs: dict[str, Callable[..., Any]] = {
             "and": _and, "or": _or, "not": lambda v: not _truth(v), "len": _len, "index": _index,
             "print": _sprint, "println": _sprintln, "printf": _sprintf, "html": _html, "js": _js,
@@ -540,13 +480,10 @@ class _Exec:
             kind = node[0]
             if kind == "text":
                 self.out.append(node[1])
-                self.position.feed(node[1])
             elif kind == "action":
                 val = self.pipeline(dot, node[1])
                 if not node[1][1]:  # a declaration prints nothing; it stays in scope until {{end}}
-                    text = self.position.escape(go_value(val))
-                    self.out.append(text)
-                    self.position.feed(text)
+                    self.out.append(go_value(val))  # raw, as Go: no escaping for the JSON5 around it
             elif kind in ("if", "with"):
                 _, pipe, body, else_body, _line = node
                 mark = len(self.vars)

@@ -111,14 +111,21 @@ def test_go_float(v: float, s: str) -> None:
     assert go_float(v) == s
 
 
-def test_value_rendered_inside_a_json5_string_is_escaped_for_it() -> None:
-    """A quote, backslash or newline in a value cannot end the string it lands in (CP pasted it raw)."""
+def test_output_is_pasted_raw_as_go_does_consul_lb_tags_issue_14() -> None:
+    """caseywebdev/consul-lb builds a JSON5 list by joining with a quote: CP gives two tags, so must we."""
     import pyjson5
 
-    env = {"Q": 'x", "--injected', "B": "a\\nb", "N": "l1\nl2", "S": "it's", "P": "8080"}
-    text = '{e: ["{{ .Q }}", "{{ .B }}", "{{ .N }}"], s: \'{{ .S }}\', d: "{{ .S }}", p: {{ .P }}'
-    text += " // {{ .Q }}\n}"
-    assert pyjson5.decode(render_text(text, env)) == {
-        "e": ['x", "--injected', "a\\nb", "l1\nl2"], "s": "it's", "d": "it's", "p": 8080,
-    }
-    assert render_text("{{ .Q }}", env) == env["Q"]  # outside a string the text is the config's own
+    text = '{tags: ["{{ .TAGS | split "," | join "\\", \\"" }}"]}'
+    assert render_text(text, {"TAGS": "web,lb"}) == '{tags: ["web", "lb"]}'
+    assert pyjson5.decode(render_text(text, {"TAGS": "web,lb"})) == {"tags": ["web", "lb"]}
+
+
+@pytest.mark.parametrize(("tpl", "want"), [
+    ('"{{ "\\t" }}"', '"\t"'),  # a real tab inside the JSON5 string, not `\t`
+    ('"{{ println "a" }}"', '"a\n"'),
+    ('"{{ "say \\"hi\\"" }}"', '"say "hi""'),
+    ("'{{ .Q }}'", "'it's'"),
+    ('"{{ .B }}"', '"a\\nb"'),
+])
+def test_no_escaping_inside_json5_strings(tpl: str, want: str) -> None:
+    assert render_text(tpl, {"Q": "it's", "B": "a\\nb"}) == want
