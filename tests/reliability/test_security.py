@@ -133,7 +133,7 @@ def test_putenv_value_is_pasted_raw_into_the_rendered_config_as_cp_did(tmp_path:
         assert putenv_and_reload(p, sock, values, 1) == [["x", "--added", "a\nb"]]
 
 
-def test_reload_whose_rendered_config_does_not_parse_is_rejected_and_the_old_config_kept(tmp_path: Path) -> None:
+def test_reload_whose_rendered_config_does_not_parse_is_rejected_old_config_kept(tmp_path: Path) -> None:
     """What answers the risk of the raw paste: a value with a newline renders a JSON5 string that does not
     parse; the reload fails, nothing that runs is touched, and a later good value reloads fine."""
     sock = str(tmp_path / "control.sock")
@@ -145,8 +145,8 @@ def test_reload_whose_rendered_config_does_not_parse_is_rejected_and_the_old_con
         p.config_path.write_text(env_config(sock, ["INJ_NEWLINE"], 1))
         r = cli(p, "-reload")
         assert r.returncode == 1 and "reload failed" in r.stderr, (r.returncode, r.stderr)
-        assert keeper.is_running() and [d.pid for d in p.descendants() if d.cmdline() == ["sleep", "1000"]] == [
-            keeper.pid]  # the old config runs on: its keeper, not the new file's `sleep 1001`
+        # the old config runs on: its keeper, not the new file's `sleep 1001`
+        assert [d.pid for d in p.descendants() if d.cmdline()[:1] == ["sleep"]] == [keeper.pid]
         assert start_job(p, sock, "rendered", 1) == [""]  # the old render: the value was unset then
         assert cli(p, "-putenv", "INJ_NEWLINE=one line").returncode == 0
         assert cli(p, "-reload").returncode == 0
