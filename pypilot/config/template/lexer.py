@@ -1,0 +1,243 @@
+"""The template lexer: splits the source into text and actions (``{{ ... }}``, trim markers and comments
+applied) and tokenises each action. Positions are character offsets; lines are counted incrementally."""
+
+from __future__ import annotations
+
+from .errors import TemplateError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_SPACE = " \t\r\n"
+_ESC = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\a", "b": "\b", "f": "\f",
+        "v": "\v"}
+KEYWORDS = frozenset(("block", "break", "continue", "define", "else", "end", "if", "range", "template",
+                      "with"))
+
+
+class Tok:
+    """One token of an action: ``kind`` is pipe, (, ), comma, declare, assign, string, number, char, bool,
+    nil, field, var, ident or keyword; ``end`` tells whether the next token touches it (``(x).F``)."""
+
+    __slots__ = ("end", "kind", "line", "pos", "text", "val")
+
+    def __init__(self, kind: str, val: Any, text: str, pos: int, end: int, line: int) -> None:
+        self.kind, self.val, self.text, self.pos, self.end, self.line = kind, val, text, pos, end, line
+
+
+class Text:
+    __slots__ = ("line", "pos", "text")
+
+    def __init__(self, text: str, pos: int, line: int) -> None:
+        self.text, self.pos, self.line = text, pos, line
+
+
+class Action:
+    __slots__ = ("line", "pos", "toks")
+
+    def __init__(self, toks: list[Tok], pos: int, line: int) -> None:
+        self.toks, self.pos, self.line = toks, pos, line
+
+
+class Lexer:
+    def __init__(self, src: str) -> None:
+        self.src = src
+        self._line, self._line_pos = 1, 0  # the line of offset _line_pos: lines only move forward
+
+    def line_of(self, pos: int) -> int:
+        if pos < self._line_pos:  # never on the forward path; kept correct for any caller
+            return self.src.count("\n", 0, pos) + 1
+        self._line += self.src.count("\n", self._line_pos, pos)
+        self._line_pos = pos
+        return self._line
+
+    def run(self) -> list[Text | Action]:
+        src, pos, n = self.src, 0, len(self.src)
+        items: list[Text | Action] = []
+        trim_next = False
+        while pos < n:
+            start = src.find("{{", pos)
+            text = src[pos:] if start < 0 else src[pos:start]
+            text_pos = pos
+            if trim_next:
+                stripped = text.lstrip(_SPACE)
+                text_pos += len(text) - len(stripped)
+                text = stripped
+            if start < 0:
+                if text:
+                    items.append(Text(text, text_pos, self.line_of(text_pos)))
+                break
+            inner = start + 2
+            if src.startswith("-", inner) and inner + 1 < n and src[inner + 1] in _SPACE:
+                text = text.rstrip(_SPACE)
+                inner += 2
+            if text:
+                items.append(Text(text, text_pos, self.line_of(text_pos)))
+            line = self.line_of(start)
+            if src.startswith("/*", inner):  # a comment: right after the delimiter and its trim marker
+                pos, trim_next = self._comment(inner, line)
+                continue
+            toks, pos, trim_next = self._action(inner, line)
+            items.append(Action(toks, start, line))
+        return items
+
+    def _comment(self, inner: int, line: int) -> tuple[int, bool]:
+        src = self.src
+        end = src.find("*/", inner + 2)
+        if end < 0:
+            raise TemplateError(f"template: :{line}: unclosed comment")
+        k = end + 2
+        if src[k : k + 1] in (" ", "\t", "\r", "\n") and src.startswith("-}}", k + 1):
+            return k + 4, True
+        if src.startswith("}}", k):
+            return k + 2, False
+        raise TemplateError(f"template: :{line}: comment ends before closing delimiter")
+
+    def _action(self, pos: int, line: int) -> tuple[list[Tok], int, bool]:
+        src, n = self.src, len(self.src)
+        toks: list[Tok] = []
+        while True:
+            if pos >= n:
+                raise TemplateError(f"template: :{line}: unclosed action")
+            c = src[pos]
+            if c in _SPACE:
+                k = pos
+                while k < n and src[k] in _SPACE:
+                    k += 1
+                if src.startswith("-}}", k):
+                    return toks, k + 3, True
+                if src.startswith("}}", k):
+                    return toks, k + 2, False
+                pos = k
+                continue
+            if src.startswith("}}", pos):
+                return toks, pos + 2, False
+            ln = self.line_of(pos)
+            tok = self._token(pos, ln)
+            toks.append(tok)
+            pos = tok.end
+
+    def _token(self, pos: int, ln: int) -> Tok:
+        src, n = self.src, len(self.src)
+        c = src[pos]
+        simple = {"|": "pipe", "(": "(", ")": ")", ",": "comma", "=": "assign"}
+        if src.startswith(":=", pos):
+            return Tok("declare", ":=", ":=", pos, pos + 2, ln)
+        if c in simple:
+            return Tok(simple[c], c, c, pos, pos + 1, ln)
+        if c == '"':
+            k = pos + 1
+            while k < n and src[k] != '"':
+                if src[k] == "\n":
+                    break
+                k += 2 if src[k] == "\\" else 1
+            if k >= n or src[k] != '"':
+                raise TemplateError(f"template: :{ln}: unterminated quoted string")
+            return Tok("string", unescape(src[pos + 1 : k], ln), src[pos : k + 1], pos, k + 1, ln)
+        if c == "`":
+            end = src.find("`", pos + 1)
+            if end < 0:
+                raise TemplateError(f"template: :{ln}: unterminated raw quoted string")
+            return Tok("string", src[pos + 1 : end], src[pos : end + 1], pos, end + 1, ln)
+        if c == "'":
+            k = pos + 1
+            while k < n and src[k] != "'":
+                if src[k] == "\n":
+                    break
+                k += 2 if src[k] == "\\" else 1
+            if k >= n or src[k] != "'":
+                raise TemplateError(f"template: :{ln}: unterminated character constant")
+            body = src[pos + 1 : k]
+            ch = unescape(body, ln) if body.startswith("\\") else body
+            if len(ch) != 1:
+                raise TemplateError(f"template: :{ln}: malformed character constant: '{body}'")
+            return Tok("number", ord(ch), src[pos : k + 1], pos, k + 1, ln)
+        if c.isdigit() or (c in "+-." and pos + 1 < n and src[pos + 1].isdigit()):
+            k = pos + 1
+            while k < n and (src[k].isalnum() or src[k] in "._+-"):
+                if src[k] in "+-" and src[k - 1] not in "eEpP":
+                    break
+                k += 1
+            word = src[pos:k]
+            return Tok("number", number(word, ln), word, pos, k, ln)
+        if c in ".$":
+            k = pos + 1
+            while k < n and (src[k].isalnum() or src[k] in "_."):
+                k += 1
+            word = src[pos:k]
+            head, *chain = word.split(".")
+            if c == ".":
+                chain = [] if word == "." else chain
+            if any(not p for p in chain) or (c == "." and word != "." and not chain):
+                raise TemplateError(f"template: :{ln}: bad character {word!r}")
+            if c == "$":
+                return Tok("var", (head, chain), word, pos, k, ln)
+            return Tok("field", chain, word, pos, k, ln)
+        if c.isalpha() or c == "_":
+            k = pos + 1
+            while k < n and (src[k].isalnum() or src[k] == "_"):
+                k += 1
+            word = src[pos:k]
+            kind = ("bool" if word in ("true", "false") else "nil" if word == "nil"
+                    else "keyword" if word in KEYWORDS else "ident")
+            val: Any = word == "true" if kind == "bool" else None if kind == "nil" else word
+            return Tok(kind, val, word, pos, k, ln)
+        raise TemplateError(f"template: :{ln}: unexpected {c!r} in command")
+
+
+def unescape(s: str, ln: int) -> str:
+    """A Go quoted string's body (strconv.Unquote)."""
+    if "\\" not in s:
+        return s
+    out, i = [], 0
+    while i < len(s):
+        c = s[i]
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        e = s[i + 1 : i + 2]
+        if e in _ESC:
+            out.append(_ESC[e])
+            i += 2
+        elif e in ("x", "u", "U"):
+            width = {"x": 2, "u": 4, "U": 8}[e]
+            try:
+                code = int(s[i + 2 : i + 2 + width], 16)
+                # \xNN is a byte: Go strings hold bytes; a lone high byte stays one (surrogateescape)
+                out.append(chr(code) if e != "x" or code < 0x80 else chr(0xDC00 + code))
+            except ValueError:
+                raise TemplateError(f"template: :{ln}: invalid syntax") from None
+            i += 2 + width
+        elif e in "01234567" and e:
+            out.append(chr(0xDC00 + int(s[i + 1 : i + 4], 8)) if int(s[i + 1 : i + 4], 8) >= 0x80
+                       else chr(int(s[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            raise TemplateError(f"template: :{ln}: invalid syntax")
+    return _bytes_to_text("".join(out))
+
+
+def _bytes_to_text(s: str) -> str:
+    """Escaped bytes that together spell UTF-8 become their characters (``"\\xc3\\xa9"`` is é)."""
+    if not any("\udc80" <= c <= "\udcff" for c in s):
+        return s
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+
+
+def number(word: str, ln: int) -> int | float:
+    w = word.replace("_", "")
+    body = w.lstrip("+-")
+    try:
+        if body.lower().startswith(("0x", "0o", "0b")) and not any(c in body for c in ".pP"):
+            return int(w, 0)
+        if body.lower().startswith("0x"):
+            return float.fromhex(w)
+        if len(body) > 1 and body.startswith("0") and body.isdigit():
+            return int(w, 8)  # Go: a leading 0 means octal
+        if any(c in w for c in ".eE"):
+            return float(w)
+        return int(w, 10)
+    except ValueError:
+        raise TemplateError(f"template: :{ln}: illegal number syntax: \"{word}\"") from None

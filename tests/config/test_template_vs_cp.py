@@ -1,0 +1,135 @@
+# ruff: noqa: E501  (the corpus holds templates verbatim, one per line)
+"""Differential: a corpus of templates rendered by pypilot and by the real ContainerPilot 3.8 binary
+(``containerpilot -config FILE -template``) must agree byte for byte, output and error message (#14).
+
+The binary is ``$PYPILOT_CONTAINERPILOT`` or ``../shared/bin/containerpilot`` from the repository; without
+it these tests are skipped. The environment holds no value with ``=``: there pypilot differs on purpose
+(CP cut ``{{ .VAR }}`` at the first ``=``)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pypilot.config.template import TemplateError, render
+
+ROOT = Path(__file__).resolve().parents[2]
+CP = Path(os.environ.get("PYPILOT_CONTAINERPILOT") or ROOT.parent / "shared" / "bin" / "containerpilot")
+ENV = {"PATH": "/usr/bin:/bin", "NAME": "Template", "PARTS": "a:b:c", "COUNT": "3", "TAGS": "web,lb",
+       "EMPTY": "", "U": "héllo ☃", "Q": 'x", "y', "B": "a\\nb", "N": "l1\nl2", "SP": "  a b  "}
+PREFIX = "could not apply template to config: "
+
+pytestmark = pytest.mark.skipif(not os.access(CP, os.X_OK), reason=f"no ContainerPilot 3.8 binary at {CP}")
+
+
+def containerpilot(text: str, tmp_path: Path) -> tuple[bool, str]:
+    path = tmp_path / "t.json5"
+    path.write_text(text)
+    r = subprocess.run([str(CP), "-config", str(path), "-template"], capture_output=True, env=ENV, timeout=30)
+    out = r.stdout.decode("utf-8", "surrogateescape")
+    if r.returncode:
+        assert PREFIX in out, (r.returncode, out, r.stderr)
+        return False, out.split(PREFIX, 1)[1].rstrip("\n")
+    return True, out
+
+
+def pypilot(text: str) -> tuple[bool, str]:
+    try:
+        return True, render(text, ENV)
+    except TemplateError as e:
+        return False, str(e)
+
+
+CORPUS = [
+    # #14's cases: the raw paste
+    '{tags: ["{{ .TAGS | split "," | join "\\", \\"" }}"]}',
+    '"{{ "\\t" }}" "{{ println "a" }}" "{{ "say \\"hi\\"" }}" \'{{ .Q }}\' "{{ .B }}" "{{ .N }}"',
+    # printf
+    '{{ printf "%x|%X|% x|%#x|% #x" "hi" "hi" "hi" "hi" "hi" }}',
+    '{{ printf "%s|%d|%v|%t|%f|%c" 5 "a" nil 3 "x" 1.5 }}',
+    '{{ printf "%q|%v|%x|%d|%s" (split "," .TAGS) (split "," .TAGS) (split "," .TAGS) (loop 3) (loop 2) }}',
+    '{{ printf "%[2]d %[1]d|%*d|%-*d|%.*f|%[3]*.[2]*[1]f" 1 2 5 }}',
+    '{{ printf "%U|%#U|%c|%q|%+q|%#q" 0x1F600 \'a\' 0x263A \'é\' \'é\' \'x\' }}',
+    '{{ printf "%T %T %T %T %T %T %T %T" 1 1.5 "s" true (split "," "a") (loop 2) . nil }}',
+    '{{ printf "%v|%#v|%s|%d" . . (split "," "a,b") (split "," "a,b") }}',
+    '{{ len "héllo" }}|{{ len .U }}|{{ len (split ":" .PARTS) }}|{{ len . | printf "%T" }}',
+    '{{ nil | printf "%v" }}',
+    '{{ printf "%d %d" 1 }}|{{ printf "%d" 1 2 "x" nil }}|{{ printf "%" }}|{{ printf "%!" }}|{{ printf "%z" 1 }}',
+    '{{ printf "%[3]d %d" 1 2 }}|{{ printf "%[0]d" 1 }}|{{ printf "%[x]d" 1 }}|{{ printf "%.*d|%*d" 3 5 "w" 5 }}',
+    '{{ printf "%f|%.2f|%e|%E|%g|%G|%8.3f|%-8.2f|%+.1e|%v|%08.3f|%+08d|%x" 3.14159 3.14159 1234.5678 1234.5678 '
+    '0.000012 1e21 3.14159 2.5 12345.678 1e6 -3.5 42 1.5 }}',
+    '{{ printf "%5s|%-5s|%.2s|%05s|%q|%x|%5.1q|%-6x|" "ab" "ab" "héllo" "ab" "a\\"b\\n\\x00\\u00a0" "é" "abc" "hi" }}',
+    "{{ 1.0 }} {{ 1e100 }} {{ 0.1 }} {{ 123456789.0 }} {{ 1e-7 }} {{ 100000.0 }} {{ 1000000.0 }} {{ -0.0 }}",
+    "{{ 'a' }} {{ '\\n' }} {{ 0x1F }} {{ 0o17 }} {{ 0b101 }} {{ 1_000 }} {{ 017 }} {{ 1e3 }} {{ +5 }} {{ .5 }}",
+    '{{ "\\x41\\u00e9\\U0001F600\\101\\a" | printf "%q" }}|{{ print 1 2 "a" 3 nil nil }}|{{ println 1 "a" }}',
+    # regexp: RE2 syntax, Go's empty-match rule and $ expansion
+    '{{ regexReplaceAll "x*" "-" "axb" }}|{{ regexReplaceAll "a|" "-" "baaac" }}|{{ regexReplaceAll "" "-" "hé" }}',
+    '{{ regexReplaceAll "(\\\\w+)@(\\\\w+)" "$2 at $1x ${1}x $$ $ ${x" "bob@host é@ü" }}',
+    '{{ regexReplaceAll "(?P<u>\\\\w+)@" "[$u][${u}][$1x][$01][$10][${1}]" "bob@x" }}',
+    '{{ regexReplaceAll "\\\\pL+" "L" "héllo 123" }}|{{ regexReplaceAll "\\\\w+" "W" "héllo" }}|'
+    '{{ regexReplaceAll "\\\\bl" "B" "la la" }}|{{ regexReplaceAll "\\\\s+" "_" "a\\u00a0b c" }}',
+    '{{ regexReplaceAll "a$" "Z" "a\\na" }}|{{ regexReplaceAll "(?m)a$" "Z" "a\\na" }}|'
+    '{{ regexReplaceAll "a\\\\z" "Z" "aa" }}|{{ regexReplaceAll "\\\\Q.*\\\\E" "!" "a.*b" }}|'
+    '{{ regexReplaceAll "[[:digit:]]+" "#" "a12b3" }}|{{ regexReplaceAll "(?U)a+" "-" "aaa" }}',
+    '{{ .NAME | regexReplaceAll "[epa]+" "_" }}',
+    '{{ regexReplaceAll "(" "" "x" }}',
+    '{{ regexReplaceAll "a**" "" "x" }}',
+    '{{ regexReplaceAll "(?<n>a)" "" "x" }}',
+    '{{ regexReplaceAll "\\\\Z" "" "x" }}',
+    '{{ regexReplaceAll "\\\\C" "" "x" }}',
+    # actions, variables, functions
+    '{{ range $i, $v := split ":" .PARTS }}{{ if eq $i 1 }}{{ continue }}{{ end }}{{ if eq $v "c" }}{{ break }}'
+    "{{ end }}[{{$i}}{{$v}}]{{ end }}",
+    '{{ define "x" }}<{{ . }}>{{ end }}{{ template "x" }}{{ template "x" .NAME }}{{ block "b" 5 }}({{.}}){{ end }}',
+    "{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ $y := 3 }}{{ end }}{{ $x }}",
+    "{{ with $x := .NAME }}{{ $x }}{{ . }}{{ end }}{{ with .EMPTY }}no{{ else }}empty{{ end }}",
+    '{{ range .NONE }}x{{ else }}none{{ end }}|{{ range $k, $v := . }}{{ if eq $k "COUNT" }}{{ $k }}={{ $v }}'
+    "{{ end }}{{ end }}",
+    '{{ index "abc" 1 }}|{{ index . "NAME" }}|{{ slice "héllo" 1 3 }}|{{ slice (split ":" .PARTS) 1 }}',
+    '{{ and 1 0 }} {{ or 0 "" }}|{{ and 0 (index "x" 5) }}|{{ or 1 (index "x" 5) }}|{{ 0 | and 1 }}',
+    '{{ eq "a" "b" "a" }} {{ lt "a" "b" }} {{ ge 1.5 1.5 }} {{ ne .NAME "x" }} {{ not .EMPTY }}',
+    '{{ html "<a&b>\\"\'" }}|{{ js "a\\\\b\'c\\"d<e>f&g=h\\n\\u2028" }}|{{ urlquery "a b&c=d/é" }}|{{ html 1 "a" 2 }}',
+    "{{ `a\\nb` }}|{{- \" x \" -}}|  {{- .NAME }}  {{- /* c */ -}}  end\na {{/* c */}} b {{- /* d */}} c",
+    '{{ default "d" .EMPTY }}|{{ default "d" .NAME }}|{{ .EMPTY | default 1.5 }}|{{ default "x" 5 }}|'
+    '{{ default (split "," "a,b") "" }}',
+    '{{ loop 3 }}|{{ loop -2 2 }}|{{ loop "2" "-1" }}|{{ range $i := loop 2 5 -}} i={{$i}},{{ end }}',
+    '{{ env "NAME" }}{{ env "NOPE" }}|{{ replaceAll "a" "" "banana" }}|{{ split "" "abc" }}|{{ split "," .SP }}',
+    "{{ . }}|{{ .NOPE }}|{{ .NAME }}",
+    '{consul: "{{ .CONSUL | default "localhost" }}:8500", jobs: [{{ range $i := loop .COUNT }}'
+    '{name: "job{{ $i }}", exec: "sleep {{ $i }}"},{{ end }}]}',
+    # errors, as Go words them
+    "{{ .NAME.X }}", "a\n{{ call .X }}", "{{ range 5 }}{{ end }}", "{{ loop 1 2 3 }}", '{{ loop "x" }}',
+    "{{ $nope }}", "{{ eq 1 }}", '{{ join "," (loop 3) }}', '{{ 5 | split "," }}', "{{ if }}{{ end }}",
+    "{{ end }}", "{{ if 1 }}", "{{ .X", "{{ foo }}", "{{ 1 | 2 }}", '{{ template "nope" }}', "{{ break }}",
+    '{{ "abc }}', "{{ 0x }}", "{{ env 5 }}", "{{ env nil }}", "{{ len 5 }}", '{{ index (split "," "a") 5 }}',
+    "{{ printf 5 }}", '{{ (split "," "a").X }}', "{{ $x := 1 }}{{ $x.Y }}", "{{ not }}", "{{ loop 1.5 }}",
+    "{{ .NAME 1 }}", "{{ lt true false }}", "{{ eq 1 1.0 }}",
+]
+
+
+@pytest.mark.parametrize("text", CORPUS)
+def test_renders_as_containerpilot(text: str, tmp_path: Path) -> None:
+    assert pypilot(text) == containerpilot(text, tmp_path)
+
+
+VALUES = ["0", "-7", "42", "255", "3.5", "-0.25", "1e21", "1e-7", '""', '"héllo"', '"a\\"b"', "true", "nil",
+          "'x'", '(split "," "a,b")', "(loop 2)"]
+VERBS = "vdsqxXobeEfgGcUtT"
+FLAGS = ["", "-", "+", "#", " ", "0", "5", "-8", "08", ".2", "+.3", "# 6", "-#10.4", ".0"]
+
+
+@pytest.mark.timeout(120)
+def test_printf_matrix_renders_as_containerpilot(tmp_path: Path) -> None:
+    """Every verb × flag set × kind of value in one template: Go's fmt, bad verbs included."""
+    text = "".join(f'{{{{ printf "|%{f}{v}|" {x} }}}}\n'
+                   for v, f, x in itertools.product(VERBS, FLAGS, VALUES))
+    ok, want = containerpilot(text, tmp_path)
+    assert ok, want
+    got = pypilot(text)[1]
+    diff = [(t, g, w) for t, g, w in zip(text.splitlines(), got.splitlines(), want.splitlines(), strict=False) if g != w]
+    assert not diff, diff[:20]
+    assert got == want
