@@ -145,3 +145,24 @@ def test_large_template_lexes_in_linear_time_issue_18() -> None:
     assert time.perf_counter() - t0 < 20
     with pytest.raises(TemplateError, match=r"^template: :40001:8: executing"):
         render_text(text + "{{ .NAME.X }}", ENV)
+
+
+@pytest.mark.parametrize(("tpl", "want"), [
+    ('{{ printf "%x" "hi" }}', "6869"),
+    ('{{ printf "%s" 5 }}', "%!s(int=5)"),
+    ('{{ printf "%q" (split "," .TAGS) }}', '["web" "lb"]'),
+    ('{{ printf "%[2]d-%[1]d|%*d" 1 2 3 4 }}', "2-1| 3"),
+    ('{{ printf "%U %T %T" 0x1F600 (split "," "a") (loop 1) }}', "U+1F600 []string []int"),
+    ('{{ len "héllo" }}', "6"),
+    ('{{ regexReplaceAll "x*" "-" "axb" }}', "-a-b-"),
+    ('{{ regexReplaceAll "(\\\\w+)@" "[$1x][${1}x]" "bob@" }}', "[][bobx]"),
+    ('{{ regexReplaceAll "\\\\w+" "W" "héllo" }}', "WéW"),  # ASCII \\w, as RE2
+    ('{{ regexReplaceAll "a$" "Z" "a\\na" }}', "a\nZ"),
+])
+def test_go_fidelity_issue_14(tpl: str, want: str) -> None:
+    assert render_text(tpl, {**ENV, "TAGS": "web,lb"}) == want
+
+
+def test_nil_as_a_command_is_an_error_as_in_go() -> None:
+    with pytest.raises(TemplateError, match=r'^template: :1:3: executing "" at <nil>: nil is not a command$'):
+        render_text('{{ nil | printf "%v" }}', ENV)
