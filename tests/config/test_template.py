@@ -166,3 +166,19 @@ def test_go_fidelity_issue_14(tpl: str, want: str) -> None:
 def test_nil_as_a_command_is_an_error_as_in_go() -> None:
     with pytest.raises(TemplateError, match=r'^template: :1:3: executing "" at <nil>: nil is not a command$'):
         render_text('{{ nil | printf "%v" }}', ENV)
+
+
+def test_deep_recursion_is_an_error_never_a_crash() -> None:
+    """Go stops a template calling itself at depth 100000; Python's stack is smaller, so pypilot stops
+    sooner, with Go's words: PID 1 must get an error it can report, not a RecursionError."""
+    with pytest.raises(TemplateError, match="exceeded maximum template depth"):
+        render_text('{{ define "x" }}{{ template "x" }}{{ end }}{{ template "x" }}', ENV)
+    with pytest.raises(TemplateError):
+        render_text("{{ if 1 }}" * 3000 + "{{ end }}" * 3000, ENV)
+
+
+def test_a_loop_too_large_to_hold_is_an_error_not_an_out_of_memory_pid_1() -> None:
+    """CP 3.8 tries to build the list and dies; pypilot refuses past a million elements."""
+    with pytest.raises(TemplateError, match=r"loop: 99999999999 elements is more than pypilot renders"):
+        render_text("{{ loop 99999999999 }}", ENV)
+    assert render_text("{{ len (loop 1000000) }}", ENV) == "1000000"

@@ -108,6 +108,20 @@ CORPUS = [
     '{{ "abc }}', "{{ 0x }}", "{{ env 5 }}", "{{ env nil }}", "{{ len 5 }}", '{{ index (split "," "a") 5 }}',
     "{{ printf 5 }}", '{{ (split "," "a").X }}', "{{ $x := 1 }}{{ $x.Y }}", "{{ not }}", "{{ loop 1.5 }}",
     "{{ .NAME 1 }}", "{{ lt true false }}", "{{ eq 1 1.0 }}",
+    '{{ define "x" }}{{ template "x" }}{{ end }}{{ template "x" }}', '{{ define "x" }}{{ .A.B }}{{ end }}{{ template "x" . }}',
+    "{{ 99999999999999999999 }}", "{{ print 0x8000000000000000 }}", '{{ eq (split "," "a") (split "," "a") }}',
+    "{{ call nil }}", "{{ if 1 }}{{ else }}{{ else }}{{ end }}", "{{ end 1 }}", '{{ | printf "%d" }}',
+    '{{ printf "%d" 1) }}', "{{ $x = 1 }}", "{{ @ }}", "{{ range $i := loop 3 }}{{ $i = 5 }}{{ end }}x",
+    '{{ join "," "abc" }}', "{{ range $x := 1 }}{{ end }}", "{{ range . }}{{ break 1 }}{{ end }}",
+    # more that renders
+    '{{ printf "%d" | }}', '{{ eq .NAME nil }}{{ eq nil nil }}{{ eq nil 1 }}', '{{ urlquery "a" 1 true nil }}|{{ js 1 }}|{{ html nil }}',
+    '{{ (printf "%d" 5) }}{{ ( 1 ) }}{{(.NAME)}}{{ (.) }}{{ $ }}{{ $.NAME }}', "{{ .A.B.C }}{{ . | len }}",
+    '{{ range $i, $e := loop 3 }}{{ $i }}{{ $e }}{{ $.NAME }}{{ end }}{{ range loop 3 }}{{ . }}{{ end }}',
+    '{{ if eq .COUNT "3" }}three{{ else if eq .COUNT "4" }}four{{ else }}other{{ end }}',
+    '{{ $a := "x" }}{{ with $a }}{{ $a = "y" }}{{ end }}{{ $a }}', "{{ 9223372036854775807 }} {{ 5e-324 }} {{ 1.5e300 }}",
+    "{{ '\\'' }} {{ '\\\\' }} {{ '\\x41' }} {{ '\\u263a' }}", '{{ "a\nb" }}',
+    '{{ true | not }}{{ not 0 }}{{ not "" }}{{ not (loop 0) }}|{{ index . "NAME" "x" }}',
+    '{{ println (split "," "a,b") (loop 2) 1.5 true nil }}{{ print . }}',
 ]
 
 

@@ -41,8 +41,11 @@ def render(text: str, environ: Mapping[str, str]) -> str:
     from .parser import Parser
 
     funcs = table(environ)
-    parser = Parser(text, funcs)
-    tree = parser.parse()
-    ex = Executor(text, dict(environ), funcs, parser.defines)
-    ex.walk(ex.vars[0][1], tree)
+    try:
+        parser = Parser(text, funcs)
+        tree = parser.parse()
+        ex = Executor(text, dict(environ), funcs, parser.defines)
+        ex.walk(ex.vars[0][1], tree)
+    except RecursionError:  # nesting deeper than Python's stack (Go's is larger): an error, never a crash
+        raise TemplateError("template: : nested too deeply for pypilot's template engine") from None
     return "".join(ex.out)

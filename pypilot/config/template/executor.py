@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+MAX_DEPTH = 100  # nested {{template}} calls (each costs a few Python frames, and so may each if/range)
 _MISSING = object()  # "no final value" (the first command of a pipeline)
 
 
@@ -44,6 +45,7 @@ class Executor:
         self.vars: list[tuple[str, Any]] = [("$", Environment(data))]
         self.out: list[str] = []
         self.depth = 0
+        self.name = ""  # the template executing: "" or a {{define}}'s name, as Go's errors say
         self.at: n.Node | None = None  # the node evaluated last: where Go reports a type mismatch
 
     # --- errors -----------------------------------------------------------------------------------
@@ -52,7 +54,7 @@ class Executor:
         """Go's ``template: :LINE:COL: executing "" at <NODE>: MSG`` (COL counts bytes, from 0)."""
         start = self.src.rfind("\n", 0, node.pos) + 1
         col = len(self.src[start : node.pos].encode("utf-8", "surrogateescape"))
-        return TemplateError(f'template: :{node.line}:{col}: executing "" at <{node}>: {msg}')
+        return TemplateError(f'template: :{node.line}:{col}: executing "{self.name}" at <{node}>: {msg}')
 
     # --- statements -------------------------------------------------------------------------------
 
@@ -84,16 +86,17 @@ class Executor:
         body = self.defines.get(node.name)
         if body is None:
             raise self.fail(node, f'template "{node.name}" not defined')
-        if self.depth >= 100_000 // 100:  # Go's maxExecDepth is 100000; Python's stack is smaller
-            raise self.fail(node, "exceeded maximum template depth (1000)")
+        if self.depth >= MAX_DEPTH:
+            # Go stops at 100000 calls; Python's stack holds fewer, so the limit is lower, the words Go's
+            raise self.fail(node, "exceeded maximum template depth (100000)")
         new_dot = self.pipeline(dot, node.pipe) if node.pipe else None
-        saved, self.vars = self.vars, [("$", new_dot)]
+        saved, self.vars, saved_name, self.name = self.vars, [("$", new_dot)], self.name, node.name
         self.depth += 1
         try:
             self.walk(new_dot, body)
         finally:
             self.depth -= 1
-            self.vars = saved
+            self.vars, self.name = saved, saved_name
 
     def range(self, dot: Any, node: n.Branch) -> None:
         mark = len(self.vars)
@@ -138,7 +141,7 @@ class Executor:
                         self.vars[i] = (name, val)
                         break
                 else:
-                    raise TemplateError(f"template: :{pipe.line}: undefined variable: {name}")
+                    raise self.fail(self.at or pipe, f"undefined variable: {name}")
             else:
                 self.vars.append((name, val))
         return val
@@ -158,7 +161,10 @@ class Executor:
     def operand(self, dot: Any, node: n.Node) -> Any:
         self.at = node
         if isinstance(node, n.Literal):
-            return node.value
+            v = node.value
+            if isinstance(v, int) and not isinstance(v, bool) and v >= 1 << 63:
+                raise self.fail(node, f"{node.text} overflows int")
+            return v
         if isinstance(node, n.Dot):
             return dot
         if isinstance(node, n.Field):
@@ -218,10 +224,12 @@ class Executor:
         self.at = node
         if typ != "any":
             if isinstance(node, n.Nil):
+                if typ.startswith("[]"):  # a slice can be nil: an empty one
+                    return gofmt.Strings()
                 raise self.fail(node, f"cannot assign nil to {typ}")
-            if isinstance(node, n.Literal) and not isinstance(node.value, str):
-                raise self.fail(node, f"expected {typ}; found {node.text}")
             if isinstance(node, n.Literal) and typ != "string":
+                raise self.fail(node, f"can't handle {node} for arg of type {typ}")
+            if isinstance(node, n.Literal) and not isinstance(node.value, str):
                 raise self.fail(node, f"expected {typ}; found {node.text}")
         elif isinstance(node, n.Nil):
             return None

@@ -96,7 +96,10 @@ def _slice(v: Any, *idx: Any) -> Any:
 
 
 def _eval_args(args: tuple[Any, ...]) -> str:
-    return args[0] if len(args) == 1 and isinstance(args[0], str) else gofmt.sprint(*args)
+    """What html, js and urlquery escape: one string as it is, else Sprint (no value as ``<no value>``)."""
+    if len(args) == 1 and isinstance(args[0], str):
+        return args[0]
+    return gofmt.sprint(*("<no value>" if a is None else a for a in args))
 
 
 def _html(*args: Any) -> str:
@@ -138,19 +141,21 @@ def _kind(v: Any) -> str:
 
 
 def _eq(a: Any, *bs: Any) -> bool:
+    """Go 1.18+'s eq: basic kinds compare by value; no value is unequal to anything but no value."""
     if not bs:
         raise FuncError("missing argument for comparison")
     ka = _kind(a)
-    if ka == "other":
-        raise FuncError("invalid type for comparison")
     for b in bs:
         kb = _kind(b)
-        if kb == "other":
-            raise FuncError("invalid type for comparison")
         if ka != kb:
-            if ka == "nil" or kb == "nil":
-                raise FuncError("invalid type for comparison")
-            raise FuncError("incompatible types for comparison")
+            if ka != "nil" and kb != "nil":
+                raise FuncError("incompatible types for comparison")
+            continue
+        if ka == "other":
+            if gofmt.go_type(a) != gofmt.go_type(b):
+                raise FuncError("incompatible types for comparison")
+            # slices and maps are not comparable in Go
+            raise FuncError(f"non-comparable type {gofmt.sprint(b)}: {gofmt.go_type(b)}")
         if a == b:
             return True
     return False
@@ -207,6 +212,9 @@ def _ensure_int(v: Any) -> int:
     raise FuncError(f"interface conversion: interface {{}} is {gofmt.go_type(v)}, not int")
 
 
+LOOP_MAX = 1_000_000
+
+
 def _loop(*params: Any) -> list[int]:
     if len(params) == 1:
         start, stop = 0, _ensure_int(params[0])
@@ -214,6 +222,8 @@ def _loop(*params: Any) -> list[int]:
         start, stop = _ensure_int(params[0]), _ensure_int(params[1])
     else:
         raise FuncError(f"loop: wrong number of arguments, expected 1 or 2, but got {len(params)}")
+    if abs(stop - start) > LOOP_MAX:  # CP would try to allocate it; PID 1 must not run out of memory
+        raise FuncError(f"loop: {abs(stop - start)} elements is more than pypilot renders ({LOOP_MAX})")
     return gofmt.Ints(range(start, stop, -1) if stop < start else range(start, stop))
 
 
@@ -255,4 +265,6 @@ def _and_or(*args: Any) -> Any:  # the executor short-circuits these; never call
 
 
 def _call(fn: Any, *args: Any) -> Any:
+    if fn is None:
+        raise FuncError("call of nil")
     raise FuncError(f"non-function of type {gofmt.go_type(fn)}")

@@ -183,7 +183,7 @@ class Lexer:
                     else "keyword" if word in KEYWORDS else "ident")
             val: Any = word == "true" if kind == "bool" else None if kind == "nil" else word
             return Tok(kind, val, word, pos, k, ln)
-        raise TemplateError(f"template: :{ln}: unexpected {c!r} in command")
+        raise TemplateError(f'template: :{ln}: unexpected "{c}" in command')
 
 
 def unescape(s: str, ln: int) -> str:
@@ -231,13 +231,17 @@ def number(word: str, ln: int) -> int | float:
     body = w.lstrip("+-")
     try:
         if body.lower().startswith(("0x", "0o", "0b")) and not any(c in body for c in ".pP"):
-            return int(w, 0)
-        if body.lower().startswith("0x"):
+            v = int(w, 0)
+        elif body.lower().startswith("0x"):
             return float.fromhex(w)
-        if len(body) > 1 and body.startswith("0") and body.isdigit():
-            return int(w, 8)  # Go: a leading 0 means octal
-        if any(c in w for c in ".eE"):
+        elif len(body) > 1 and body.startswith("0") and body.isdigit():
+            v = int(w, 8)  # Go: a leading 0 means octal
+        elif any(c in w for c in ".eE"):
             return float(w)
-        return int(w, 10)
+        else:
+            v = int(w, 10)
     except ValueError:
         raise TemplateError(f"template: :{ln}: illegal number syntax: \"{word}\"") from None
+    if not -(1 << 63) <= v < 1 << 64:  # neither int64 nor uint64 (between: "overflows int" when used)
+        raise TemplateError(f"template: :{ln}: integer overflow: \"{word}\"")
+    return v

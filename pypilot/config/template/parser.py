@@ -42,10 +42,12 @@ class Parser:
             head = toks[0]
             kw = head.val if head.kind == "keyword" else None
             if kw in ("end", "else"):
-                if kw not in stops:
-                    raise TemplateError(f"template: :{line}: unexpected {{{{{kw}}}}}")
                 if kw == "end" and len(toks) > 1:
                     raise TemplateError(f"template: :{line}: unexpected {_quote_tok(toks[1])} in end")
+                if kw not in stops:
+                    if stops == ("end",):
+                        raise TemplateError(f"template: :{line}: expected end; found {{{{{kw}}}}}")
+                    raise TemplateError(f"template: :{line}: unexpected {{{{{kw}}}}}")
                 return out, item
             if kw in ("if", "with", "range"):
                 out.append(self._branch(kw, toks[1:], item))
@@ -125,9 +127,6 @@ class Parser:
         if names and k < len(toks) and toks[k].kind in ("declare", "assign"):
             decl, assign = names, toks[k].kind == "assign"
             toks = toks[k + 1 :]
-            if assign:
-                for v in decl:
-                    self._use_var(v, line)
         elif len(names) > 1:
             raise TemplateError(f"template: :{line}: range can only initialize variables")
         if not toks:
@@ -139,16 +138,15 @@ class Parser:
             t = toks[pos]
             if t.kind == "pipe":
                 if not args:
-                    raise TemplateError(f"template: :{line}: missing command")
+                    raise TemplateError(f'template: :{line}: unexpected "|" in command')
                 cmds.append(n.Command(args, args[0].pos, line))
                 args = []
                 pos += 1
                 continue
             node, pos = self._operand(toks, pos, line)
             args.append(node)
-        if not args:
-            raise TemplateError(f"template: :{line}: missing command")
-        cmds.append(n.Command(args, args[0].pos, line))
+        if args:  # Go 1.19 accepts a trailing "|" with no command after it
+            cmds.append(n.Command(args, args[0].pos, line))
         for i, c in enumerate(cmds[1:]):
             if isinstance(c.args[0], (n.Literal, n.Nil, n.Dot)):
                 raise TemplateError(f"template: :{line}: non executable command in pipeline stage {i + 2}")
@@ -177,7 +175,7 @@ class Parser:
                 k += 1
             return n.Paren(inner, chain, t.pos, line), k
         if t.kind == ")":
-            raise TemplateError(f"template: :{line}: unexpected right paren")
+            raise TemplateError(f'template: :{line}: unexpected ")" in command')
         if t.kind in ("string", "number", "bool"):
             node = n.Literal(t.val, t.text, t.pos, line)
         elif t.kind == "nil":
