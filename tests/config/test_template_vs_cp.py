@@ -33,7 +33,8 @@ def containerpilot(text: str, tmp_path: Path) -> tuple[bool, str]:
     out = r.stdout.decode("utf-8", "surrogateescape")
     if r.returncode:
         assert PREFIX in out, (r.returncode, out, r.stderr)
-        return False, out.split(PREFIX, 1)[1].rstrip("\n")
+        message = out.split(PREFIX, 1)[1]
+        return False, message[:-1] if message.endswith("\n") else message  # the log line's own newline
     return True, out
 
 
@@ -147,3 +148,43 @@ def test_printf_matrix_renders_as_containerpilot(tmp_path: Path) -> None:
     diff = [(t, g, w) for t, g, w in zip(text.splitlines(), got.splitlines(), want.splitlines(), strict=False) if g != w]
     assert not diff, diff[:20]
     assert got == want
+
+
+def _random_templates(seed: int, count: int) -> list[str]:
+    """Random compositions of Go's built-ins and CP's functions over every kind of value."""
+    import random
+
+    vals = [".NAME", ".TAGS", ".EMPTY", ".", "1", "-2", "1.5", '"s"', '"%d"', '"%v|%s"', '"%q %x"', "true", "nil",
+            "(loop 2)", '(split "," .TAGS)', "'c'", "$", "0x10", "1e6"]
+    fns = ["printf", "print", "println", "len", "index", "slice", "and", "or", "not", "eq", "ne", "lt", "le", "html",
+           "js", "urlquery", "split", "join", "default", "env", "loop", "replaceAll", "regexReplaceAll"]
+    rnd = random.Random(seed)
+
+    def expr(depth: int = 0) -> str:
+        r = rnd.random()
+        if r < 0.4 or depth > 2:
+            return rnd.choice(vals)
+        args = " ".join(expr(depth + 1) for _ in range(rnd.randint(0, 3)))
+        if r < 0.9:
+            return f"({rnd.choice(fns)} {args})"
+        return f"{expr(depth + 1)} | {rnd.choice(fns)} {args}"
+
+    def action() -> str:
+        r, e = rnd.random(), expr()
+        if r < 0.6:
+            return "{{ " + e + " }}"
+        if r < 0.75:
+            return "{{ if " + e + " }}T{{ else }}F{{ end }}"
+        if r < 0.9:
+            return "{{ range $i, $v := " + e + " }}[{{ $i }}={{ $v }}]{{ else }}E{{ end }}"
+        return "{{ with " + e + " }}W{{ . }}{{ end }}"
+
+    return ["".join(action() for _ in range(rnd.randint(1, 3))) for _ in range(count)]
+
+
+@pytest.mark.timeout(300)
+def test_random_compositions_render_as_containerpilot(tmp_path: Path) -> None:
+    """200 seeded random templates (found the error positions, eq/index/len of nil and %s in eq's error)."""
+    diffs = [(t, pypilot(t), containerpilot(t, tmp_path)) for t in _random_templates(14, 200)]
+    diffs = [d for d in diffs if d[1] != d[2]]
+    assert not diffs, diffs[:5]

@@ -109,7 +109,7 @@ class Executor:
         elif val is None:
             items = []
         else:
-            raise self.fail(node.pipe.cmds[0].args[0], f"range can't iterate over {gofmt.sprint(val)}")
+            raise self.fail(self.at or node, f"range can't iterate over {gofmt.sprint(val)}")
         if not items:
             self.walk(dot, node.else_body)
         for key, elem in items:

@@ -36,6 +36,8 @@ def _len(v: Any) -> int:
         return len(v.encode("utf-8", "surrogateescape"))  # Go's len counts bytes
     if isinstance(v, (list, tuple, Mapping)):
         return len(v)
+    if v is None:  # Go 1.19 panics in reflect; text/template reports the panic
+        raise FuncError("reflect: call of reflect.Value.Type on zero Value")
     raise FuncError(f"len of type {gofmt.go_type(v)}")
 
 
@@ -48,6 +50,8 @@ def _index_of(k: Any, size: int) -> int:
 
 
 def _index(v: Any, *keys: Any) -> Any:
+    if v is None:
+        raise FuncError("index of untyped nil")
     for k in keys:
         if v is None:
             raise FuncError("index of untyped nil")
@@ -155,7 +159,7 @@ def _eq(a: Any, *bs: Any) -> bool:
             if gofmt.go_type(a) != gofmt.go_type(b):
                 raise FuncError("incompatible types for comparison")
             # slices and maps are not comparable in Go
-            raise FuncError(f"non-comparable type {gofmt.sprint(b)}: {gofmt.go_type(b)}")
+            raise FuncError(gofmt.sprintf("non-comparable type %s: %v", b, gofmt.go_type(b)))
         if a == b:
             return True
     return False
@@ -209,7 +213,8 @@ def _ensure_int(v: Any) -> int:
     if isinstance(v, int) and not isinstance(v, bool) and not isinstance(v, gofmt.Uint8):
         return v
     # CP's intv.(int) panics; text/template turns the panic into this error
-    raise FuncError(f"interface conversion: interface {{}} is {gofmt.go_type(v)}, not int")
+    got = "nil" if v is None else gofmt.go_type(v)
+    raise FuncError(f"interface conversion: interface {{}} is {got}, not int")
 
 
 LOOP_MAX = 1_000_000
