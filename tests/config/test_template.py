@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pypilot.config import render
@@ -182,3 +184,23 @@ def test_a_loop_too_large_to_hold_is_an_error_not_an_out_of_memory_pid_1() -> No
     with pytest.raises(TemplateError, match=r"loop: 99999999999 elements is more than pypilot renders"):
         render_text("{{ loop 99999999999 }}", ENV)
     assert render_text("{{ len (loop 1000000) }}", ENV) == "1000000"
+
+
+def test_re2_and_heavy_stdlib_load_only_when_a_template_needs_them() -> None:
+    """PID 1 renders a `{{` config at start-up: the engine must not pull in re2, re, typing or dataclasses
+    (re2 loads when a template calls regexReplaceAll)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    spec = importlib.util.find_spec("re2")
+    assert spec is not None and spec.origin is not None
+    site = Path(spec.origin).parents[1]  # without site.py (an editable install's finder imports re)
+    code = ("import sys; from pypilot.config.template import render; "
+            "render('{{ .A | default \"x\" }}{{ range loop 2 }}{{ printf \"%d %q\" . \"x\" }}{{ end }}', {});"
+            "print(sorted(m for m in ('re2', 're', 'typing', 'dataclasses') if m in sys.modules)); "
+            "render('{{ regexReplaceAll \"a\" \"b\" \"a\" }}', {}); print('re2' in sys.modules)")
+    path = f"{Path(__file__).resolve().parents[2]}:{site}"
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": path}).stdout.split("\n")
+    assert out[:2] == ["[]", "True"], out
