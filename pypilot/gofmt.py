@@ -414,52 +414,49 @@ def _parsenum(s: str, i: int) -> tuple[int | None, int]:
     return (n if i > start else None), i
 
 
-def sprintf(fmt: str, *args: Any) -> str:
-    """``fmt.Sprintf`` with Go's verbs, flags, ``*`` widths, ``[n]`` argument indexes and error forms."""
-    out: list[str] = []
-    n, i, argn, reordered = len(fmt), 0, 0, False
+class _Printf:
+    """One ``fmt.Sprintf`` call: Go's doPrintf, state and all (argument cursor, ``[n]`` reordering)."""
 
-    def arg_index(i: int) -> tuple[int, bool, bool]:
-        """Parse ``[n]`` at ``i``: new position, whether one was there, whether it was good."""
-        nonlocal argn, reordered
-        if i >= n or fmt[i] != "[":
+    def __init__(self, fmt: str, args: tuple[Any, ...]) -> None:
+        self.fmt, self.args = fmt, args
+        self.argn, self.reordered = 0, False
+        self.out: list[str] = []
+
+    def arg_index(self, i: int) -> tuple[int, bool, bool]:
+        """Parse ``[n]`` at ``i``: the new position, whether one was there, whether it was good."""
+        fmt = self.fmt
+        if i >= len(fmt) or fmt[i] != "[":
             return i, False, True
-        reordered = True
+        self.reordered = True
         close = fmt.find("]", i + 1)
-        if close < 0 or n - i < 3:
+        if close < 0 or len(fmt) - i < 3:
             return i + 1, True, False
         num, j = _parsenum(fmt, i + 1)
         if num is None or j != close:
             return close + 1, True, False
-        if 0 <= num - 1 < len(args):
-            argn = num - 1
+        if 0 <= num - 1 < len(self.args):
+            self.argn = num - 1
             return close + 1, True, True
         return close + 1, True, False
 
-    def int_arg() -> int | None:
-        nonlocal argn
-        if argn >= len(args):
+    def int_arg(self) -> int | None:
+        """A ``*`` width or precision: the next operand if it is a small int."""
+        if self.argn >= len(self.args):
             return None
-        a = args[argn]
-        argn += 1
+        a = self.args[self.argn]
+        self.argn += 1
         if isinstance(a, int) and not isinstance(a, bool) and -1_000_000 <= a <= 1_000_000:
             return a
         return None
 
-    while i < n:
-        j = fmt.find("%", i)
-        if j < 0:
-            out.append(fmt[i:])
-            break
-        out.append(fmt[i:j])
-        i = j + 1
-        f = _Flags()
-        while i < n and fmt[i] in "#0+- ":
+    def flags(self, i: int) -> tuple[_Flags, int]:
+        f, fmt = _Flags(), self.fmt
+        while i < len(fmt) and fmt[i] in "#0+- ":
             c = fmt[i]
             if c == "#":
                 f.sharp = True
             elif c == "0":
-                f.zero = not f.minus
+                f.zero = not f.minus  # zero padding only to the left
             elif c == "+":
                 f.plus = True
             elif c == "-":
@@ -467,61 +464,84 @@ def sprintf(fmt: str, *args: Any) -> str:
             else:
                 f.space = True
             i += 1
-        good = True
-        i, after_index, ok = arg_index(i)
-        good = good and ok
+        return f, i
+
+    def width_and_precision(self, f: _Flags, i: int) -> tuple[int, bool, bool]:
+        """Parse ``[n]``, width, ``.precision`` (each maybe ``*``): position, after-index, good index."""
+        fmt, n = self.fmt, len(self.fmt)
+        i, after_index, good = self.arg_index(i)
         if i < n and fmt[i] == "*":
             i += 1
-            f.wid = int_arg()
+            f.wid = self.int_arg()
             if f.wid is None:
-                out.append("%!(BADWIDTH)")
+                self.out.append("%!(BADWIDTH)")
             elif f.wid < 0:
                 f.wid, f.minus, f.zero = -f.wid, True, False
             after_index = False
         else:
             f.wid, i = _parsenum(fmt, i)
-            if after_index and f.wid is not None:
+            if after_index and f.wid is not None:  # "%[3]2d"
                 good = False
         if i + 1 < n and fmt[i] == ".":
             i += 1
-            if after_index:
+            if after_index:  # "%[3].2d"
                 good = False
-            i, after_index, ok = arg_index(i)
+            i, after_index, ok = self.arg_index(i)
             good = good and ok
             if i < n and fmt[i] == "*":
                 i += 1
-                f.prec = int_arg()
+                f.prec = self.int_arg()
                 if f.prec is not None and f.prec < 0:
                     f.prec = None
                 if f.prec is None:
-                    out.append("%!(BADPREC)")
+                    self.out.append("%!(BADPREC)")
                 after_index = False
             else:
                 f.prec, i = _parsenum(fmt, i)
                 if f.prec is None:
                     f.prec = 0
-        if not after_index:
-            i, after_index, ok = arg_index(i)
-            good = good and ok
-        if i >= n:
-            out.append("%!(NOVERB)")
-            break
-        verb = fmt[i]
-        i += 1
-        if verb == "%":
-            out.append("%")
+        return i, after_index, good
+
+    def run(self) -> str:
+        fmt, n, out, i = self.fmt, len(self.fmt), self.out, 0
+        while i < n:
+            j = fmt.find("%", i)
+            if j < 0:
+                out.append(fmt[i:])
+                break
+            out.append(fmt[i:j])
+            f, i = self.flags(j + 1)
+            i, after_index, good = self.width_and_precision(f, i)
+            if not after_index:
+                i, after_index, ok = self.arg_index(i)
+                good = good and ok
+            if i >= n:
+                out.append("%!(NOVERB)")
+                break
+            verb = fmt[i]
+            i += 1
+            self.verb(verb, f, good)
+        if not self.reordered and self.argn < len(self.args):
+            rest = self.args[self.argn :]
+            extra = ("<nil>" if a is None else f"{go_type(a)}={_arg(a, 'v', _PLAIN)}" for a in rest)
+            out.append("%!(EXTRA " + ", ".join(extra) + ")")
+        return "".join(out)
+
+    def verb(self, verb: str, f: _Flags, good: bool) -> None:
+        if verb == "%":  # takes no operand and ignores width and precision
+            self.out.append("%")
         elif not good:
-            out.append(f"%!{verb}(BADINDEX)")
-        elif argn >= len(args):
-            out.append(f"%!{verb}(MISSING)")
+            self.out.append(f"%!{verb}(BADINDEX)")
+        elif self.argn >= len(self.args):
+            self.out.append(f"%!{verb}(MISSING)")
         else:
             sharp_v = False
-            if verb == "v":
-                sharp_v, f.sharp = f.sharp, False
-                f.plus = False
-            out.append(_arg(args[argn], verb, f, sharp_v))
-            argn += 1
-    if not reordered and argn < len(args):
-        extra = ("<nil>" if a is None else f"{go_type(a)}={_arg(a, 'v', _PLAIN)}" for a in args[argn:])
-        out.append("%!(EXTRA " + ", ".join(extra) + ")")
-    return "".join(out)
+            if verb == "v":  # %#v is Go syntax; %+v's plus is for struct fields
+                sharp_v, f.sharp, f.plus = f.sharp, False, False
+            self.out.append(_arg(self.args[self.argn], verb, f, sharp_v))
+            self.argn += 1
+
+
+def sprintf(fmt: str, *args: Any) -> str:
+    """``fmt.Sprintf`` with Go's verbs, flags, ``*`` widths, ``[n]`` argument indexes and error forms."""
+    return _Printf(fmt, args).run()

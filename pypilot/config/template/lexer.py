@@ -118,6 +118,15 @@ class Lexer:
             toks.append(tok)
             pos = tok.end
 
+    def _closing(self, pos: int, quote: str, ln: int, what: str) -> int:
+        """The offset of the quote that closes the one at ``pos`` (escapes skipped, on one line)."""
+        src, k = self.src, pos + 1
+        while k < len(src) and src[k] != quote and src[k] != "\n":
+            k += 2 if src[k] == "\\" and src[k + 1 : k + 2] != "\n" else 1
+        if k >= len(src) or src[k] != quote:
+            raise TemplateError(f"template: :{ln}: {what}")
+        return k
+
     def _token(self, pos: int, ln: int) -> Tok:
         src, n = self.src, len(self.src)
         c = src[pos]
@@ -127,13 +136,7 @@ class Lexer:
         if c in simple:
             return Tok(simple[c], c, c, pos, pos + 1, ln)
         if c == '"':
-            k = pos + 1
-            while k < n and src[k] != '"':
-                if src[k] == "\n":
-                    break
-                k += 2 if src[k] == "\\" else 1
-            if k >= n or src[k] != '"':
-                raise TemplateError(f"template: :{ln}: unterminated quoted string")
+            k = self._closing(pos, '"', ln, "unterminated quoted string")
             return Tok("string", unescape(src[pos + 1 : k], ln), src[pos : k + 1], pos, k + 1, ln)
         if c == "`":
             end = src.find("`", pos + 1)
@@ -141,13 +144,7 @@ class Lexer:
                 raise TemplateError(f"template: :{ln}: unterminated raw quoted string")
             return Tok("string", src[pos + 1 : end], src[pos : end + 1], pos, end + 1, ln)
         if c == "'":
-            k = pos + 1
-            while k < n and src[k] != "'":
-                if src[k] == "\n":
-                    break
-                k += 2 if src[k] == "\\" else 1
-            if k >= n or src[k] != "'":
-                raise TemplateError(f"template: :{ln}: unterminated character constant")
+            k = self._closing(pos, "'", ln, "unterminated character constant")
             body = src[pos + 1 : k]
             ch = unescape(body, ln) if body.startswith("\\") else body
             if len(ch) != 1:
