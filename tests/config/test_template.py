@@ -204,3 +204,31 @@ def test_re2_and_heavy_stdlib_load_only_when_a_template_needs_them() -> None:
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": path}).stdout.split("\n")
     assert out[:2] == ["[]", "True"], out
+
+
+def test_parser_builds_a_typed_tree_issue_18() -> None:
+    """#18.6: the tree is made of node classes with named fields, not tuples read by position."""
+    from pypilot.config.template import nodes
+    from pypilot.config.template.funcs import table
+    from pypilot.config.template.parser import Parser
+
+    parser = Parser('a{{ if $x := .A.B }}{{ .C | printf "%s" 1 }}{{ else }}{{ template "t" . }}{{ end }}'
+                    '{{ define "t" }}{{ (loop 2).X }}{{ end }}', table({}))
+    text, branch = parser.parse()
+    assert isinstance(text, nodes.TextNode) and text.text == "a"
+    assert isinstance(branch, nodes.Branch) and branch.kind == "if" and branch.pipe.decl == ["$x"]
+    (cond,) = branch.pipe.cmds[0].args
+    assert isinstance(cond, nodes.Field) and cond.chain == ["A", "B"] and str(cond) == ".A.B"
+    (action,) = branch.body
+    assert isinstance(action, nodes.ActionNode)
+    assert [str(c) for c in action.pipe.cmds] == [".C", 'printf "%s" 1']
+    fn, fmt, one = action.pipe.cmds[1].args
+    assert isinstance(fn, nodes.Ident) and isinstance(fmt, nodes.Literal) and isinstance(one, nodes.Literal)
+    assert (fn.name, fmt.value, one.value) == ("printf", "%s", 1)
+    (call,) = branch.else_body
+    assert isinstance(call, nodes.TemplateCall) and call.name == "t" and call.pipe is not None
+    assert isinstance(call.pipe.cmds[0].args[0], nodes.Dot)
+    (inner,) = parser.defines["t"]
+    assert isinstance(inner, nodes.ActionNode)
+    paren = inner.pipe.cmds[0].args[0]
+    assert isinstance(paren, nodes.Paren) and paren.chain == ["X"] and str(paren) == "(loop 2).X"
