@@ -18,17 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pypilot.gofmt import go_float
+from pypilot.gofmt import go_float, sprint
 
 from .errors import TemplateError
+from .executor import Executor
+from .funcs import table
+from .parser import Parser
 
 __all__ = ["TemplateError", "go_float", "go_value", "render"]
 
 
 def go_value(v: object) -> str:
     """Go ``fmt.Sprint`` of one value as a template prints it (an absent value is ``<no value>``)."""
-    from pypilot.gofmt import sprint
-
     return "<no value>" if v is None else sprint(v)
 
 
@@ -36,10 +37,6 @@ def render(text: str, environ: Mapping[str, str]) -> str:
     """Render ``text`` as a Go template over ``environ`` (``{{ .VAR }}`` = the full value; see above)."""
     if "{{" not in text:
         return text  # the common case costs nothing
-    from .executor import Executor
-    from .funcs import table
-    from .parser import Parser
-
     funcs = table(environ)
     try:
         parser = Parser(text, funcs)
