@@ -188,3 +188,23 @@ def test_random_compositions_render_as_containerpilot(tmp_path: Path) -> None:
     diffs = [(t, pypilot(t), containerpilot(t, tmp_path)) for t in _random_templates(14, 200)]
     diffs = [d for d in diffs if d[1] != d[2]]
     assert not diffs, diffs[:5]
+
+
+@pytest.mark.parametrize("out", ["-", "file"])
+def test_template_subcommand_writes_the_bytes_containerpilot_writes(tmp_path: Path, out: str) -> None:
+    """`-template` (stdout or `-out F`) over a value that is not UTF-8: Go strings are bytes, so CP wrote the
+    byte back as it came; pypilot keeps it (surrogateescape) instead of failing to encode it."""
+    import sys
+
+    path = tmp_path / "c.json5"
+    path.write_text('{tags: ["{{ .TAGS | split "," | join "\\", \\"" }}"], x: "{{ .X }}", n: {{ len .X }}}\n')
+    env = {**ENV, "TAGS": "web,lb"}
+    got = {}
+    for name, cmd in (("cp", [str(CP)]), ("pypilot", [sys.executable, "-m", "pypilot"])):
+        target = tmp_path / f"{name}.out"
+        args = [*cmd, "-config", str(path), "-template"] + (["-out", str(target)] if out == "file" else [])
+        r = subprocess.run(args, capture_output=True, timeout=30, cwd=ROOT,
+                           env={**{k: v.encode() for k, v in env.items()}, b"X": b"v\xfe"})  # type: ignore[dict-item]
+        assert r.returncode == 0, r.stderr
+        got[name] = target.read_bytes() if out == "file" else r.stdout
+    assert got["pypilot"] == got["cp"] == b'{tags: ["web", "lb"], x: "v\xfe", n: 2}\n'
