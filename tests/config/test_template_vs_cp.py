@@ -123,6 +123,8 @@ CORPUS = [
     "{{ '\\'' }} {{ '\\\\' }} {{ '\\x41' }} {{ '\\u263a' }}", '{{ "a\nb" }}',
     '{{ true | not }}{{ not 0 }}{{ not "" }}{{ not (loop 0) }}|{{ index . "NAME" "x" }}',
     '{{ println (split "," "a,b") (loop 2) 1.5 true nil }}{{ print . }}',
+    '{{ eq (loop 2) (split "," .TAGS) }}', '{{ eq . (split "," .TAGS) }}', '{{ slice "abc" nil }}', '{{ index (loop 2) nil }}',
+    '{{ slice "abc" 4 }}', '{{ slice "abc" 3 }}|{{ slice "abc" 0 3 }}|{{ slice (loop 3) 1 2 3 }}', '{{ slice "abc" 1 2 3 }}',
 ]
 
 

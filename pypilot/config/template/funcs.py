@@ -42,6 +42,8 @@ def _len(v: Any) -> int:
 
 
 def _index_of(k: Any, size: int) -> int:
+    if k is None:
+        raise FuncError("cannot index slice/array with nil")
     if not isinstance(k, int) or isinstance(k, bool):
         raise FuncError(f"cannot index slice/array with type {gofmt.go_type(k)}")
     if not 0 <= k < size:
@@ -85,10 +87,7 @@ def _slice(v: Any, *idx: Any) -> Any:
         raise FuncError(f"can't slice item of type {gofmt.go_type(v)}")
     bounds = [0, size]
     for i, k in enumerate(idx):
-        if not isinstance(k, int) or isinstance(k, bool):
-            raise FuncError(f"cannot index slice/array with type {gofmt.go_type(k)}")
-        if not 0 <= k <= size:
-            raise FuncError(f"index out of range: {k}")
+        _index_of(k, size + 1)  # a slice bound may equal the length
         if i < 2:
             bounds[i] = k
     if bounds[0] > bounds[1]:
@@ -156,8 +155,9 @@ def _eq(a: Any, *bs: Any) -> bool:
                 raise FuncError("incompatible types for comparison")
             continue
         if ka == "other":
-            if gofmt.go_type(a) != gofmt.go_type(b):
-                raise FuncError("incompatible types for comparison")
+            if isinstance(a, Mapping) != isinstance(b, Mapping):  # a slice and a map: kinds differ
+                raise FuncError(gofmt.sprintf("non-comparable types %s: %v, %s: %v", a, gofmt.go_type(a),
+                                              gofmt.go_type(b), b))
             # slices and maps are not comparable in Go
             raise FuncError(gofmt.sprintf("non-comparable type %s: %v", b, gofmt.go_type(b)))
         if a == b:
