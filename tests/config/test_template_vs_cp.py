@@ -210,3 +210,23 @@ def test_template_subcommand_writes_the_bytes_containerpilot_writes(tmp_path: Pa
         assert r.returncode == 0, r.stderr
         got[name] = target.read_bytes() if out == "file" else r.stdout
     assert got["pypilot"] == got["cp"] == b'{tags: ["web", "lb"], x: "v\xfe", n: 2}\n'
+
+
+def _token_soup(seed: int, count: int) -> list[str]:
+    """Actions of random tokens: mostly parse errors, each of which must read as Go's parser words it."""
+    import random
+
+    atoms = [".", ".NAME", "$", "$x", ":=", "=", "|", "(", ")", ",", '"s"', "`r`", "'c'", "1", "-1", "1.5", "nil",
+             "true", "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
+             "printf", '"%d"', "len", "index", "and", "not", "eq", "split", "join", "loop", "default", "env", "print"]
+    rnd = random.Random(seed)
+    return ["".join("{{ " + " ".join(rnd.choice(atoms) for _ in range(rnd.randint(1, 5))) + " }}"
+                    + rnd.choice(["", "x", " "]) for _ in range(rnd.randint(1, 4))) for _ in range(count)]
+
+
+@pytest.mark.timeout(300)
+def test_random_token_soup_parses_as_containerpilot(tmp_path: Path) -> None:
+    """200 seeded actions of random tokens (found Go's token quoting, contexts, {{define}} only at the top)."""
+    diffs = [(t, pypilot(t), containerpilot(t, tmp_path)) for t in _token_soup(18, 200)]
+    diffs = [d for d in diffs if d[1] != d[2]]
+    assert not diffs, diffs[:5]

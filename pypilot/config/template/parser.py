@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pypilot import gofmt
+
 from . import nodes as n
 from .errors import TemplateError
 from .lexer import Action, Lexer, Text, Tok
@@ -42,8 +44,8 @@ class Parser:
             head = toks[0]
             kw = head.val if head.kind == "keyword" else None
             if kw in ("end", "else"):
-                if kw == "end" and len(toks) > 1:
-                    raise TemplateError(f"template: :{line}: unexpected {_quote_tok(toks[1])} in end")
+                if len(toks) > 1 and (kw == "end" or toks[1].val != "if"):
+                    raise TemplateError(f"template: :{line}: unexpected {_quote_tok(toks[1])} in {kw}")
                 if kw not in stops:
                     if stops == ("end",):
                         raise TemplateError(f"template: :{line}: expected end; found {{{{{kw}}}}}")
@@ -51,20 +53,22 @@ class Parser:
                 return out, item
             if kw in ("if", "with", "range"):
                 out.append(self._branch(kw, toks[1:], item))
+            elif kw == "define" and stops:  # Go reads {{define}} only at the top level
+                raise TemplateError(f"template: :{line}: unexpected <define> in command")
             elif kw in ("define", "block"):
                 out.extend(self._define(kw, toks, item))
             elif kw == "template":
                 if len(toks) < 2 or toks[1].kind != "string":
-                    what = _quote_tok(toks[1]) if len(toks) > 1 else "EOF"
+                    what = _quote_tok(toks[1]) if len(toks) > 1 else '"}}"'
                     raise TemplateError(f"template: :{line}: unexpected {what} in template clause")
-                pipe = self._pipeline(toks[2:], line, "template") if len(toks) > 2 else None
+                pipe = self._pipeline(toks[2:], line, "template clause") if len(toks) > 2 else None
                 out.append(n.TemplateCall(toks[1].val, pipe, toks[1].pos, line))
             elif kw in ("break", "continue"):
-                if not self.range_depth:
-                    raise TemplateError(f"template: :{line}: {{{{{kw}}}}} outside {{{{range}}}}")
                 if len(toks) > 1:
                     what = _quote_tok(toks[1])
                     raise TemplateError(f"template: :{line}: unexpected {what} in {{{{{kw}}}}}")
+                if not self.range_depth:
+                    raise TemplateError(f"template: :{line}: {{{{{kw}}}}} outside {{{{range}}}}")
                 out.append(n.LoopControl(kw, head.pos, line))
             else:
                 pipe = self._pipeline(toks, line, "command")
@@ -72,10 +76,14 @@ class Parser:
         return out, None
 
     def _define(self, kw: str, toks: list[Tok], item: Action) -> list[n.Node]:
+        ctx = f"{kw} clause"
         if len(toks) < 2 or toks[1].kind != "string":
-            raise TemplateError(f"template: :{item.line}: {kw} requires a quoted name")
+            what = _quote_tok(toks[1]) if len(toks) > 1 else '"}}"'
+            raise TemplateError(f"template: :{item.line}: unexpected {what} in {ctx}")
         name = toks[1].val
-        pipe = self._pipeline(toks[2:], item.line, kw) if kw == "block" and len(toks) > 2 else None
+        if kw == "define" and len(toks) > 2:
+            raise TemplateError(f"template: :{item.line}: unexpected {_quote_tok(toks[2])} in {ctx}")
+        pipe = self._pipeline(toks[2:], item.line, ctx) if kw == "block" and len(toks) > 2 else None
         saved, self.vars = self.vars, ["$"]
         body, end = self._list(("end",))
         self.vars = saved
@@ -110,72 +118,88 @@ class Parser:
         return n.Branch(kw, pipe, body, else_body, item.pos, item.line)
 
     def _pipeline(self, toks: list[Tok], line: int, ctx: str) -> n.Pipeline:
-        decl: list[str] = []
-        assign = False
-        pos0 = toks[0].pos if toks else 0
-        # declarations: $x := ... | $x = ... | $i, $v := ... (two only in range)
-        k, names = 0, []
-        while k < len(toks) and toks[k].kind == "var" and not toks[k].val[1]:
-            names.append(toks[k].val[0])
-            if k + 1 < len(toks) and toks[k + 1].kind == "comma":
-                if ctx != "range" or len(names) >= 2:
-                    raise TemplateError(f"template: :{line}: too many declarations in {ctx}")
-                k += 2
-                continue
-            k += 1
-            break
-        if names and k < len(toks) and toks[k].kind in ("declare", "assign"):
-            decl, assign = names, toks[k].kind == "assign"
-            toks = toks[k + 1 :]
-        elif len(names) > 1:
-            raise TemplateError(f"template: :{line}: range can only initialize variables")
-        if not toks:
-            raise TemplateError(f"template: :{line}: missing value for {ctx}")
+        """The pipeline that is an action's tokens (after its keyword), as Go's parser reads it."""
+        end = toks[-1].end if toks else 0
+        toks = [*toks, Tok("}}", "}}", "}}", end, end + 2, line)]
+        depth = 0
+        for i, t in enumerate(toks):  # the lexer's error: where the action closes with a paren open
+            depth += {"(": 1, ")": -1}.get(t.kind, 0)
+            if t.kind == "}}" and depth > 0:
+                toks.insert(i, Tok("error", "unclosed left paren", "", t.pos, t.pos, line))
+                break
+        pipe, _ = self._pipe(toks, 0, line, ctx, "}}")
+        return pipe
+
+    def _pipe(self, toks: list[Tok], k: int, line: int, ctx: str, end: str) -> tuple[n.Pipeline, int]:
+        """``[decl :=] command | command ...`` up to the ``end`` token; returns what follows it."""
+        pos0 = toks[k].pos
+        decl, assign, k = self._decls(toks, k, line, ctx)
         cmds: list[n.Command] = []
-        args: list[n.Node] = []
-        pos = 0
-        while pos < len(toks):
-            t = toks[pos]
-            if t.kind == "pipe":
-                if not args:
-                    raise TemplateError(f'template: :{line}: unexpected "|" in command')
-                cmds.append(n.Command(args, args[0].pos, line))
-                args = []
-                pos += 1
-                continue
-            node, pos = self._operand(toks, pos, line)
-            args.append(node)
-        if args:  # Go 1.19 accepts a trailing "|" with no command after it
-            cmds.append(n.Command(args, args[0].pos, line))
+        while True:
+            t = toks[k]
+            if t.kind == end:
+                k += 1
+                break
+            if t.kind not in _TERMS:
+                raise self._unexpected(t, ctx, line)
+            cmd, k = self._command(toks, k, line)
+            cmds.append(cmd)
+        if not cmds:
+            raise TemplateError(f"template: :{line}: missing value for {ctx}")
         for i, c in enumerate(cmds[1:]):
             if isinstance(c.args[0], (n.Literal, n.Nil, n.Dot)):
                 raise TemplateError(f"template: :{line}: non executable command in pipeline stage {i + 2}")
-        if not assign:
-            self.vars.extend(decl)
-        return n.Pipeline(decl, assign, cmds, pos0, line)
+        return n.Pipeline(decl, assign, cmds, pos0, line), k
 
-    def _use_var(self, name: str, line: int) -> None:
-        if name not in self.vars:
-            raise TemplateError(f'template: :{line}: undefined variable "{name}"')
+    def _decls(self, toks: list[Tok], k: int, line: int, ctx: str) -> tuple[list[str], bool, int]:
+        """``$x :=``, ``$x =`` or (in range) ``$i, $v :=``; Go knows the variable from here on."""
+        decl: list[str] = []
+        while toks[k].kind == "var" and not toks[k].val[1]:
+            nxt = toks[k + 1].kind
+            if nxt in ("declare", "assign"):
+                decl.append(toks[k].val[0])
+                self.vars.append(toks[k].val[0])
+                return decl, nxt == "assign", k + 2
+            if nxt != "comma":
+                break
+            decl.append(toks[k].val[0])
+            self.vars.append(toks[k].val[0])
+            if ctx == "range" and len(decl) < 2:
+                if toks[k + 2].kind in ("var", "}}", ")"):
+                    k += 2
+                    continue
+                raise TemplateError(f"template: :{line}: range can only initialize variables")
+            raise TemplateError(f"template: :{line}: too many declarations in {ctx}")
+        return decl, False, k  # "$i, $v" with no ":=": Go keeps $i declared and $v as the command
 
-    def _operand(self, toks: list[Tok], pos: int, line: int) -> tuple[n.Node, int]:
-        t = toks[pos]
+    def _command(self, toks: list[Tok], k: int, line: int) -> tuple[n.Command, int]:
+        args: list[n.Node] = []
+        while True:
+            node, k = self._term(toks, k, line)
+            if node is not None:
+                args.append(node)
+            t = toks[k]
+            if t.kind in ("}}", ")"):
+                break
+            if t.kind == "pipe":
+                k += 1
+                break
+            if node is None or _touches(toks, k):  # a space parts operands; anything else is an error
+                raise self._unexpected(t, "operand", line)
+        if not args:
+            raise TemplateError(f"template: :{line}: empty command")
+        return n.Command(args, args[0].pos, line), k
+
+    def _term(self, toks: list[Tok], k: int, line: int) -> tuple[n.Node | None, int]:
+        t = toks[k]
         node: n.Node
         if t.kind == "(":
-            depth, k = 1, pos + 1
-            while k < len(toks) and depth:
-                depth += {"(": 1, ")": -1}.get(toks[k].kind, 0)
-                k += 1
-            if depth:
-                raise TemplateError(f"template: :{line}: unclosed left paren")
-            inner = self._pipeline(toks[pos + 1 : k - 1], line, "parenthesized pipeline")
+            inner, k = self._pipe(toks, k + 1, line, "parenthesized pipeline", ")")
             chain: list[str] = []
-            while k < len(toks) and toks[k].kind == "field" and toks[k].val and _touches(toks, k):
+            while toks[k].kind == "field" and toks[k].val and _touches(toks, k):
                 chain.extend(toks[k].val)
                 k += 1
             return n.Paren(inner, chain, t.pos, line), k
-        if t.kind == ")":
-            raise TemplateError(f'template: :{line}: unexpected ")" in command')
         if t.kind in ("string", "number", "bool"):
             node = n.Literal(t.val, t.text, t.pos, line)
         elif t.kind == "nil":
@@ -192,11 +216,22 @@ class Parser:
             if t.val not in self.funcs:
                 raise TemplateError(f'template: :{line}: function "{t.val}" not defined')
             node = n.Ident(t.val, t.pos, line)
-        elif t.kind == "keyword":
-            raise TemplateError(f"template: :{line}: unexpected <{t.val}> in command")
         else:
-            raise TemplateError(f"template: :{line}: unexpected {_quote_tok(t)} in operand")
-        return node, pos + 1
+            return None, k
+        return node, k + 1
+
+    def _use_var(self, name: str, line: int) -> None:
+        if name not in self.vars:
+            raise TemplateError(f'template: :{line}: undefined variable "{name}"')
+
+    @staticmethod
+    def _unexpected(t: Tok, ctx: str, line: int) -> TemplateError:
+        if t.kind == "error":  # the lexer's own message
+            return TemplateError(f"template: :{line}: {t.val}")
+        return TemplateError(f"template: :{line}: unexpected {_quote_tok(t)} in {ctx}")
+
+
+_TERMS = frozenset(("(", "string", "number", "bool", "nil", "field", "var", "ident"))
 
 
 def _touches(toks: list[Tok], k: int) -> bool:
@@ -205,4 +240,8 @@ def _touches(toks: list[Tok], k: int) -> bool:
 
 
 def _quote_tok(t: Tok) -> str:
-    return f"<{t.text}>" if t.kind in ("keyword", "ident", "field", "var") else f'"{t.text}"'
+    """A token as Go's parser names it: a keyword (nil and a lone dot are keywords to Go) in <>, anything
+    else quoted, 10 bytes at most."""
+    if t.kind in ("keyword", "nil") or t.text == ".":
+        return f"<{t.text}>"
+    return gofmt.sprintf("%.10q...", t.text) if len(t.text.encode()) > 10 else gofmt.quote(t.text)
