@@ -3,7 +3,7 @@ applied) and tokenises each action. Positions are character offsets; lines are c
 
 from __future__ import annotations
 
-from .errors import TemplateError
+from pypilot import gofmt
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -14,6 +14,15 @@ _ESC = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\
         "v": "\v"}
 KEYWORDS = frozenset(("block", "break", "continue", "define", "else", "end", "if", "range", "template",
                       "with"))
+
+
+class LexError(Exception):
+    """A lexing error: it becomes an ``error`` token where it happened, and lexing stops there, so the
+    parser reports it only if nothing before it is wrong (Go lexes as the parser reads)."""
+
+    def __init__(self, msg: str, line: int) -> None:
+        super().__init__(msg)
+        self.msg, self.line = msg, line
 
 
 class Tok:
@@ -34,10 +43,12 @@ class Text:
 
 
 class Action:
-    __slots__ = ("line", "pos", "toks")
+    """One ``{{ ... }}``: its tokens, and the lines of its start and of its closing delimiter."""
 
-    def __init__(self, toks: list[Tok], pos: int, line: int) -> None:
-        self.toks, self.pos, self.line = toks, pos, line
+    __slots__ = ("end_line", "line", "pos", "toks")
+
+    def __init__(self, toks: list[Tok], pos: int, line: int, end_line: int) -> None:
+        self.toks, self.pos, self.line, self.end_line = toks, pos, line, end_line
 
 
 class Lexer:
@@ -75,44 +86,50 @@ class Lexer:
             if text:
                 items.append(Text(text, text_pos, self.line_of(text_pos)))
             line = self.line_of(start)
-            if src.startswith("/*", inner):  # a comment: right after the delimiter and its trim marker
-                pos, trim_next = self._comment(inner, line)
-                continue
-            toks, pos, trim_next = self._action(inner, line)
-            items.append(Action(toks, start, line))
+            toks: list[Tok] = []
+            try:
+                if src.startswith("/*", inner):  # a comment: right after the delimiter and its trim marker
+                    pos, trim_next = self._comment(inner, line)
+                    continue
+                pos, trim_next = self._action(inner, line, toks)
+            except LexError as e:
+                toks.append(Tok("error", e.msg, "", start, start, e.line))
+                items.append(Action(toks, start, line, e.line))
+                break
+            items.append(Action(toks, start, line, self.line_of(pos)))
         return items
 
     def _comment(self, inner: int, line: int) -> tuple[int, bool]:
         src = self.src
         end = src.find("*/", inner + 2)
         if end < 0:
-            raise TemplateError(f"template: :{line}: unclosed comment")
+            raise LexError("unclosed comment", line)
         k = end + 2
         if src[k : k + 1] in (" ", "\t", "\r", "\n") and src.startswith("-}}", k + 1):
             return k + 4, True
         if src.startswith("}}", k):
             return k + 2, False
-        raise TemplateError(f"template: :{line}: comment ends before closing delimiter")
+        raise LexError("comment ends before closing delimiter", line)
 
-    def _action(self, pos: int, line: int) -> tuple[list[Tok], int, bool]:
+    def _action(self, pos: int, line: int, toks: list[Tok]) -> tuple[int, bool]:
+        """Tokenise one action into ``toks``: where it ends and whether it trims the text after it."""
         src, n = self.src, len(self.src)
-        toks: list[Tok] = []
         while True:
             if pos >= n:
-                raise TemplateError(f"template: :{line}: unclosed action")
+                raise LexError("unclosed action", self.line_of(pos))
             c = src[pos]
             if c in _SPACE:
                 k = pos
                 while k < n and src[k] in _SPACE:
                     k += 1
                 if src.startswith("-}}", k):
-                    return toks, k + 3, True
+                    return k + 3, True
                 if src.startswith("}}", k):
-                    return toks, k + 2, False
+                    return k + 2, False
                 pos = k
                 continue
             if src.startswith("}}", pos):
-                return toks, pos + 2, False
+                return pos + 2, False
             ln = self.line_of(pos)
             tok = self._token(pos, ln)
             toks.append(tok)
@@ -124,63 +141,109 @@ class Lexer:
         while k < len(src) and src[k] != quote and src[k] != "\n":
             k += 2 if src[k] == "\\" and src[k + 1 : k + 2] != "\n" else 1
         if k >= len(src) or src[k] != quote:
-            raise TemplateError(f"template: :{ln}: {what}")
+            raise LexError(what, ln)
         return k
 
     def _token(self, pos: int, ln: int) -> Tok:
-        src, n = self.src, len(self.src)
+        """The token at ``pos``, as Go's lexInsideAction cuts it."""
+        src = self.src
         c = src[pos]
-        simple = {"|": "pipe", "(": "(", ")": ")", ",": "comma", "=": "assign"}
-        if src.startswith(":=", pos):
+        if c == ":":
+            if not src.startswith(":=", pos):
+                raise LexError("expected :=", ln)
             return Tok("declare", ":=", ":=", pos, pos + 2, ln)
-        if c in simple:
-            return Tok(simple[c], c, c, pos, pos + 1, ln)
+        if c in _SIMPLE:
+            return Tok(_SIMPLE[c], c, c, pos, pos + 1, ln)
+        if c in "\"`'":
+            return self._quoted(pos, ln)
+        if c == "." and not src[pos + 1 : pos + 2].isdecimal():
+            return self._word(pos, ln)
+        if c in "+-." or "0" <= c <= "9":
+            return self._number(pos, ln)
+        if c == "$" or _alnum(c):
+            return self._word(pos, ln)
+        if c < "\x7f" and c.isprintable():
+            return Tok("char", c, c, pos, pos + 1, ln)
+        raise LexError(f"unrecognized character in action: {gofmt.sprintf('%#U', ord(c))}", ln)
+
+    def _quoted(self, pos: int, ln: int) -> Tok:
+        src, c = self.src, self.src[pos]
         if c == '"':
             k = self._closing(pos, '"', ln, "unterminated quoted string")
             return Tok("string", unescape(src[pos + 1 : k], ln), src[pos : k + 1], pos, k + 1, ln)
         if c == "`":
             end = src.find("`", pos + 1)
             if end < 0:
-                raise TemplateError(f"template: :{ln}: unterminated raw quoted string")
+                raise LexError("unterminated raw quoted string", ln)
             return Tok("string", src[pos + 1 : end], src[pos : end + 1], pos, end + 1, ln)
-        if c == "'":
-            k = self._closing(pos, "'", ln, "unterminated character constant")
-            body = src[pos + 1 : k]
-            ch = unescape(body, ln) if body.startswith("\\") else body
-            if len(ch) != 1:
-                raise TemplateError(f"template: :{ln}: malformed character constant: '{body}'")
-            return Tok("number", ord(ch), src[pos : k + 1], pos, k + 1, ln)
-        if c.isdigit() or (c in "+-." and pos + 1 < n and src[pos + 1].isdigit()):
-            k = pos + 1
-            while k < n and (src[k].isalnum() or src[k] in "._+-"):
-                if src[k] in "+-" and src[k - 1] not in "eEpP":
-                    break
+        k = self._closing(pos, "'", ln, "unterminated character constant")
+        body = src[pos + 1 : k]
+        ch = unescape(body, ln) if body.startswith("\\") else body
+        if len(ch) != 1:
+            raise LexError(f"malformed character constant: '{body}'", ln)
+        return Tok("number", ord(ch), src[pos : k + 1], pos, k + 1, ln)
+
+    def _number(self, pos: int, ln: int) -> Tok:
+        """Go's scanNumber: sign, base prefix, digits, fraction, exponent; a letter or digit right after
+        is a bad number."""
+        src, n = self.src, len(self.src)
+        k = pos + (src[pos] in "+-")
+        digits = "0123456789_"
+        if src.startswith("0", k):
+            k += 1
+            base = src[k : k + 1].lower()
+            if base in ("x", "o", "b"):
+                digits = {"x": "0123456789abcdefABCDEF_", "o": "01234567_", "b": "01_"}[base]
                 k += 1
-            word = src[pos:k]
-            return Tok("number", number(word, ln), word, pos, k, ln)
+        while k < n and src[k] in digits:
+            k += 1
+        if src.startswith(".", k):
+            k += 1
+            while k < n and src[k] in digits:
+                k += 1
+        for marks, base_digits in (("eE", 11), ("pP", 23)):
+            if len(digits) == base_digits and src[k : k + 1] and src[k] in marks:
+                k += 1 + (src[k + 1 : k + 2] in ("+", "-"))
+                while k < n and src[k] in "0123456789_":
+                    k += 1
+        k += src.startswith("i", k)
+        if k < n and _alnum(src[k]):
+            raise LexError(gofmt.sprintf("bad number syntax: %q", src[pos : k + 1]), ln)
+        word = src[pos:k]
+        return Tok("number", number(word, ln), word, pos, k, ln)
+
+    def _word(self, pos: int, ln: int) -> Tok:
+        """An identifier, keyword, ``.field.chain`` or ``$var.chain``; what follows must end it."""
+        src, n = self.src, len(self.src)
+        c = src[pos]
+        k = pos + (c in ".$")
+        while k < n and (_alnum(src[k]) or (c in ".$" and src[k] == "." and _alnum(src[k + 1 : k + 2]))):
+            k += 1
+        if k < n and not self._terminator(k):
+            raise LexError(f"bad character {gofmt.sprintf('%#U', ord(src[k]))}", ln)
+        word = src[pos:k]
         if c in ".$":
-            k = pos + 1
-            while k < n and (src[k].isalnum() or src[k] in "_."):
-                k += 1
-            word = src[pos:k]
             head, *chain = word.split(".")
-            if c == ".":
-                chain = [] if word == "." else chain
-            if any(not p for p in chain) or (c == "." and word != "." and not chain):
-                raise TemplateError(f"template: :{ln}: bad character {word!r}")
             if c == "$":
                 return Tok("var", (head, chain), word, pos, k, ln)
-            return Tok("field", chain, word, pos, k, ln)
-        if c.isalpha() or c == "_":
-            k = pos + 1
-            while k < n and (src[k].isalnum() or src[k] == "_"):
-                k += 1
-            word = src[pos:k]
-            kind = ("bool" if word in ("true", "false") else "nil" if word == "nil"
-                    else "keyword" if word in KEYWORDS else "ident")
-            val: Any = word == "true" if kind == "bool" else None if kind == "nil" else word
-            return Tok(kind, val, word, pos, k, ln)
-        raise TemplateError(f'template: :{ln}: unexpected "{c}" in command')
+            return Tok("field", [] if word == "." else chain, word, pos, k, ln)
+        kind = ("bool" if word in ("true", "false") else "nil" if word == "nil"
+                else "keyword" if word in KEYWORDS else "ident")
+        val: Any = word == "true" if kind == "bool" else None if kind == "nil" else word
+        return Tok(kind, val, word, pos, k, ln)
+
+    def _terminator(self, k: int) -> bool:
+        src = self.src
+        return (src[k] in " \t\r\n.,|:()" or src.startswith("}}", k)
+                or (src[k] in _SPACE and src.startswith("-}}", k + 1)))
+
+
+_SIMPLE = {"|": "pipe", "(": "(", ")": ")", ",": "comma", "=": "assign"}
+
+
+def _alnum(c: str) -> bool:
+    """Go's isAlphaNumeric: ``_``, a Unicode letter or a decimal digit."""
+    return c == "_" or c.isalpha() or c.isdecimal()
 
 
 def unescape(s: str, ln: int) -> str:
@@ -205,14 +268,14 @@ def unescape(s: str, ln: int) -> str:
                 # \xNN is a byte: Go strings hold bytes; a lone high byte stays one (surrogateescape)
                 out.append(chr(code) if e != "x" or code < 0x80 else chr(0xDC00 + code))
             except ValueError:
-                raise TemplateError(f"template: :{ln}: invalid syntax") from None
+                raise LexError("invalid syntax", ln) from None
             i += 2 + width
         elif e in "01234567" and e:
             out.append(chr(0xDC00 + int(s[i + 1 : i + 4], 8)) if int(s[i + 1 : i + 4], 8) >= 0x80
                        else chr(int(s[i + 1 : i + 4], 8)))
             i += 4
         else:
-            raise TemplateError(f"template: :{ln}: invalid syntax")
+            raise LexError("invalid syntax", ln)
     return _bytes_to_text("".join(out))
 
 
@@ -224,6 +287,7 @@ def _bytes_to_text(s: str) -> str:
 
 
 def number(word: str, ln: int) -> int | float:
+    """A number constant's value, as Go's parser reads one (an int if it is one, else a float64)."""
     w = word.replace("_", "")
     body = w.lstrip("+-")
     try:
@@ -232,13 +296,15 @@ def number(word: str, ln: int) -> int | float:
         elif body.lower().startswith("0x"):
             return float.fromhex(w)
         elif len(body) > 1 and body.startswith("0") and body.isdigit():
+            if not set(body) <= set("01234567"):  # Go: not octal, but it reads as a float: too big an int
+                raise LexError(f"integer overflow: \"{word}\"", ln)
             v = int(w, 8)  # Go: a leading 0 means octal
         elif any(c in w for c in ".eE"):
             return float(w)
         else:
             v = int(w, 10)
     except ValueError:
-        raise TemplateError(f"template: :{ln}: illegal number syntax: \"{word}\"") from None
+        raise LexError(f"illegal number syntax: \"{word}\"", ln) from None
     if not -(1 << 63) <= v < 1 << 64:  # neither int64 nor uint64 (between: "overflows int" when used)
-        raise TemplateError(f"template: :{ln}: integer overflow: \"{word}\"")
+        raise LexError(f"integer overflow: \"{word}\"", ln)
     return v

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 class Parser:
     def __init__(self, src: str, funcs: Container[str]) -> None:
         self.items = Lexer(src).run()
+        self.eof_line = src.count("\n") + 1
         self.i = 0
         self.funcs = funcs
         self.defines: dict[str, list[n.Node]] = {}
@@ -26,7 +27,7 @@ class Parser:
     def parse(self) -> list[n.Node]:
         body, end = self._list(())
         if end is not None:
-            raise TemplateError(f"template: :{end.line}: unexpected {{{{{end.toks[0].val}}}}}")
+            raise TemplateError(f"template: :{end.toks[0].line}: unexpected {{{{{end.toks[0].val}}}}}")
         return body
 
     def _list(self, stops: tuple[str, ...]) -> tuple[list[n.Node], Action | None]:
@@ -40,68 +41,66 @@ class Parser:
                 continue
             toks, line = item.toks, item.line
             if not toks:
-                raise TemplateError(f"template: :{line}: missing value for command")
+                raise TemplateError(f"template: :{item.end_line}: missing value for command")
             head = toks[0]
             kw = head.val if head.kind == "keyword" else None
             if kw in ("end", "else"):
                 if len(toks) > 1 and (kw == "end" or toks[1].val != "if"):
-                    raise TemplateError(f"template: :{line}: unexpected {_quote_tok(toks[1])} in {kw}")
+                    raise self._unexpected(toks[1], kw, line)
                 if kw not in stops:
                     if stops == ("end",):
-                        raise TemplateError(f"template: :{line}: expected end; found {{{{{kw}}}}}")
-                    raise TemplateError(f"template: :{line}: unexpected {{{{{kw}}}}}")
+                        raise TemplateError(f"template: :{head.line}: expected end; found {{{{{kw}}}}}")
+                    raise TemplateError(f"template: :{head.line}: unexpected {{{{{kw}}}}}")
                 return out, item
             if kw in ("if", "with", "range"):
                 out.append(self._branch(kw, toks[1:], item))
             elif kw == "define" and stops:  # Go reads {{define}} only at the top level
-                raise TemplateError(f"template: :{line}: unexpected <define> in command")
+                raise self._unexpected(head, "command", line)
             elif kw in ("define", "block"):
                 out.extend(self._define(kw, toks, item))
             elif kw == "template":
                 if len(toks) < 2 or toks[1].kind != "string":
-                    what = _quote_tok(toks[1]) if len(toks) > 1 else '"}}"'
-                    raise TemplateError(f"template: :{line}: unexpected {what} in template clause")
-                pipe = self._pipeline(toks[2:], line, "template clause") if len(toks) > 2 else None
+                    name_tok = toks[1] if len(toks) > 1 else self._close(item)
+                    raise self._unexpected(name_tok, "template clause", line)
+                pipe = self._pipeline(toks[2:], item, "template clause") if len(toks) > 2 else None
                 out.append(n.TemplateCall(toks[1].val, pipe, toks[1].pos, line))
             elif kw in ("break", "continue"):
                 if len(toks) > 1:
-                    what = _quote_tok(toks[1])
-                    raise TemplateError(f"template: :{line}: unexpected {what} in {{{{{kw}}}}}")
+                    raise self._unexpected(toks[1], f"{{{{{kw}}}}}", line)
                 if not self.range_depth:
-                    raise TemplateError(f"template: :{line}: {{{{{kw}}}}} outside {{{{range}}}}")
+                    raise TemplateError(f"template: :{item.end_line}: {{{{{kw}}}}} outside {{{{range}}}}")
                 out.append(n.LoopControl(kw, head.pos, line))
             else:
-                pipe = self._pipeline(toks, line, "command")
+                pipe = self._pipeline(toks, item, "command")
                 out.append(n.ActionNode(pipe, pipe.pos, line))
         return out, None
 
     def _define(self, kw: str, toks: list[Tok], item: Action) -> list[n.Node]:
         ctx = f"{kw} clause"
         if len(toks) < 2 or toks[1].kind != "string":
-            what = _quote_tok(toks[1]) if len(toks) > 1 else '"}}"'
-            raise TemplateError(f"template: :{item.line}: unexpected {what} in {ctx}")
+            raise self._unexpected(toks[1] if len(toks) > 1 else self._close(item), ctx, item.line)
         name = toks[1].val
         if kw == "define" and len(toks) > 2:
-            raise TemplateError(f"template: :{item.line}: unexpected {_quote_tok(toks[2])} in {ctx}")
-        pipe = self._pipeline(toks[2:], item.line, ctx) if kw == "block" and len(toks) > 2 else None
+            raise self._unexpected(toks[2], ctx, item.line)
+        pipe = self._pipeline(toks[2:], item, ctx) if kw == "block" and len(toks) > 2 else None
         saved, self.vars = self.vars, ["$"]
         body, end = self._list(("end",))
         self.vars = saved
         if end is None:
-            raise TemplateError(f"template: :{item.line}: unexpected EOF")
+            raise TemplateError(f"template: :{self.eof_line}: unexpected EOF")
         self.defines[name] = body
         return [n.TemplateCall(name, pipe, toks[1].pos, item.line)] if kw == "block" else []
 
     def _branch(self, kw: str, toks: list[Tok], item: Action) -> n.Branch:
         mark = len(self.vars)
-        pipe = self._pipeline(toks, item.line, kw)
+        pipe = self._pipeline(toks, item, kw)
         if kw == "range":
             self.range_depth += 1
         body, end = self._list(("end", "else"))
         if kw == "range":
             self.range_depth -= 1
         if end is None:
-            raise TemplateError(f"template: :{item.line}: unexpected EOF")
+            raise TemplateError(f"template: :{self.eof_line}: unexpected EOF")
         else_body: list[n.Node] = []
         if end.toks[0].val == "else":
             rest = end.toks[1:]
@@ -109,18 +108,18 @@ class Parser:
                 # {{else if x}}: a nested if that ends at the shared {{end}}
                 else_body = [self._branch("if", rest[1:], end)]
             elif rest:
-                raise TemplateError(f"template: :{end.line}: unexpected {_quote_tok(rest[0])} in else")
+                raise self._unexpected(rest[0], "else", end.line)
             else:
                 else_body, end2 = self._list(("end",))
                 if end2 is None:
-                    raise TemplateError(f"template: :{item.line}: unexpected EOF")
+                    raise TemplateError(f"template: :{self.eof_line}: unexpected EOF")
         del self.vars[mark:]
         return n.Branch(kw, pipe, body, else_body, item.pos, item.line)
 
-    def _pipeline(self, toks: list[Tok], line: int, ctx: str) -> n.Pipeline:
+    def _pipeline(self, toks: list[Tok], item: Action, ctx: str) -> n.Pipeline:
         """The pipeline that is an action's tokens (after its keyword), as Go's parser reads it."""
-        end = toks[-1].end if toks else 0
-        toks = [*toks, Tok("}}", "}}", "}}", end, end + 2, line)]
+        line = item.line
+        toks = [*toks, self._close(item)]
         depth = 0
         for i, t in enumerate(toks):  # the lexer's error: where the action closes with a paren open
             depth += {"(": 1, ")": -1}.get(t.kind, 0)
@@ -139,16 +138,18 @@ class Parser:
             t = toks[k]
             if t.kind == end:
                 k += 1
+                end_line = t.line
                 break
             if t.kind not in _TERMS:
                 raise self._unexpected(t, ctx, line)
             cmd, k = self._command(toks, k, line)
             cmds.append(cmd)
         if not cmds:
-            raise TemplateError(f"template: :{line}: missing value for {ctx}")
+            raise TemplateError(f"template: :{end_line}: missing value for {ctx}")
         for i, c in enumerate(cmds[1:]):
             if isinstance(c.args[0], (n.Literal, n.Nil, n.Dot)):
-                raise TemplateError(f"template: :{line}: non executable command in pipeline stage {i + 2}")
+                msg = f"non executable command in pipeline stage {i + 2}"
+                raise TemplateError(f"template: :{end_line}: {msg}")
         return n.Pipeline(decl, assign, cmds, pos0, line), k
 
     def _decls(self, toks: list[Tok], k: int, line: int, ctx: str) -> tuple[list[str], bool, int]:
@@ -168,8 +169,8 @@ class Parser:
                 if toks[k + 2].kind in ("var", "}}", ")"):
                     k += 2
                     continue
-                raise TemplateError(f"template: :{line}: range can only initialize variables")
-            raise TemplateError(f"template: :{line}: too many declarations in {ctx}")
+                raise TemplateError(f"template: :{toks[k + 2].line}: range can only initialize variables")
+            raise TemplateError(f"template: :{toks[k + 1].line}: too many declarations in {ctx}")
         return decl, False, k  # "$i, $v" with no ":=": Go keeps $i declared and $v as the command
 
     def _command(self, toks: list[Tok], k: int, line: int) -> tuple[n.Command, int]:
@@ -187,7 +188,7 @@ class Parser:
             if node is None or _touches(toks, k):  # a space parts operands; anything else is an error
                 raise self._unexpected(t, "operand", line)
         if not args:
-            raise TemplateError(f"template: :{line}: empty command")
+            raise TemplateError(f"template: :{toks[k].line}: empty command")
         return n.Command(args, args[0].pos, line), k
 
     def _term(self, toks: list[Tok], k: int, line: int) -> tuple[n.Node | None, int]:
@@ -209,12 +210,12 @@ class Parser:
             at = t.pos + 1 + len(t.val[0]) if len(t.val) > 1 else t.pos
             node = n.Field(t.val, at, line) if t.val else n.Dot(t.pos, line)
         elif t.kind == "var":
-            self._use_var(t.val[0], line)
+            self._use_var(t.val[0], t.line)
             at = t.pos + len(t.val[0]) if t.val[1] else t.pos
             node = n.Variable(t.val[0], t.val[1], at, line)
         elif t.kind == "ident":
             if t.val not in self.funcs:
-                raise TemplateError(f'template: :{line}: function "{t.val}" not defined')
+                raise TemplateError(f'template: :{t.line}: function "{t.val}" not defined')
             node = n.Ident(t.val, t.pos, line)
         else:
             return None, k
@@ -225,10 +226,23 @@ class Parser:
             raise TemplateError(f'template: :{line}: undefined variable "{name}"')
 
     @staticmethod
-    def _unexpected(t: Tok, ctx: str, line: int) -> TemplateError:
-        if t.kind == "error":  # the lexer's own message
-            return TemplateError(f"template: :{line}: {t.val}")
-        return TemplateError(f"template: :{line}: unexpected {_quote_tok(t)} in {ctx}")
+    def _unexpected(t: Tok, ctx: str, action_line: int) -> TemplateError:
+        """Go's parser at a token it cannot take: the lexer's error where there was one, else what it
+        found and where (each on the token's own line)."""
+        if t.kind == "error":
+            extra = ""
+            if t.line != action_line:
+                extra = f" in action started at :{action_line}"
+                if t.val.endswith(" action"):
+                    extra = extra[len(" in action") :]
+            return TemplateError(f"template: :{t.line}: {t.val}{extra}")
+        return TemplateError(f"template: :{t.line}: unexpected {_quote_tok(t)} in {ctx}")
+
+    @staticmethod
+    def _close(item: Action) -> Tok:
+        """The action's closing delimiter as a token: where a pipeline ends."""
+        end = item.toks[-1].end if item.toks else item.pos + 2
+        return Tok("}}", "}}", "}}", end, end + 2, item.end_line)
 
 
 _TERMS = frozenset(("(", "string", "number", "bool", "nil", "field", "var", "ident"))
