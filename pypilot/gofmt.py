@@ -53,6 +53,8 @@ def go_type(v: Any) -> str:
         return "int"
     if isinstance(v, float):
         return "float64"
+    if isinstance(v, complex):
+        return "complex128"
     if isinstance(v, Strings):
         return "[]string"
     if isinstance(v, Ints):
@@ -370,6 +372,14 @@ def _arg(v: Any, verb: str, f: _Flags, sharp_v: bool = False) -> str:
         return _int(v, verb, f)
     if isinstance(v, float):
         return _float_verb(v, verb, f)
+    if isinstance(v, complex):
+        if verb not in "bgGxXfFeEv":
+            return _bad(verb, v, f)
+        imag = _nozero(f) if f.zero else _Flags()
+        if not f.zero:
+            imag.minus, imag.sharp, imag.space, imag.wid, imag.prec = f.minus, f.sharp, f.space, f.wid, f.prec
+        imag.zero, imag.plus = f.zero, True  # Go prints the imaginary part with its sign always
+        return f"({_float_verb(v.real, verb, f)}{_float_verb(v.imag, verb, imag)}i)"
     if isinstance(v, str):
         return _str(v, verb, f, sharp_v)
     if isinstance(v, (list, tuple)):

@@ -133,7 +133,7 @@ def test_renders_as_containerpilot(text: str, tmp_path: Path) -> None:
     assert pypilot(text) == containerpilot(text, tmp_path)
 
 
-VALUES = ["0", "-7", "42", "255", "3.5", "-0.25", "1e21", "1e-7", '""', '"héllo"', '"a\\"b"', "true", "nil",
+VALUES = ["1+2i", "0", "-7", "42", "255", "3.5", "-0.25", "1e21", "1e-7", '""', '"héllo"', '"a\\"b"', "true", "nil",
           "'x'", '(split "," "a,b")', "(loop 2)"]
 VERBS = "vdsqxXobeEfgGcUtT"
 FLAGS = ["", "-", "+", "#", " ", "0", "5", "-8", "08", ".2", "+.3", "# 6", "-#10.4", ".0"]

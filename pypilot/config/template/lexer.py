@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pypilot import gofmt
 
+from .errors import TemplateError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 _SPACE = " \t\r\n"
@@ -170,22 +173,28 @@ class Lexer:
         src, c = self.src, self.src[pos]
         if c == '"':
             k = self._closing(pos, '"', ln, "unterminated quoted string")
-            return Tok("string", unescape(src[pos + 1 : k], ln), src[pos : k + 1], pos, k + 1, ln)
+            return Tok("string", _later(unescape, src[pos + 1 : k], ln), src[pos : k + 1], pos, k + 1, ln)
         if c == "`":
             end = src.find("`", pos + 1)
             if end < 0:
                 raise LexError("unterminated raw quoted string", ln)
             return Tok("string", src[pos + 1 : end], src[pos : end + 1], pos, end + 1, ln)
         k = self._closing(pos, "'", ln, "unterminated character constant")
-        body = src[pos + 1 : k]
-        ch = unescape(body, ln) if body.startswith("\\") else body
-        if len(ch) != 1:
-            raise LexError(f"malformed character constant: '{body}'", ln)
-        return Tok("number", ord(ch), src[pos : k + 1], pos, k + 1, ln)
+        return Tok("number", _later(_char, src[pos + 1 : k], ln), src[pos : k + 1], pos, k + 1, ln)
 
     def _number(self, pos: int, ln: int) -> Tok:
-        """Go's scanNumber: sign, base prefix, digits, fraction, exponent; a letter or digit right after
-        is a bad number."""
+        """Go's lexNumber: a number, and a complex one if a sign follows (``1+2i``)."""
+        k = self._scan_number(pos, pos, ln)
+        if self.src[k : k + 1] in ("+", "-"):
+            k = self._scan_number(pos, k, ln)
+            if self.src[k - 1] != "i":
+                raise LexError(gofmt.sprintf("bad number syntax: %q", self.src[pos:k]), ln)
+        word = self.src[pos:k]
+        return Tok("number", _later(number, word, ln), word, pos, k, ln)
+
+    def _scan_number(self, start: int, pos: int, ln: int) -> int:
+        """Go's scanNumber from ``pos``: sign, base prefix, digits, fraction, exponent, ``i``; a letter or
+        digit right after is a bad number (quoted from ``start``)."""
         src, n = self.src, len(self.src)
         k = pos + (src[pos] in "+-")
         digits = "0123456789_"
@@ -208,16 +217,15 @@ class Lexer:
                     k += 1
         k += src.startswith("i", k)
         if k < n and _alnum(src[k]):
-            raise LexError(gofmt.sprintf("bad number syntax: %q", src[pos : k + 1]), ln)
-        word = src[pos:k]
-        return Tok("number", number(word, ln), word, pos, k, ln)
+            raise LexError(gofmt.sprintf("bad number syntax: %q", src[start : k + 1]), ln)
+        return k
 
     def _word(self, pos: int, ln: int) -> Tok:
         """An identifier, keyword, ``.field.chain`` or ``$var.chain``; what follows must end it."""
         src, n = self.src, len(self.src)
         c = src[pos]
         k = pos + (c in ".$")
-        while k < n and (_alnum(src[k]) or (c in ".$" and src[k] == "." and _alnum(src[k + 1 : k + 2]))):
+        while k < n and _alnum(src[k]):  # one link: the parser joins ".A" ".B" that touch into a chain
             k += 1
         if k < n and not self._terminator(k):
             raise LexError(f"bad character {gofmt.sprintf('%#U', ord(src[k]))}", ln)
@@ -239,6 +247,29 @@ class Lexer:
 
 
 _SIMPLE = {"|": "pipe", "(": "(", ")": ")", ",": "comma", "=": "assign"}
+
+
+def _later(convert: Callable[[str, int], Any], text: str, ln: int) -> Any:
+    """A constant's value, or the error converting it: Go's parser (not its lexer) converts, so the
+    error is raised only if the parser gets that far (``value``)."""
+    try:
+        return convert(text, ln)
+    except LexError as e:
+        return e
+
+
+def value(t: Tok) -> Any:
+    """The value of a constant token; raises the conversion error it holds, on its line."""
+    if isinstance(t.val, LexError):
+        raise TemplateError(f"template: :{t.line}: {t.val.msg}")
+    return t.val
+
+
+def _char(body: str, ln: int) -> int:
+    ch = unescape(body, ln) if body.startswith("\\") else body
+    if len(ch) != 1:
+        raise LexError(f"malformed character constant: '{body}'", ln)
+    return ord(ch)
 
 
 def _alnum(c: str) -> bool:
@@ -286,9 +317,15 @@ def _bytes_to_text(s: str) -> str:
     return s.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
 
 
-def number(word: str, ln: int) -> int | float:
-    """A number constant's value, as Go's parser reads one (an int if it is one, else a float64)."""
+def number(word: str, ln: int) -> int | float | complex:
+    """A number constant's value, as Go's parser reads one (an int if it is one, else a float64; with an
+    ``i``, a complex128)."""
     w = word.replace("_", "")
+    if w.endswith("i"):
+        try:
+            return complex(w[:-1] + "j")
+        except ValueError:
+            raise LexError(f"illegal number syntax: \"{word}\"", ln) from None
     body = w.lstrip("+-")
     try:
         if body.lower().startswith(("0x", "0o", "0b")) and not any(c in body for c in ".pP"):

@@ -7,7 +7,7 @@ from pypilot import gofmt
 
 from . import nodes as n
 from .errors import TemplateError
-from .lexer import Action, Lexer, Text, Tok
+from .lexer import Action, Lexer, Text, Tok, value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -18,6 +18,8 @@ class Parser:
     def __init__(self, src: str, funcs: Container[str]) -> None:
         self.items = Lexer(src).run()
         self.eof_line = src.count("\n") + 1
+        self.lookahead: Tok | None = None
+        self.lookahead_line = 0
         self.i = 0
         self.funcs = funcs
         self.defines: dict[str, list[n.Node]] = {}
@@ -63,7 +65,7 @@ class Parser:
                     name_tok = toks[1] if len(toks) > 1 else self._close(item)
                     raise self._unexpected(name_tok, "template clause", line)
                 pipe = self._pipeline(toks[2:], item, "template clause") if len(toks) > 2 else None
-                out.append(n.TemplateCall(toks[1].val, pipe, toks[1].pos, line))
+                out.append(n.TemplateCall(value(toks[1]), pipe, toks[1].pos, line))
             elif kw in ("break", "continue"):
                 if len(toks) > 1:
                     raise self._unexpected(toks[1], f"{{{{{kw}}}}}", line)
@@ -79,7 +81,7 @@ class Parser:
         ctx = f"{kw} clause"
         if len(toks) < 2 or toks[1].kind != "string":
             raise self._unexpected(toks[1] if len(toks) > 1 else self._close(item), ctx, item.line)
-        name = toks[1].val
+        name = value(toks[1])
         if kw == "define" and len(toks) > 2:
             raise self._unexpected(toks[2], ctx, item.line)
         pipe = self._pipeline(toks[2:], item, ctx) if kw == "block" and len(toks) > 2 else None
@@ -124,7 +126,7 @@ class Parser:
         for i, t in enumerate(toks):  # the lexer's error: where the action closes with a paren open
             depth += {"(": 1, ")": -1}.get(t.kind, 0)
             if t.kind == "}}" and depth > 0:
-                toks.insert(i, Tok("error", "unclosed left paren", "", t.pos, t.pos, line))
+                toks.insert(i, Tok("error", "unclosed left paren", "", t.pos, t.pos, t.line))
                 break
         pipe, _ = self._pipe(toks, 0, line, ctx, "}}")
         return pipe
@@ -155,6 +157,8 @@ class Parser:
     def _decls(self, toks: list[Tok], k: int, line: int, ctx: str) -> tuple[list[str], bool, int]:
         """``$x :=``, ``$x =`` or (in range) ``$i, $v :=``; Go knows the variable from here on."""
         decl: list[str] = []
+        if toks[k].kind == "var":  # Go peeks past it for ":=": its errors name the peeked token's line
+            self.lookahead, self.lookahead_line = toks[k], toks[k + 1].line
         while toks[k].kind == "var" and not toks[k].val[1]:
             nxt = toks[k + 1].kind
             if nxt in ("declare", "assign"):
@@ -192,34 +196,32 @@ class Parser:
         return n.Command(args, args[0].pos, line), k
 
     def _term(self, toks: list[Tok], k: int, line: int) -> tuple[n.Node | None, int]:
+        """One operand and the ``.field`` links that touch it (Go's operand), or None if none starts here."""
         t = toks[k]
         node: n.Node
         if t.kind == "(":
             inner, k = self._pipe(toks, k + 1, line, "parenthesized pipeline", ")")
-            chain: list[str] = []
-            while toks[k].kind == "field" and toks[k].val and _touches(toks, k):
-                chain.extend(toks[k].val)
-                k += 1
+            chain, k = _links(toks, k)
             return n.Paren(inner, chain, t.pos, line), k
-        if t.kind in ("string", "number", "bool"):
-            node = n.Literal(t.val, t.text, t.pos, line)
-        elif t.kind == "nil":
-            node = n.Nil(t.pos, line)
-        elif t.kind == "field":
+        if t.kind in ("string", "number", "bool", "nil") or (t.kind == "field" and not t.val):
+            node = (n.Nil(t.pos, line) if t.kind == "nil" else n.Dot(t.pos, line) if t.kind == "field"
+                    else n.Literal(value(t), t.text, t.pos, line))
+            if toks[k + 1].kind == "field" and toks[k + 1].val and _touches(toks, k + 1):
+                raise TemplateError(f"template: :{t.line}: unexpected . after term {gofmt.quote(str(node))}")
+            return node, k + 1
+        if t.kind == "field":
+            chain, k2 = _links(toks, k + 1)
             # Go places a chain (.A.B) at its second link
-            at = t.pos + 1 + len(t.val[0]) if len(t.val) > 1 else t.pos
-            node = n.Field(t.val, at, line) if t.val else n.Dot(t.pos, line)
-        elif t.kind == "var":
-            self._use_var(t.val[0], t.line)
-            at = t.pos + len(t.val[0]) if t.val[1] else t.pos
-            node = n.Variable(t.val[0], t.val[1], at, line)
-        elif t.kind == "ident":
+            return n.Field(t.val + chain, toks[k + 1].pos if chain else t.pos, line), k2
+        if t.kind == "var":
+            self._use_var(t.val[0], self.lookahead_line if t is self.lookahead else t.line)
+            chain, k2 = _links(toks, k + 1)
+            return n.Variable(t.val[0], chain, toks[k + 1].pos if chain else t.pos, line), k2
+        if t.kind == "ident":
             if t.val not in self.funcs:
                 raise TemplateError(f'template: :{t.line}: function "{t.val}" not defined')
-            node = n.Ident(t.val, t.pos, line)
-        else:
-            return None, k
-        return node, k + 1
+            return n.Ident(t.val, t.pos, line), k + 1
+        return None, k
 
     def _use_var(self, name: str, line: int) -> None:
         if name not in self.vars:
@@ -246,6 +248,15 @@ class Parser:
 
 
 _TERMS = frozenset(("(", "string", "number", "bool", "nil", "field", "var", "ident"))
+
+
+def _links(toks: list[Tok], k: int) -> tuple[list[str], int]:
+    """The ``.field`` tokens from ``k`` on that touch each other: a chain's links."""
+    chain: list[str] = []
+    while toks[k].kind == "field" and toks[k].val and _touches(toks, k):
+        chain.extend(toks[k].val)
+        k += 1
+    return chain, k
 
 
 def _touches(toks: list[Tok], k: int) -> bool:
