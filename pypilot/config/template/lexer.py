@@ -266,6 +266,8 @@ def value(t: Tok) -> Any:
 
 
 def _char(body: str, ln: int) -> int:
+    if not body:
+        raise LexError("invalid syntax", ln)
     ch = unescape(body, ln) if body.startswith("\\") else body
     if len(ch) != 1:
         raise LexError(f"malformed character constant: '{body}'", ln)
@@ -321,6 +323,9 @@ def number(word: str, ln: int) -> int | float | complex:
     """A number constant's value, as Go's parser reads one (an int if it is one, else a float64; with an
     ``i``, a complex128)."""
     w = word.replace("_", "")
+    for i, c in enumerate(word):  # Go: an underscore only between digits (or after a base prefix)
+        if c == "_" and not (0 < i < len(word) - 1 and word[i - 1].isalnum() and word[i + 1].isalnum()):
+            raise LexError(f"illegal number syntax: \"{word}\"", ln)
     if w.endswith("i"):
         try:
             return complex(w[:-1] + "j")
