@@ -212,21 +212,27 @@ def test_template_subcommand_writes_the_bytes_containerpilot_writes(tmp_path: Pa
     assert got["pypilot"] == got["cp"] == b'{tags: ["web", "lb"], x: "v\xfe", n: 2}\n'
 
 
-def _token_soup(seed: int, count: int) -> list[str]:
+def _token_soup(seed: int, count: int, glue: tuple[str, ...] = (" ",)) -> list[str]:
     """Actions of random tokens: mostly parse errors, each of which must read as Go's parser words it."""
     import random
 
-    atoms = [".", ".NAME", "$", "$x", ":=", "=", "|", "(", ")", ",", '"s"', "`r`", "'c'", "1", "-1", "1.5", "nil",
+    atoms = [*(LEXEMES if glue != (" ",) else []), ".", ".NAME", "$", "$x", ":=", "=", "|", "(", ")", ",", '"s"', "`r`", "'c'", "1", "-1", "1.5", "nil",
              "true", "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
              "printf", '"%d"', "len", "index", "and", "not", "eq", "split", "join", "loop", "default", "env", "print"]
     rnd = random.Random(seed)
-    return ["".join("{{ " + " ".join(rnd.choice(atoms) for _ in range(rnd.randint(1, 5))) + " }}"
+    return ["".join("{{ " + rnd.choice(glue).join(rnd.choice(atoms) for _ in range(rnd.randint(1, 5))) + " }}"
                     + rnd.choice(["", "x", " "]) for _ in range(rnd.randint(1, 4))) for _ in range(count)]
 
 
+LEXEMES = ["-", "+", ".5", "0x", "1e", "1_", "\\", "é", '"a\\q"', "''", "'ab'", "@", "#", "%", "{", "}", "-}", "{{",
+           "/*", "*/", "\n", "\t", "1.2.3", "$1", "$é", ".é", "0b2", "089", "1i", "..", ".A.", "1+2i"]
+
+
 @pytest.mark.timeout(300)
-def test_random_token_soup_parses_as_containerpilot(tmp_path: Path) -> None:
-    """200 seeded actions of random tokens (found Go's token quoting, contexts, {{define}} only at the top)."""
-    diffs = [(t, pypilot(t), containerpilot(t, tmp_path)) for t in _token_soup(18, 200)]
+@pytest.mark.parametrize(("seed", "glue"), [(18, (" ",)), (19, (" ", ""))])
+def test_random_token_soup_parses_as_containerpilot(tmp_path: Path, seed: int, glue: tuple[str, ...]) -> None:
+    """200 seeded actions of random tokens, spaced or touching (found Go's token quoting and contexts,
+    {{define}} only at the top, lexing as the parser reads, scanNumber, complex constants)."""
+    diffs = [(t, pypilot(t), containerpilot(t, tmp_path)) for t in _token_soup(seed, 200, glue)]
     diffs = [d for d in diffs if d[1] != d[2]]
     assert not diffs, diffs[:5]
