@@ -52,7 +52,7 @@ def _template(path: str | None, out: str) -> int:
         sys.stdout.write(text)
         return 0
     try:
-        with open(out, "w", encoding="utf-8") as f:
+        with open(out, "w", encoding="utf-8", errors="surrogateescape") as f:  # env bytes, as Go wrote them
             f.write(text)
         os.chmod(out, 0o644)
     except OSError as e:

@@ -36,6 +36,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.process_collector import ProcessCollector
 
 from pypilot import logs
+from pypilot.gofmt import go_float as _go_float
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # client defaults (CP §7.1)
 QUANTILES = (0.5, 0.9, 0.99)
@@ -44,12 +45,6 @@ SUMMARY_KEEP = 10_000  # observations kept for the quantiles (oldest dropped fir
 LISTEN_TRIES = 10  # CP: listening is retried 10 × 1 s
 Snapshot = Callable[[], dict[str, Any]]
 _INTEGRAL = re.compile(rb"^([^#\n][^\n]* -?\d+)\.0$", re.M)
-
-
-def _go_float(v: float) -> str:
-    if v == int(v) and abs(v) < 1e15:
-        return str(int(v))
-    return repr(v)
 
 
 class _Declared:

@@ -12,11 +12,9 @@ the reason for a rejection is in the ``X-Pypilot-Error`` header, so CP clients s
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from typing import Any, Protocol
 
 import falcon
@@ -24,6 +22,7 @@ import orjson
 
 from pypilot.control.routes import ROUTES, Route, classify
 from pypilot.control.validate import parse_signal, valid_env
+from pypilot.gofmt import go_float
 
 
 class Link(Protocol):
@@ -145,33 +144,6 @@ def go_value(v: Any) -> str:
     if isinstance(v, dict):
         return "map[" + " ".join(f"{k}:{go_value(v[k])}" for k in sorted(v)) + "]"
     return str(v)
-
-
-def go_float(f: float) -> str:
-    """``strconv.FormatFloat(f, 'g', -1, 64)``, which ``%v`` prints: 1 → ``1``, 1e6 → ``1e+06``."""
-    if math.isnan(f):
-        return "NaN"
-    if math.isinf(f):
-        return "+Inf" if f > 0 else "-Inf"
-    sign = "-" if math.copysign(1.0, f) < 0 else ""
-    if f == 0:
-        return sign + "0"
-    _, digit_tuple, exp = Decimal(repr(abs(f))).as_tuple()
-    assert isinstance(exp, int)
-    raw = "".join(map(str, digit_tuple))
-    dp = len(raw) + exp - (len(raw) - len(raw.lstrip("0")))  # decimal point position: 0.DIGITS × 10^dp
-    digits = raw.strip("0")
-    nd = len(digits)
-    eprec = nd if nd >= dp and nd < 6 else 6
-    x = dp - 1
-    if x < -4 or x >= eprec:
-        mant = digits[0] + ("." + digits[1:] if nd > 1 else "")
-        return f"{sign}{mant}e{'-' if x < 0 else '+'}{abs(x):02d}"
-    if dp <= 0:
-        return f"{sign}0.{'0' * -dp}{digits}"
-    if dp >= nd:
-        return sign + digits + "0" * (dp - nd)
-    return f"{sign}{digits[:dp]}.{digits[dp:]}"
 
 
 # --- the app ----------------------------------------------------------------------------------------

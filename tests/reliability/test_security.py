@@ -1,6 +1,8 @@
 """Security: the telemetry server listens on the configured address only; values set through
 ``/v3/environ`` (``pypilot -putenv``) reach jobs as plain strings, byte for byte: no template
-expansion, no shell, no argument splitting, also after a reload re-renders the config template.
+expansion, no shell, no argument splitting, also after a reload re-renders the config template. Rendered
+into the config they are pasted raw, as Go's text/template did in CP (#14); a render that does not parse
+is a rejected reload.
 
 The control socket's 0600 mode is tested in tests/control/test_socket.py. A ``control.allowUids``
 (refuse peers by SO_PEERCRED) does not exist: with 0600 only the owner (and root) can connect."""
@@ -120,12 +122,32 @@ def test_putenv_values_reach_jobs_as_plain_strings_across_reloads(tmp_path: Path
               "every one reached the job verbatim, as one argument")
 
 
-def test_putenv_value_with_quotes_cannot_change_the_config(tmp_path: Path) -> None:
-    """A value rendered inside a JSON5 string is escaped for it (CP pasted it raw: a quote in it ended the
-    string and added an argument, a backslash was an escape, a newline broke every later reload)."""
+def test_putenv_value_is_pasted_raw_into_the_rendered_config_as_cp_did(tmp_path: Path) -> None:
+    """#14: Go's text/template does not escape, so neither may we: a value's quote ends the JSON5 string it
+    is rendered into (consul-lb's `join "\\", \\""` relies on it) and a backslash is read as an escape.
+    The environment itself is not templated: jobs still see the values byte for byte."""
     sock = str(tmp_path / "control.sock")
-    values = {"INJ_QUOTES": 'x", "--injected', "INJ_BACKSLASH": "a\\nb", "INJ_NEWLINE": "line1\nline2"}
+    values = {"INJ_QUOTES": 'x", "--added', "INJ_BACKSLASH": "a\\nb"}
     with Pilot(env_config(sock, list(values), 0)) as p:
         wait_for(lambda: os.path.exists(sock), 10, "the control socket")
-        for argv in putenv_and_reload(p, sock, values, 1):
-            assert argv == list(values.values()), argv
+        assert putenv_and_reload(p, sock, values, 1) == [["x", "--added", "a\nb"]]
+
+
+def test_reload_whose_rendered_config_does_not_parse_is_rejected_old_config_kept(tmp_path: Path) -> None:
+    """What answers the risk of the raw paste: a value with a newline renders a JSON5 string that does not
+    parse; the reload fails, nothing that runs is touched, and a later good value reloads fine."""
+    sock = str(tmp_path / "control.sock")
+    with Pilot(env_config(sock, ["INJ_NEWLINE"], 0)) as p:
+        wait_for(lambda: os.path.exists(sock), 10, "the control socket")
+        keeper = wait_for(lambda: [d for d in p.descendants() if d.cmdline() == ["sleep", "1000"]], 10,
+                          "the keeper job")[0]
+        assert cli(p, "-putenv", "INJ_NEWLINE=line1\nline2").returncode == 0
+        p.config_path.write_text(env_config(sock, ["INJ_NEWLINE"], 1))
+        r = cli(p, "-reload")
+        assert r.returncode == 1 and "reload failed" in r.stderr, (r.returncode, r.stderr)
+        # the old config runs on: its keeper, not the new file's `sleep 1001`
+        assert [d.pid for d in p.descendants() if d.cmdline()[:1] == ["sleep"]] == [keeper.pid]
+        assert start_job(p, sock, "rendered", 1) == [""]  # the old render: the value was unset then
+        assert cli(p, "-putenv", "INJ_NEWLINE=one line").returncode == 0
+        assert cli(p, "-reload").returncode == 0
+        assert start_job(p, sock, "rendered", 2) == ["one line"]
