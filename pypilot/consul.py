@@ -10,8 +10,11 @@ PID 1's side is ``pypilot.discovery``; this module runs only in the worker it fo
   ``{"ID","Name","Tags","Port","Address","EnableTagOverride","Check":{"TTL","Status","Notes",
   "DeregisterCriticalServiceAfter"},"Checks":null}``, TTL update ``{"Status":"passing","Output":"ok"}``
   on ``/v1/agent/check/update/service:<id>``, deregister;
-- beyond CP 3.8: a service is registered again after it was deregistered (maintenance) and whenever a TTL
-  update finds that the agent lost it (py-consul returns False on that 404; CP 3.8 kept failing);
+- beyond CP 3.8: a failing check marks the TTL check critical at once (``{"Status":"critical","Output":
+  <the check's output>}``, one call per transition; PID 1 sends it once); a service is registered again
+  after it was deregistered (maintenance) and at once when a TTL update finds that the agent lost it
+  (Consul 1.0 answers ``500 … does not have associated TTL`` after a restart without its data, later
+  versions 404; CP 3.8 kept failing);
 - one thread per watch, state kept per (name, tag, dc) (CP shared it per name): the first query one
   interval after start, then Consul blocking queries (``index`` + ``wait=<interval>s``) started no more
   often than once per interval, so Consul sees CP's rate while a change is seen when it happens;
@@ -33,8 +36,10 @@ if TYPE_CHECKING:
     from typing import Any
 
     Message = dict[str, Any]
+    Op = tuple[str, str, str]  # (register | update | deregister, check status, output)
 
 FINAL_TRIES = 3  # attempts per deregistration at shutdown (0.2 s apart), within that bound
+NOTE_MAX = 4096  # bytes of a failing check's output sent as the TTL check's output
 
 
 def worker_main(sock: socket.socket) -> None:
@@ -42,29 +47,61 @@ def worker_main(sock: socket.socket) -> None:
     _Agent(sock).run()
 
 
-def describe_error(exc: BaseException) -> str:
-    """A short, stable description of a failed call (stable: it decides when a state changed)."""
-    import re
+class AgentError(Exception):
+    """The agent answered, with a status other than the one the call expects."""
 
-    text = str(exc)
-    name = type(exc).__name__
-    if name == "SSLError" or "SSLError" in text:
-        m = re.search(r"\[SSL: ([A-Z_]+)\]", text)
-        return f"TLS error: {m.group(1) if m else name}"
-    if "Timeout" in name or "timed out" in text:
+    def __init__(self, code: int, body: str) -> None:
+        super().__init__(code, body)
+        self.code, self.body = code, body
+
+    def __str__(self) -> str:  # CP's wording
+        return f"Unexpected response code: {self.code} ({self.body.strip()[:200]})"
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, stable description of a failed call (stable: it decides when a state changed).
+
+    Decided by the exception's class and those it wraps (requests wraps urllib3, which wraps the
+    socket's error), never by its text."""
+    import http.client
+    import ssl
+
+    import requests.exceptions as rex
+
+    if isinstance(exc, AgentError):
+        return str(exc)
+    if isinstance(exc, rex.SSLError) or _wrapped(exc, ssl.SSLError):
+        inner = _wrapped(exc, ssl.SSLError)
+        return f"TLS error: {getattr(inner, 'reason', None) or type(inner or exc).__name__}"
+    if isinstance(exc, rex.Timeout | TimeoutError) or _wrapped(exc, TimeoutError):
         return "timed out"
-    if name == "ConnectionError" or "ConnectionError" in text:
-        if "refused" in text:
+    if isinstance(exc, rex.ConnectionError | rex.ChunkedEncodingError | OSError):
+        if _wrapped(exc, ConnectionRefusedError):
             return "connection refused"
-        if "reset" in text or "RemoteDisconnected" in text or "aborted" in text:
+        if _wrapped(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError) or _wrapped(
+            exc, http.client.HTTPException
+        ):
             return "connection reset"
         return "connection failed"
-    if text.startswith("Failed to decode JSON"):
+    if isinstance(exc, ValueError):  # json.JSONDecodeError, or not the shape Consul answers with
         return "invalid response from the agent (not the JSON Consul sends)"
-    m = re.match(r"(\d{3}) (.*)", text, re.S)
-    if m:  # py-consul's "<code> <body>" → CP's wording
-        return f"Unexpected response code: {m.group(1)} ({m.group(2).strip()[:200]})"
-    return f"{name}: {text[:200]}"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _wrapped(exc: BaseException, cls: Any) -> BaseException | None:
+    """``exc`` or an exception it wraps (args, urllib3's ``reason``, cause, context) of class ``cls``."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen or len(seen) > 32:
+            continue
+        seen.add(id(e))
+        if isinstance(e, cls):
+            return e
+        more = [*e.args, getattr(e, "reason", None), e.__cause__, e.__context__]
+        todo.extend(m for m in more if isinstance(m, BaseException))
+    return None
 
 
 class _ErrorLog:
@@ -102,22 +139,23 @@ class _Svc:
         self.want = False  # should be registered
         self.registered = False  # the agent has it, as far as we know
         self.reg_status: str | None = None  # a register with this check status is asked for
-        self.beat = False  # a TTL pass is asked for
+        self.beat: str | None = None  # a TTL update with this status is asked for ("passing"/"critical")
+        self.note = ""  # its output
         self.dereg = False  # a deregister is asked for
         self.inflight: str | None = None
         self.failures = 0
         self.retry_at = 0.0
         self.thread: Any = None
 
-    def next_op(self, stopping: bool) -> tuple[str, str] | None:
+    def next_op(self, stopping: bool) -> Op | None:
         if self.dereg:
-            return ("deregister", "")
+            return ("deregister", "", "")
         if stopping or not self.want:
             return None
         if self.reg_status is not None:
-            return ("register", self.reg_status)
-        if self.beat:
-            return ("update", "") if self.registered else ("register", "passing")
+            return ("register", self.reg_status, "")
+        if self.beat is not None:
+            return ("update", self.beat, self.note) if self.registered else ("register", self.beat, "")
         return None
 
 
@@ -215,8 +253,8 @@ class _Agent:
             self.configure(msg)
         elif op == "service":
             self.on_service(str(msg["id"]), dict(msg["body"]))
-        elif op in ("register", "heartbeat", "deregister"):
-            self.on_request(op, str(msg["id"]), msg.get("status"))
+        elif op in ("register", "heartbeat", "critical", "deregister"):
+            self.on_request(op, str(msg["id"]), msg.get("status"), str(msg.get("note") or ""))
         elif op == "metric":
             if self.telemetry is not None:
                 self.telemetry.record(str(msg["data"]))
@@ -273,7 +311,9 @@ class _Agent:
                 svc.body, svc.name = body, str(body.get("Name", sid))
                 svc.registered = False  # address, port or tags changed (reload): register again
 
-    def on_request(self, op: str, sid: str, status: Any) -> None:
+    def on_request(self, op: str, sid: str, status: Any, note: str = "") -> None:
+        import time
+
         with self.lock:
             svc = self.services.get(sid)
             if svc is None or self.stopping:
@@ -281,10 +321,16 @@ class _Agent:
             if op == "register":
                 svc.want, svc.dereg, svc.reg_status = True, False, str(status)
             elif op == "heartbeat":
-                svc.want, svc.dereg, svc.beat = True, False, True
+                svc.want, svc.dereg, svc.beat, svc.note = True, False, "passing", "ok"
                 svc.reg_status = None
+            elif op == "critical":
+                svc.want, svc.dereg, svc.beat, svc.note = True, False, "critical", note[:NOTE_MAX]
             else:
-                svc.want, svc.beat, svc.reg_status, svc.dereg = False, False, None, True
+                svc.want, svc.beat, svc.reg_status, svc.dereg = False, None, None, True
+            if svc.failures and op != "deregister":
+                # a fresh request from PID 1 paces the retries (one per heartbeat, as CP called):
+                # an agent back after a long outage has the service again within one heartbeat
+                svc.retry_at = min(svc.retry_at, time.monotonic())
             svc.cond.notify()
 
     def snapshot(self, timeout: float = 1.0) -> dict[str, Any]:
@@ -331,42 +377,44 @@ class _Agent:
                 svc.cond.notify()
                 self._final_cond.notify_all()
 
-    def _call(self, op: tuple[str, str], sid: str, body: dict[str, Any]) -> bool:
-        import json
-
-        from consul.callback import CB
-
+    def _http(self, method: str, path: str, params: Any = None, data: str = "") -> Any:
+        """One request through py-consul's HTTP client: its ``Response(code, headers, body)``."""
         client = self.client
         if client is None:
             raise RuntimeError("no consul configured")
         headers = client.prepare_headers()
-        kind, status = op
+        if method == "GET":
+            return client.http.get(lambda r: r, path, params=params, headers=headers)
+        return client.http.put(lambda r: r, path, params=params, data=data, headers=headers)
+
+    def _call(self, op: Op, sid: str, body: dict[str, Any]) -> bool:
+        """One call; False when a TTL update finds the agent without the check (register again)."""
+        import json
+
+        kind, status, note = op
         if kind == "register":
             body = dict(body)
             body["Check"] = {**body["Check"], "Status": status}
             data = json.dumps(body, separators=(",", ":"))
-            return bool(
-                client.http.put(CB.boolean(), "/v1/agent/service/register", headers=headers, data=data)
-            )
-        if kind == "update":
-            return bool(
-                client.http.put(
-                    CB.boolean(),
-                    f"/v1/agent/check/update/service:{sid}",
-                    headers=headers,
-                    data='{"Status":"passing","Output":"ok"}',
-                )
-            )
-        logs.debug(f"deregistering: {sid}")
-        client.agent.service.deregister(sid)  # False on 404: not there is what we wanted
+            resp = self._http("PUT", "/v1/agent/service/register", data=data)
+        elif kind == "update":
+            data = json.dumps({"Status": status, "Output": note}, separators=(",", ":"))
+            resp = self._http("PUT", f"/v1/agent/check/update/service:{sid}", data=data)
+            if _lost(resp.code, resp.body):
+                return False
+        else:
+            logs.debug(f"deregistering: {sid}")
+            resp = self._http("PUT", f"/v1/agent/service/deregister/{sid}")
+            if resp.code == 404:
+                return True  # not there is what we wanted
+        if resp.code != 200:
+            raise AgentError(resp.code, resp.body)
         return True
 
-    def _apply(self, svc: _Svc, op: tuple[str, str], result: bool, error: str | None) -> None:
+    def _apply(self, svc: _Svc, op: Op, result: bool, error: str | None) -> None:
         import time
 
-        kind, status = op
-        if error is None and kind == "register" and not result:
-            error = "the agent refused the registration"
+        kind, status, _ = op
         if error is not None:
             svc.failures += 1
             if self.stopping and kind == "deregister" and svc.failures >= FINAL_TRIES:
@@ -399,8 +447,9 @@ class _Agent:
                     logs.info(f"Registering service {svc.name} with initial status set to {status}")
             logs.info(f"Service registered: {svc.name}")
         elif result:
-            svc.beat = False
-        else:  # 404: the agent lost it (restart without data, maintenance elsewhere): register again
+            if svc.beat == status:  # else a different status was asked for meanwhile: send it next
+                svc.beat = None
+        else:  # the agent lost it (restart without data, maintenance elsewhere): register again, now
             svc.registered = False
             logs.warn(f"service update TTL failed: the agent does not have {svc.sid}; registering it again")
 
@@ -415,15 +464,8 @@ class _Agent:
             if w.stop.wait(max(next_at - time.monotonic(), 0.0)) or self.stopping:
                 return
             started = time.monotonic()
-            client = self.client
             try:
-                if client is None:
-                    raise RuntimeError("no consul configured")
-                kw: dict[str, Any] = {"passing": True, "tag": w.tag, "dc": w.dc}
-                if index:
-                    kw.update(index=index, wait=f"{int(w.interval)}s")
-                new_index, nodes = client.health.service(w.name, **kw)
-                instances = _instances(nodes)
+                new_index, instances = self._health(w, index)
             except Exception as e:
                 error = describe_error(e)
                 if self.errors.report(f"watch {w.key}", error, f"failed to query {w.name}: {{}}"):
@@ -432,10 +474,7 @@ class _Agent:
                 next_at = started + w.interval
                 continue
             self.errors.report(f"watch {w.key}", None, "")
-            try:
-                idx = int(new_index)
-            except (TypeError, ValueError):
-                idx = 0
+            idx = new_index
             index = idx if idx > 0 and (index is None or idx >= index) else None  # reset if it went back
             if w.stop.is_set():
                 return
@@ -456,6 +495,27 @@ class _Agent:
                 }
             )
             next_at = started + w.interval
+
+    def _health(self, w: _Watcher, index: int | None) -> tuple[int, list[tuple[str, str, str, int]]]:
+        """``/v1/health/service/NAME?passing`` (blocking from ``index``): (X-Consul-Index, instances)."""
+        import json
+
+        params = [("passing", "1")]
+        if w.tag:
+            params.append(("tag", w.tag))
+        if w.dc:
+            params.append(("dc", w.dc))
+        if index:
+            params += [("index", str(index)), ("wait", f"{max(int(w.interval), 1)}s")]
+        resp = self._http("GET", f"/v1/health/service/{w.name}", params)
+        if resp.code != 200:
+            raise AgentError(resp.code, resp.body)
+        instances = _instances(json.loads(resp.body))
+        try:
+            new_index = int(resp.headers.get("X-Consul-Index") or 0)
+        except ValueError:
+            new_index = 0
+        return new_index, instances
 
     # -- stop --------------------------------------------------------------------------------
 
@@ -500,7 +560,7 @@ class _Agent:
 
         for attempt in range(FINAL_TRIES):
             try:
-                self._call(("deregister", ""), svc.sid, svc.body)
+                self._call(("deregister", "", ""), svc.sid, svc.body)
                 break
             except Exception as e:
                 error = describe_error(e)
@@ -510,6 +570,12 @@ class _Agent:
         with self.lock:
             self._pending_final -= 1
             self._final_cond.notify_all()
+
+
+def _lost(code: int, body: str) -> bool:
+    """A TTL update's answer saying the agent does not have the check: Consul 1.0 answers
+    ``500 CheckID "service:…" does not have associated TTL``, later versions (and proxies) 404."""
+    return code == 404 or (code == 500 and "does not have associated TTL" in body)
 
 
 def _instances(nodes: Any) -> list[tuple[str, str, str, int]]:
@@ -546,6 +612,14 @@ def make_client(cfg: dict[str, Any]) -> Any:
     verify: bool | str = False
     if scheme == "https" and tls.get("verify", True):
         verify = tls.get("cafile") or tls.get("capath") or True
+    elif scheme == "https":
+        import warnings
+
+        from urllib3.exceptions import InsecureRequestWarning
+
+        # urllib3 would print its warning on every call (every heartbeat): say it once, our way
+        warnings.simplefilter("ignore", InsecureRequestWarning)
+        logs.warn(f"consul: tls.verify is false: the certificate of {address} is not checked")
     cert: Any = None
     if tls.get("clientcert"):
         cert = (tls["clientcert"], tls["clientkey"]) if tls.get("clientkey") else tls["clientcert"]

@@ -64,11 +64,12 @@ def registration(job: Job, service_id: str) -> dict[str, Any]:
 class _Service:
     """PID 1's record of one service: what the worker must know again if it is replaced."""
 
-    __slots__ = ("body", "initial", "leaving")
+    __slots__ = ("body", "critical", "initial", "leaving")
 
     def __init__(self, body: dict[str, Any]) -> None:
         self.body = body
         self.initial: str | None = None  # a register with initial_status not yet superseded by a heartbeat
+        self.critical: str | None = None  # marked critical with this note, not yet passing again
         self.leaving = False  # deregister sent, not yet confirmed
 
 
@@ -120,13 +121,27 @@ class Discovery:
             return  # driven by our own 5 s timer (_self_tick), as CP's telemetry job was
         self._heartbeat(job)
 
+    def unhealthy(self, job: Job, note: str) -> None:
+        """The job's check turned failing (called once per transition): mark its TTL check critical
+        now, with ``note`` (the check's output) as the check's output, rather than let Consul route
+        to it until the TTL lapses. The next passing result (``heartbeat``) makes it passing again.
+        A service that was never registered (or is leaving) is left alone: nothing routes to it."""
+        sid = self.service_id(job)
+        svc = self.services.get(sid)
+        if svc is None or svc.leaving or (job.name == SELF_SERVICE and self.config.telemetry is not None):
+            return
+        sid = self._want(job)
+        svc = self.services[sid]
+        svc.critical = note
+        self._send({"op": "critical", "id": sid, "note": note})
+
     def deregister(self, job: Job) -> None:
         sid = self.service_id(job)
         svc = self.services.get(sid)
         if svc is None:
             svc = self.services[sid] = _Service(registration(job, sid))
             self._send({"op": "service", "id": sid, "body": svc.body})
-        svc.leaving, svc.initial = True, None
+        svc.leaving, svc.initial, svc.critical = True, None, None
         self._send({"op": "deregister", "id": sid})
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -195,7 +210,8 @@ class Discovery:
 
     def _heartbeat(self, job: Job) -> None:
         sid = self._want(job)
-        self.services[sid].initial = None
+        svc = self.services[sid]
+        svc.initial = svc.critical = None
         self._send({"op": "heartbeat", "id": sid})
 
     def _want(self, job: Job) -> str:
@@ -248,6 +264,8 @@ class Discovery:
                 send({"op": "deregister", "id": sid})
             elif svc.initial is not None:
                 send({"op": "register", "id": sid, "status": svc.initial})
+            if not svc.leaving and svc.critical is not None:
+                send({"op": "critical", "id": sid, "note": svc.critical})
 
     def _on_event(self, event: Event) -> None:
         if event.code == ev.METRIC:

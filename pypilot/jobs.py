@@ -40,6 +40,8 @@ class Registry(Protocol):
 
     def heartbeat(self, job: Job) -> None: ...
 
+    def unhealthy(self, job: Job, note: str) -> None: ...
+
     def deregister(self, job: Job) -> None: ...
 
 
@@ -115,6 +117,7 @@ class Job:
         self.check_source = f"check.{cfg.name}"
         self.check_request = request_for(self)
         self.check_in_flight = False
+        self.check_detail = ""  # the last check's output: the note when it turns unhealthy
         self.passes_in_a_row = self.fails_in_a_row = 0
         self.started_at: float | None = None
 
@@ -242,6 +245,7 @@ class Job:
 
     def _on_check_done(self, ok: bool, detail: str) -> None:
         self.check_in_flight = False
+        self.check_detail = detail
         if self.completed:
             return
         if not ok and self.check_request is not None and self.check_request["kind"] != "exec":
@@ -261,8 +265,10 @@ class Job:
         else:
             self.passes_in_a_row, self.fails_in_a_row = 0, self.fails_in_a_row + 1
             if health is None or self.fails_in_a_row >= health.failure_threshold:
-                self.status = UNHEALTHY
+                was, self.status = self.status, UNHEALTHY
                 self.ctx.bus.publish(Event(ev.UNHEALTHY, self.name))
+                if was != UNHEALTHY and self.cfg.has_service and self.ctx.discovery is not None:
+                    self.ctx.discovery.unhealthy(self, self.check_detail)  # Consul hears it at once
 
     def _on_start(self) -> None:
         if self.starts_remain == 0:

@@ -16,8 +16,12 @@ Served API (everything else under ``/v1/`` gets Consul's 404 "Invalid URL path")
 * ``PUT /v1/agent/service/deregister/<id>``, ``PUT /v1/agent/service/maintenance/<id>?enable=``,
   ``PUT /v1/agent/maintenance?enable=`` (node), ``PUT /v1/agent/check/pass|warn|fail/<id>?note=``,
   ``PUT /v1/agent/check/update/<id>`` (body ``{"Status", "Output"}``), ``PUT
-  /v1/agent/check/deregister/<id>``; unknown ids are a 404 ``Unknown service ID "x". Ensure that
-  the service ID is passed, not the service name.`` (or ``Unknown check ID ...``).
+  /v1/agent/check/deregister/<id>``. Unknown ids are answered as Consul 1.0.1 (the release
+  ContainerPilot 3.8 pinned, and the real agent of ``tests/real_consul.py``) does: deregistering an
+  unknown service or check is a 200; a TTL update of an unknown check is a 500 ``CheckID "x" does
+  not have associated TTL`` (what an agent restarted without its data answers); maintenance of an
+  unknown service is a 404 ``No service registered with ID "x"``. ``tests/discovery/test_real_agent.py``
+  replays the same requests against the real agent and compares.
 * ``GET /v1/agent/services``, ``/v1/agent/checks``, ``/v1/agent/self``,
   ``/v1/agent/service/<id>``.
 * ``GET /v1/health/service/<name>`` (``passing``, ``tag`` (all must match), ``dc``) and ``GET
@@ -649,21 +653,6 @@ class _HTTPError(Exception):
         super().__init__(body)
         self.status = status
         self.body = body
-
-
-def _unknown_service(service_id: str) -> _HTTPError:
-    return _HTTPError(
-        404,
-        f"Unknown service ID {json.dumps(service_id)}. "
-        "Ensure that the service ID is passed, not the service name.",
-    )
-
-
-def _unknown_check(check_id: str) -> _HTTPError:
-    return _HTTPError(
-        404,
-        f"Unknown check ID {json.dumps(check_id)}. Ensure that the check ID is passed, not the check name.",
-    )
 
 
 _Response = tuple[int, dict[str, str], bytes]
@@ -1481,9 +1470,9 @@ class ConsulStandin:
     def _deregister(self, *, id: str, token: str, **_: Any) -> _Response:
         with self._cond:
             service = self._services.get(id)
-            if service is None:
+            if service is None:  # Consul 1.0.1: nothing to remove is a success
                 self._acl(token, write=True, resource="service", name=id)
-                raise _unknown_service(id)
+                return 200, {}, b""
             self._acl(token, write=True, resource="service", name=service.name)
             self._remove_service(id)
         return 200, {}, b""
@@ -1497,7 +1486,7 @@ class ConsulStandin:
         with self._cond:
             service = self._services.get(id)
             if service is None:
-                raise _unknown_service(id)
+                raise _HTTPError(404, f"No service registered with ID {json.dumps(id)}")
             self._acl(token, write=True, resource="service", name=service.name)
             cid = SERVICE_MAINT_PREFIX + id
             if enable and cid not in self._checks:
@@ -1550,8 +1539,8 @@ class ConsulStandin:
         with self._cond:
             self._evaluate_timers()
             chk = self._checks.get(check_id)
-            if chk is None:
-                raise _unknown_check(check_id)
+            if chk is None:  # Consul 1.0.1's answer (later versions: 404 Unknown check ID)
+                raise _HTTPError(500, f"CheckID {json.dumps(check_id)} does not have associated TTL")
             self._acl(
                 token, write=True, resource="service" if chk.service_id else "node", name=chk.service_name
             )
@@ -1579,8 +1568,8 @@ class ConsulStandin:
     def _check_deregister(self, *, id: str, token: str, **_: Any) -> _Response:
         with self._cond:
             chk = self._checks.get(id)
-            if chk is None:
-                raise _unknown_check(id)
+            if chk is None:  # Consul 1.0.1: nothing to remove is a success
+                return 200, {}, b""
             self._acl(
                 token, write=True, resource="service" if chk.service_id else "node", name=chk.service_name
             )

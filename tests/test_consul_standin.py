@@ -17,6 +17,7 @@ from typing import Any
 import consul
 import pytest
 import requests
+from consul.exceptions import ConsulException
 
 from tests.consul_standin import (
     ConsulStandin,
@@ -109,9 +110,8 @@ def test_check_update_endpoint(standin: ConsulStandin) -> None:
     assert (bad.status_code, bad.text) == (400, "Invalid check status: 'fine'")
     bad = put(standin, "/v1/agent/check/update/service:web-1", {"Status": "passing", "Note": "x"})
     assert (bad.status_code, bad.text) == (400, 'Request decode failed: json: unknown field "Note"')
-    missing = put(standin, "/v1/agent/check/update/nope", {"Status": "passing"})
-    assert missing.status_code == 404
-    assert missing.text.startswith('Unknown check ID "nope".')
+    missing = put(standin, "/v1/agent/check/update/nope", {"Status": "passing"})  # as Consul 1.0.1
+    assert (missing.status_code, missing.text) == (500, 'CheckID "nope" does not have associated TTL')
 
 
 def test_ttl_lapses_to_critical_on_virtual_time(standin: ConsulStandin) -> None:
@@ -192,13 +192,11 @@ def test_deregister(standin: ConsulStandin) -> None:
     register_web(c)
     assert c.agent.service.deregister("web-1") is True
     assert c.agent.services() == {} and c.agent.checks() == {}
-    assert c.agent.service.deregister("web-1") is False  # py-consul turns Consul's 404 into False
+    assert c.agent.service.deregister("web-1") is True  # Consul 1.0.1: removing nothing is a 200
     log = standin.requests("PUT", "/v1/agent/service/deregister/web-1")
-    assert log[-1].status == 404
-    assert log[-1].response_body == (
-        'Unknown service ID "web-1". Ensure that the service ID is passed, not the service name.'
-    )
-    assert c.agent.check.ttl_pass("service:web-1") is False
+    assert (log[-1].status, log[-1].response_body) == (200, "")
+    with pytest.raises(ConsulException, match="does not have associated TTL"):
+        c.agent.check.ttl_pass("service:web-1")
 
 
 def test_maintenance(standin: ConsulStandin) -> None:
@@ -214,7 +212,7 @@ def test_maintenance(standin: ConsulStandin) -> None:
     )
     assert c.agent.service.maintenance("web-1", False) is True
     assert passing_ids(c) == ["web-1"]
-    assert c.agent.service.maintenance("nope", True) is False  # 404 Unknown service ID
+    assert c.agent.service.maintenance("nope", True) is False  # 404 No service registered with ID
     assert put(standin, "/v1/agent/service/maintenance/web-1").text == "Missing value for enable"
     bad = put(standin, "/v1/agent/service/maintenance/web-1?enable=yes")
     assert (bad.status_code, bad.text) == (400, 'Invalid value for enable: "yes"')
@@ -488,7 +486,8 @@ def test_lose_registrations(standin: ConsulStandin) -> None:
     index, _ = c.health.service("web")
     standin.lose_registrations()
     assert c.agent.services() == {}
-    assert c.agent.check.ttl_pass("service:web-1") is False  # pypilot must re-register
+    with pytest.raises(ConsulException, match="^500 .*does not have associated TTL"):  # must re-register
+        c.agent.check.ttl_pass("service:web-1")
     new_index, nodes = c.health.service("web")
     assert nodes == [] and int(new_index) > int(index)
     register_web(c)
