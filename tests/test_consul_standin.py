@@ -486,7 +486,7 @@ def test_lose_registrations(standin: ConsulStandin) -> None:
     index, _ = c.health.service("web")
     standin.lose_registrations()
     assert c.agent.services() == {}
-    with pytest.raises(ConsulException, match="^500 .*does not have associated TTL"):  # must re-register
+    with pytest.raises(ConsulException, match=r"^500 .*does not have associated TTL"):  # must re-register
         c.agent.check.ttl_pass("service:web-1")
     new_index, nodes = c.health.service("web")
     assert nodes == [] and int(new_index) > int(index)

@@ -1,33 +1,26 @@
-"""pypilot's supervisor with the discovery wiring, for tests and benchmarks (until supervisor.py has it).
+"""The real entry point plus a probe socket, for ``benchmarks/consul_load.py`` (the tests use the real
+entry point itself, ``tests/discovery/harness.py``).
 
-``python -m tests.discovery.runner CONFIG CONTROL_SOCKET`` does what ``pypilot -config CONFIG`` does,
-with the supervisor (discovery is wired in supervisor.py) and a unix socket
-where a test sends one JSON request per connection: ``status`` (``sup.status()`` plus the loop's
-``max_lateness``), ``maintenance``, ``metric``, ``http_counts`` (stands in for the control plane's
-per (code, path) request counts), ``reset_lateness``, ``probe``/``probe_stats`` (timer lateness
-percentiles of PID 1's loop, for benchmarks/consul_load.py). The socket is served by PID 1's own loop,
-non-blocking, like everything else there.
+``python -m tests.discovery.runner CONFIG CONTROL_SOCKET`` is ``pypilot -config CONFIG`` (it calls
+``pypilot.__main__.run``) with one addition: a unix socket, served by PID 1's own loop, where the benchmark
+sends one JSON request per connection: ``status`` (``sup.status()`` plus the loop's ``max_lateness``),
+``reset_lateness``, ``maintenance``, ``metric``, ``http_counts``, and ``probe``/``probe_stats`` (timer
+lateness percentiles of PID 1's loop).
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 from typing import Any
 
 import orjson
 
-from pypilot import logs, reaper
 from pypilot.supervisor import Supervisor
 
 
-class WiredSupervisor(Supervisor):
-    """Supervisor.py now wires discovery itself; the name stays for the tests that import it."""
-
-
 class TestControl:
-    def __init__(self, sup: WiredSupervisor, path: str) -> None:
+    def __init__(self, sup: Supervisor, path: str) -> None:
         self.sup = sup
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
@@ -109,15 +102,17 @@ class TestControl:
 
 def main() -> int:
     config_path, control_path = sys.argv[1], sys.argv[2]
-    sigfd = reaper.setup_signals()
-    os.environ["CONTAINERPILOT_PID"] = str(os.getpid())
-    from pypilot.config import load
+    from pypilot import supervisor
+    from pypilot.__main__ import run
 
-    config = load(config_path)
-    logs.configure(config.logging.level, config.logging.format, config.logging.output)
-    sup = WiredSupervisor(config, sigfd)
-    TestControl(sup, control_path)
-    return sup.run()
+    real_init = supervisor.Supervisor.__init__
+
+    def init(self: Supervisor, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        TestControl(self, control_path)
+
+    supervisor.Supervisor.__init__ = init  # type: ignore[method-assign]
+    return run(config_path)
 
 
 if __name__ == "__main__":

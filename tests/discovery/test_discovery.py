@@ -1,12 +1,12 @@
 """Consul registration, TTL updates, watches, maintenance and lost registrations, end to end:
-pypilot as PID 1 (tests/discovery/runner.py wires the discovery worker) against the Consul stand-in."""
+pypilot as PID 1 (its real entry point) against the Consul stand-in."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from tests.consul_standin import ConsulStandin
-from tests.discovery.harness import Pilot, free_port, service_job, sid
+from tests.discovery.harness import PID1_STALL, Pilot, free_port, service_job, sid
 
 
 def passing(standin: ConsulStandin, name: str) -> list[str]:
@@ -105,11 +105,11 @@ def test_maintenance_deregisters_and_exit_registers_again(standin: ConsulStandin
     cfg = {"consul": standin.address, "jobs": [service_job("app", 8000)]}
     with Pilot(cfg) as p:
         p.until(lambda: passing(standin, "app"), 10, "registered")
-        p.cmd("maintenance", on=True)
+        p.maintenance(True)
         standin.wait_for_request("PUT", f"/v1/agent/service/deregister/{sid('app')}")
         p.until(lambda: sid("app") not in standin.services(), 5, "deregistered")
         registers = len(standin.requests("PUT", "/v1/agent/service/register"))
-        p.cmd("maintenance", on=False)
+        p.maintenance(False)
         p.until(lambda: passing(standin, "app") == [sid("app")], 10, "passing again after maintenance")
         assert len(standin.requests("PUT", "/v1/agent/service/register")) == registers + 1
 
@@ -134,10 +134,10 @@ def test_envvars_with_consul_down() -> None:
              "when": {"source": "testpid", "once": "healthy"}},
         ],
     }
-    with Pilot(cfg) as p:
+    with Pilot(cfg) as p, p.pid1_probe() as probe:
         p.wait_log("CONTAINERPILOT_TESTENVVAR_IP=127.0.0.1")
         p.wait_log("CONTAINERPILOT_TESTPID_PID=")
         p.until(lambda: p.count("event: {StatusHealthy testpid}") >= 4, 10, "healthy, again and again")
         assert p.count("service registration failed: connection refused") == 1  # once, not per beat
-        assert p.status()["max_lateness"] < 0.05
+        assert probe.count > 10 and probe.failed == 0 and probe.worst < PID1_STALL, vars(probe)
         assert p.stop() == 0
