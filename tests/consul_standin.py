@@ -528,50 +528,33 @@ class _Service:
         theirs = dataclasses.asdict(other) | {"create_index": 0, "modify_index": 0}
         return mine == theirs
 
-    def node_service(self) -> dict[str, Any]:
-        """structs.NodeService as the health endpoint shows it."""
+    def _extras(self) -> dict[str, Any]:
+        """Fields Consul 1.0.1 does not have: shown only when a registration set them (a client
+        that sends them talks to a later Consul; 1.0.1 would have ignored them)."""
         out: dict[str, Any] = {}
-        if self.kind:
-            out["Kind"] = self.kind
-        out.update(
-            ID=self.id,
-            Service=self.name,
-            Tags=list(self.tags),
-            Address=self.address,
-        )
+        if self.meta:
+            out["Meta"] = dict(self.meta)
+        if self.weights != {"Passing": 1, "Warning": 1}:
+            out["Weights"] = dict(self.weights)
         if self.tagged_addresses:
             out["TaggedAddresses"] = dict(self.tagged_addresses)
-        out.update(Meta=dict(self.meta), Port=self.port)
         if self.socket_path:
             out["SocketPath"] = self.socket_path
-        out.update(
-            Weights=dict(self.weights),
-            EnableTagOverride=self.enable_tag_override,
-            Proxy={"Mode": "", "MeshGateway": {}, "Expose": {}},
-            Connect={},
-        )
         if self.locality:
             out["Locality"] = dict(self.locality)
-        out.update(PeerName="", CreateIndex=self.create_index, ModifyIndex=self.modify_index)
+        return out
+
+    def node_service(self) -> dict[str, Any]:
+        """structs.NodeService as Consul 1.0.1's health and catalog endpoints show it."""
+        out: dict[str, Any] = {"Kind": self.kind} if self.kind else {}
+        out.update(ID=self.id, Service=self.name, Tags=list(self.tags), Address=self.address, Port=self.port)
+        out.update(EnableTagOverride=self.enable_tag_override, **self._extras())
+        out.update(CreateIndex=self.create_index, ModifyIndex=self.modify_index)
         return out
 
     def agent_service(self, datacenter: str) -> dict[str, Any]:
-        """api.AgentService as /v1/agent/services shows it."""
-        out: dict[str, Any] = {}
-        if self.kind:
-            out["Kind"] = self.kind
-        out.update(ID=self.id, Service=self.name, Tags=list(self.tags), Meta=dict(self.meta), Port=self.port)
-        out["Address"] = self.address
-        if self.socket_path:
-            out["SocketPath"] = self.socket_path
-        if self.tagged_addresses:
-            out["TaggedAddresses"] = dict(self.tagged_addresses)
-        out.update(
-            Weights=dict(self.weights), EnableTagOverride=self.enable_tag_override, Datacenter=datacenter
-        )
-        if self.locality:
-            out["Locality"] = dict(self.locality)
-        return out
+        """api.AgentService as Consul 1.0.1's /v1/agent/services shows it (the same fields)."""
+        return self.node_service()
 
 
 @dataclasses.dataclass
@@ -597,6 +580,7 @@ class _Check:
     modify_index: int = 0
 
     def health_check(self, node: str, *, agent_view: bool) -> dict[str, Any]:
+        """structs.HealthCheck as Consul 1.0.1 shows it."""
         return {
             "Node": node,
             "CheckID": self.check_id,
@@ -606,11 +590,7 @@ class _Check:
             "Output": self.output if agent_view else self.synced_output,
             "ServiceID": self.service_id,
             "ServiceName": self.service_name,
-            "ServiceTags": list(self.service_tags),
-            "Type": self.type,
-            "Interval": self.interval,
-            "Timeout": self.timeout,
-            "ExposedPort": 0,
+            "ServiceTags": [] if agent_view else list(self.service_tags),  # as 1.0.1's agent shows
             "Definition": {},
             "CreateIndex": self.create_index,
             "ModifyIndex": self.modify_index,
@@ -1178,7 +1158,7 @@ class ConsulStandin:
             "Node": node,
             "Address": address,
             "Datacenter": dc,
-            "TaggedAddresses": {"lan": address, "lan_ipv4": address, "wan": address, "wan_ipv4": address},
+            "TaggedAddresses": {"lan": address, "wan": address},
             "Meta": {"consul-network-segment": ""},
             "CreateIndex": 5,
             "ModifyIndex": 5,

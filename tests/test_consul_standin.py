@@ -94,7 +94,7 @@ def test_initial_status_and_defaults(standin: ConsulStandin) -> None:
     c.agent.service.register("db", check={"TTL": "5s", "Status": "passing", "Notes": "n"})
     assert passing_ids(c, "db") == ["db"]  # ID defaults to the name
     check = c.agent.checks()["service:db"]  # CheckID defaults to service:<id>
-    assert (check["Name"], check["Notes"], check["Type"]) == ("Service 'db' check", "n", "ttl")
+    assert (check["Name"], check["Notes"], check["Status"]) == ("Service 'db' check", "n", "passing")
     c.agent.service.register("multi", check={"TTL": "5s"}, extra_checks=[{"TTL": "1m30s", "Name": "second"}])
     checks = c.agent.checks()
     assert {"service:multi:1", "service:multi:2"} <= set(checks)
