@@ -158,7 +158,7 @@ class Pilot(BasePilot):
 
 
 def service_job(name: str, port: int, *, check: str = "true", interval: int = 1, ttl: int = 5,
-                exec_: str = "sleep 1000", **extra: Any) -> dict[str, Any]:
+                exec_: str | list[str] = "sleep 1000", **extra: Any) -> dict[str, Any]:
     return {
         "name": name, "exec": exec_, "port": port, "interfaces": LOCAL,
         "health": {"exec": check, "interval": interval, "ttl": ttl}, **extra,

@@ -81,23 +81,40 @@ def test_watch_state_is_per_tag_and_no_events_on_query_errors(standin: ConsulSta
         assert p.count("failed to query db") == 2  # once per watch per change of state, not per poll
 
 
-def test_ttl_lapses_when_the_check_fails(standin: ConsulStandin, tmp_path: Path) -> None:
+def test_failing_check_marks_the_ttl_check_critical_at_once_then_passing_again(
+    standin: ConsulStandin, tmp_path: Path
+) -> None:
+    """Issue 14: on the transition to unhealthy, one TTL update ``critical`` with the check's output
+    (Consul stops routing now, not when the 30 s TTL lapses); nothing more while it stays unhealthy;
+    passing again with the next passing check."""
     flag = tmp_path / "healthy"
     flag.write_text("")
     cfg = {"consul": standin.address,
-           "jobs": [service_job("app", 8000, check=f"test -f {flag}", ttl=3)]}
+           "jobs": [service_job("app", 8000, check=f"test -f {flag}", ttl=30)]}
     with Pilot(cfg) as p:
         check = f"service:{sid('app')}"
+        update = f"/v1/agent/check/update/{check}"
         p.until(lambda: standin.check_status(check) == "passing", 10, "passing")
         flag.unlink()
-        p.until(lambda: p.status()["jobs"][0]["status"] == "unhealthy", 5, "unhealthy")
-        n = len(standin.requests("PUT", f"/v1/agent/check/update/{check}"))
-        standin.advance(3.5)
-        assert standin.check_status(check) == "critical"
-        p.until(lambda: p.count("check.app exited with error") >= 2, 5, "more failing checks")
-        assert len(standin.requests("PUT", f"/v1/agent/check/update/{check}")) == n  # nothing sent
+        p.until(lambda: standin.check_status(check) == "critical", 5, "critical, without the TTL lapsing")
+        critical = [r for r in standin.requests("PUT", update) if r.json["Status"] == "critical"]
+        assert [r.body for r in critical] == [b'{"Status":"critical","Output":"check.app: exit status 1"}']
+        assert standin.checks()[check]["Output"] == "check.app: exit status 1"
+        n = len(standin.requests("PUT", update))
+        p.until(lambda: p.count("check.app exited with error") >= 4, 10, "more failing checks")
+        assert len(standin.requests("PUT", update)) == n  # nothing while the status holds
         flag.write_text("")
         p.until(lambda: standin.check_status(check) == "passing", 5, "passing again")
+        assert standin.requests("PUT", update)[n].body == b'{"Status":"passing","Output":"ok"}'
+
+
+def test_failing_check_of_a_service_never_registered_registers_nothing(standin: ConsulStandin) -> None:
+    """A check that fails from the start: nothing routes to the service, so nothing is sent (as CP)."""
+    cfg = {"consul": standin.address, "jobs": [service_job("app", 8000, check="false")]}
+    with Pilot(cfg) as p:
+        p.until(lambda: p.count("check.app exited with error") >= 3, 10, "failing checks")
+        assert standin.requests("PUT") == []
+        assert p.stop() == 0
 
 
 def test_maintenance_deregisters_and_exit_registers_again(standin: ConsulStandin) -> None:
