@@ -22,7 +22,8 @@ sys.path.insert(0, ROOT)
 import psutil  # noqa: E402
 
 from tests.consul_standin import ConsulStandin  # noqa: E402
-from tests.discovery.harness import LOCAL, Pilot, free_port, service_job  # noqa: E402
+from tests.discovery.harness import LOCAL, free_port, service_job  # noqa: E402
+from tests.discovery.harness import ProbePilot as Pilot  # noqa: E402
 
 
 def kind(path: str) -> str:

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -83,12 +84,16 @@ class Pilot(BasePilot):
     def __init__(self, config: dict[str, Any], pid1: bool = True, env: dict[str, str] | None = None) -> None:
         super().__init__(config, pid1, env)
         self.control = str(self.dir / "control.sock")
-        wait_for(lambda: self._connectable() or self.proc.poll() is not None, 10, "control socket")
+        self._wait_ready()
 
-    def _connectable(self) -> bool:
+    def _wait_ready(self) -> None:
+        wait_for(lambda: self._connectable(self.control) or self.proc.poll() is not None, 10, "control")
+
+    @staticmethod
+    def _connectable(path: str) -> bool:
         with socket.socket(socket.AF_UNIX) as s:
             try:
-                s.connect(self.control)
+                s.connect(path)
                 return True
             except OSError:
                 return False
@@ -155,6 +160,33 @@ class Pilot(BasePilot):
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"pypilot did not exit; log tail:\n{self.log()[-3000:]}") from None
+
+
+class ProbePilot(Pilot):
+    """For ``benchmarks/consul_load.py``: the real entry point plus ``tests/discovery/runner.py``'s probe
+    socket (PID 1 timer lateness), driven with ``cmd``."""
+
+    def command(self, args: list[str]) -> list[str]:
+        return [sys.executable, "-m", "tests.discovery.runner", str(self.config_path), self._probe_path()]
+
+    def _probe_path(self) -> str:
+        return str(self.dir / "probe.sock")
+
+    def _wait_ready(self) -> None:  # not the control socket: its first connection starts a worker
+        wait_for(lambda: self._connectable(self._probe_path()) or self.proc.poll() is not None, 10, "probe")
+
+    def cmd(self, cmd: str, **kw: Any) -> Any:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(self._probe_path())
+            s.sendall(orjson.dumps({"cmd": cmd, **kw}) + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        return orjson.loads(buf)
 
 
 def service_job(name: str, port: int, *, check: str = "true", interval: int = 1, ttl: int = 5,
