@@ -1,14 +1,58 @@
 """CP test_telemetry: a custom counter through a Metric event, /metrics with CP's own metric names,
-/status with the services healthy, the `containerpilot` self-service in Consul and gone after stop."""
+/status with the services healthy, the `containerpilot` self-service in Consul and gone after stop;
+against the stand-in and against the real agent (skipped with the reason when there is none)."""
 
 from __future__ import annotations
 
 import json
 import urllib.error
 import urllib.request
+from typing import Any
+
+import pytest
 
 from tests.consul_standin import ConsulStandin
 from tests.discovery.harness import LOCAL, Pilot, free_port, service_job, sid
+from tests.real_consul import RealConsul
+
+
+class Agent:
+    """What the test asks of Consul, from the stand-in or the real agent."""
+
+    def __init__(self, request: pytest.FixtureRequest, kind: str) -> None:
+        self.fake: ConsulStandin | None = request.getfixturevalue("standin") if kind == "standin" else None
+        self.real: RealConsul | None = request.getfixturevalue("agent") if kind == "agent" else None
+
+    @property
+    def address(self) -> str:
+        return self.fake.address if self.fake else self.real.address  # type: ignore[union-attr]
+
+    def add_remote(self, name: str, address: str, port: int) -> None:
+        if self.fake:
+            self.fake.add_remote_service(name, address=address, port=port)
+        else:
+            assert self.real is not None
+            body = {"ID": f"{name}-1", "Name": name, "Address": address, "Port": port}
+            assert self.real.put("/v1/agent/service/register", body)[0] == 200
+
+    def instances(self, name: str, passing: bool = True) -> list[str]:
+        if self.fake:
+            return [e["Service"]["ID"] for e in self.fake.health(name, passing=passing)]
+        assert self.real is not None
+        return self.real.passing(name) if passing else sorted(self.real.services())
+
+    def registration(self, name: str) -> tuple[Any, Any, Any]:
+        """(Port, Address, TTL) as registered; TTL only from the stand-in (1.0.1 does not show it)."""
+        if self.fake:
+            reg = next(r.json for r in self.fake.requests("PUT", "/v1/agent/service/register")
+                       if r.json["Name"] == name)
+            return reg["Port"], reg["Address"], reg["Check"]["TTL"]
+        assert self.real is not None
+        svc = self.real.services()[sid(name)]
+        return svc["Port"], svc["Address"], "15s"
+
+    def services(self) -> dict[str, Any]:
+        return self.fake.services() if self.fake else self.real.services()  # type: ignore[union-attr]
 
 
 def get(url: str, method: str = "GET") -> tuple[int, bytes]:
@@ -22,8 +66,10 @@ def get(url: str, method: str = "GET") -> tuple[int, bytes]:
         return 0, b""
 
 
-def test_telemetry(standin: ConsulStandin) -> None:
-    standin.add_remote_service("otherapp", address="10.0.0.3", port=9000)
+@pytest.mark.parametrize("kind", ["standin", "agent"])
+def test_telemetry(request: pytest.FixtureRequest, kind: str) -> None:
+    consul = Agent(request, kind)
+    consul.add_remote("otherapp", "10.0.0.3", 9000)
     port = free_port()
     metrics = [
         {"namespace": "containerpilot", "subsystem": "app", "name": "some_counter", "help": "c",
@@ -33,18 +79,15 @@ def test_telemetry(standin: ConsulStandin) -> None:
         {"name": "sizes", "help": "s", "type": "summary"},
     ]
     cfg = {
-        "consul": standin.address,
+        "consul": consul.address,
         "jobs": [service_job("app", 8000), {"name": "sensor", "exec": "true"}],
         "watches": [{"name": "otherapp", "interval": 1}],
         "telemetry": {"port": port, "interfaces": LOCAL, "metrics": metrics},
     }
     base = f"http://127.0.0.1:{port}"
     with Pilot(cfg) as p:
-        p.until(lambda: [e for e in standin.health("containerpilot", passing=True)], 10, "self-service")
-        assert [e["Service"]["ID"] for e in standin.health("containerpilot")] == [sid("containerpilot")]
-        reg = next(r.json for r in standin.requests("PUT", "/v1/agent/service/register")
-                   if r.json["Name"] == "containerpilot")
-        assert (reg["Port"], reg["Address"], reg["Check"]["TTL"]) == (port, "127.0.0.1", "15s")
+        p.until(lambda: consul.instances("containerpilot") == [sid("containerpilot")], 10, "self-service")
+        assert consul.registration("containerpilot") == (port, "127.0.0.1", "15s")
         p.until(lambda: get(f"{base}/metrics")[0] == 200, 10, "/metrics")
         worker = p.worker_pids()
         p.metric({"containerpilot_app_some_counter": 42, "plain_gauge": 7, "latency": 0.3, "sizes": 12})
@@ -74,5 +117,5 @@ def test_telemetry(standin: ConsulStandin) -> None:
         assert get(f"{base}/status", "POST")[0] == 405
         assert set(worker) <= set(p.worker_pids())  # the negative counter killed nothing
         assert p.stop() == 0
-    assert standin.health("containerpilot") == []
-    assert standin.services() == {}
+    assert consul.instances("containerpilot") == []
+    assert set(consul.services()) <= {"otherapp-1"}  # ours deregistered; the other one is not ours
