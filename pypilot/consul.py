@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     Op = tuple[str, str, str]  # (register | update | deregister, check status, output)
 
 FINAL_TRIES = 3  # attempts per deregistration at shutdown (0.2 s apart), within that bound
-NOTE_MAX = 4096  # bytes of a failing check's output sent as the TTL check's output
+NOTE_MAX = 4096  # characters of a failing check's output sent as the TTL check's output
 
 
 def worker_main(sock: socket.socket) -> None:
@@ -75,7 +75,7 @@ def describe_error(exc: BaseException) -> str:
         return f"TLS error: {getattr(inner, 'reason', None) or type(inner or exc).__name__}"
     if isinstance(exc, rex.Timeout | TimeoutError) or _wrapped(exc, TimeoutError):
         return "timed out"
-    if isinstance(exc, rex.ConnectionError | rex.ChunkedEncodingError | OSError):
+    if isinstance(exc, rex.ConnectionError | rex.ChunkedEncodingError | ConnectionError):
         if _wrapped(exc, ConnectionRefusedError):
             return "connection refused"
         if _wrapped(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError) or _wrapped(
