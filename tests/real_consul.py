@@ -194,6 +194,19 @@ class RealConsul:
             return []
         return sorted(e["Service"]["ID"] for e in entries) if code == 200 else []
 
+    def settle(self, name: str, wait: str = "1s", tries: int = 10) -> int:
+        """Until ``/v1/health/service/NAME``'s index holds for ``wait`` (the agent syncs registrations to
+        its catalog in the background, moving the index once more): that index."""
+        _, headers, _ = self.get(f"/v1/health/service/{name}")
+        index = int(headers["X-Consul-Index"])
+        for _ in range(tries):
+            _, headers, _ = self.get(f"/v1/health/service/{name}?index={index}&wait={wait}", timeout=30)
+            new = int(headers["X-Consul-Index"])
+            if new == index:
+                return index
+            index = new
+        raise AssertionError(f"the index of {name} kept moving")
+
     # --- what the agent was asked -----------------------------------------------------------------
 
     def mark(self) -> None:

@@ -103,7 +103,7 @@ def test_watch_is_a_blocking_query_that_sees_changes_within_one_interval(agent: 
 
     with Pilot(cfg) as p:
         p.wait_log("backend changed", 1, 10)
-        time.sleep(0.5)  # settle: the agent syncs the registration to its catalog in the background
+        agent.settle("backend")
         agent.mark()
         quiet = 10.0
         time.sleep(quiet)  # measuring a rate: nothing to wait for but the clock
