@@ -33,8 +33,9 @@ BASE = {"consul": "c:8500", "jobs": [{"name": "app", "exec": "run", "port": 80, 
         "watches": [{"name": "db", "interval": 5}], "telemetry": {"metrics": [{"name": "m", "help": "h",
                                                                                "type": "gauge"}]}}
 
-# an error names something: a quoted path, a job/watch, a key list, a line:col, a keyword of the spec
-NAMED = re.compile(r"'[^']*'|job\[|watch\[|\[\d+:\d+\]|keys|discovery backend|metric|scheme|control|"
+# an error names something: a quoted path, a job/watch, a key list, a line:col (negative past the last
+# line, as ContainerPilot 3.8 prints it: "\n\n/" gives [4:-1] there too), a keyword of the spec
+NAMED = re.compile(r"'[^']*'|job\[|watch\[|\[\d+:-?\d+\]|keys|discovery backend|metric|scheme|control|"
                    r"strconv|time: |interface|template|service names", re.S)
 
 
