@@ -48,23 +48,13 @@ def to_strings(raw: Any) -> list[str] | None:
     if isinstance(raw, list):
         out = [e if isinstance(e, str) else ("<nil>" if e is None else go_value(_num(e))) for e in raw]
         return out or None
-    raise InterfaceError(f"unexpected argument type: {_go_type(raw)}")
+    from .weak import go_type
+
+    raise InterfaceError(f"unexpected argument type: {go_type(raw)}")
 
 
 def _num(v: Any) -> Any:
     return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
-
-
-def _go_type(v: Any) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, (int, float)):
-        return "float64"
-    if isinstance(v, dict):
-        return "map[string]interface {}"
-    if isinstance(v, list):
-        return "[]interface {}"
-    return "string"
 
 
 class _Spec:

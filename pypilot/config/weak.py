@@ -67,23 +67,11 @@ def go_kind(v: Any) -> str:
 
 
 def go_quote(s: str) -> str:
-    """Go ``%q`` of a string (close enough: escapes quotes, backslashes and control characters)."""
-    out = ['"']
-    for c in s:
-        if c in '"\\':
-            out.append("\\" + c)
-        elif c == "\n":
-            out.append("\\n")
-        elif c == "\t":
-            out.append("\\t")
-        elif c == "\r":
-            out.append("\\r")
-        elif not c.isprintable():
-            out.append(f"\\x{ord(c):02x}" if ord(c) < 0x80 else f"\\u{ord(c):04x}")
-        else:
-            out.append(c)
-    out.append('"')
-    return "".join(out)
+    """Go ``%q`` of a string, as strconv's and mapstructure's messages print it (only error paths
+    call this, so pypilot.gofmt loads only then)."""
+    from pypilot.gofmt import quote
+
+    return quote(s)
 
 
 def format_float_f(v: float) -> str:
