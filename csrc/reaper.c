@@ -6,7 +6,9 @@
  *   reaping  peek at each exit with waitid(WNOWAIT), signal a held group while its
  *            leader is still a zombie, then reap exactly that PID; drain until none left;
  *   spawning posix_spawn into a new process group with a clean signal mask and
- *            default dispositions, chosen stdio, env and cwd;
+ *            default dispositions, chosen stdio, env and cwd; and, only for a job that asks
+ *            for more (user, limits, umask, no_new_privs, a terminal, a ppid shim), a
+ *            clone(CLONE_VM|CLONE_VFORK) child that applies it before exec (pp_spawn_ex);
  *   groups   killpg, or pidfd_send_signal(PIDFD_SIGNAL_PROCESS_GROUP) where the kernel has it.
  *
  * Every function returns 0 (or a count / fd) on success and -errno on failure; the Python
@@ -17,11 +19,17 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <termios.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -212,6 +220,353 @@ int pp_spawn(const char *file, char *const argv[], char *const envp[], const cha
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&actions);
     return -err;
+}
+
+/* ---- the second spawn path: what posix_spawn cannot do ------------------------------------------
+ *
+ * posix_spawn cannot setgroups/setuid, set limits or the umask, prctl or make a terminal's foreground
+ * group, so a job that asks for any of that is started here instead; plain jobs keep posix_spawnp above
+ * (the reap-storm and restart hot path). The child is a clone(CLONE_VM|CLONE_VFORK), as glibc's own
+ * posix_spawn: it shares our memory until it execs, so it makes only plain system calls (credentials
+ * through raw syscalls: glibc's setuid would try to signal our other threads), never allocates, and
+ * reports a failure by writing it into `struct child_args` before it exits. With a ppid shim the job's
+ * parent must be a process of its own that outlives the exec, so that one is a real fork (see spawn_shim).
+ */
+#define PP_STAGE_MAX 80
+
+struct child_args {
+    const char *file;
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;
+    const struct pp_spawn_ext *ext;
+    int fds[3];
+    int new_group;
+    int tty_fd;
+    int pdeathsig;
+    volatile int err;
+    char stage[PP_STAGE_MAX];
+};
+
+static void stage_set(struct child_args *a, const char *what, int num, int err)
+{
+    size_t i = 0;
+    for (; what[i] && i < PP_STAGE_MAX - 16; i++)
+        a->stage[i] = what[i];
+    if (num >= 0) { /* no snprintf: it is not async-signal-safe */
+        char digits[12];
+        int n = 0;
+        do
+            digits[n++] = (char)('0' + num % 10);
+        while ((num /= 10) && n < 11);
+        a->stage[i++] = ' ';
+        while (n)
+            a->stage[i++] = digits[--n];
+    }
+    a->stage[i] = '\0';
+    a->err = err ? err : EINVAL;
+}
+
+/* setpgid, the terminal and stdio: what the process group leader (the job, or its shim) does first */
+static int child_session(struct child_args *a)
+{
+    if (a->new_group && setpgid(0, 0) < 0) {
+        stage_set(a, "setpgid", -1, errno);
+        return -1;
+    }
+    /* Blocked counts as ignored for SIGTTOU, so a background group may take the terminal. A terminal that
+     * is not our session's controlling one (ENOTTY) is left alone, as tini does: the job still runs. */
+    if (a->tty_fd >= 0)
+        (void)tcsetpgrp(a->tty_fd, getpid());
+    for (int target = 0; target < 3; target++) {
+        int fd = a->fds[target];
+        if (fd < 0)
+            continue;
+        if (fd == target) { /* as posix_spawn's adddup2 onto itself: keep it across exec */
+            int fl = fcntl(fd, F_GETFD);
+            if (fl < 0 || fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC) < 0) {
+                stage_set(a, "dup2", target, errno);
+                return -1;
+            }
+        } else if (dup2(fd, target) < 0) {
+            stage_set(a, "dup2", target, errno);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+#if defined(SYS_setresuid32)
+#define PP_SYS_SETRESUID SYS_setresuid32
+#define PP_SYS_SETRESGID SYS_setresgid32
+#define PP_SYS_SETGROUPS SYS_setgroups32
+#else
+#define PP_SYS_SETRESUID SYS_setresuid
+#define PP_SYS_SETRESGID SYS_setresgid
+#define PP_SYS_SETGROUPS SYS_setgroups
+#endif
+
+/* Limits, umask, credentials, cwd, no_new_privs, signals, exec. Returns only on failure. Limits come
+ * before the credentials (raising a hard limit needs CAP_SYS_RESOURCE); cwd after them, so a directory
+ * the user may not enter fails the start instead of being entered as root. */
+static void child_exec(struct child_args *a)
+{
+    const struct pp_spawn_ext *x = a->ext;
+    for (int i = 0; i < x->nrlimits; i++) {
+        struct rlimit rl;
+        rl.rlim_cur = x->rlimit_soft[i] < 0 ? RLIM_INFINITY : (rlim_t)x->rlimit_soft[i];
+        rl.rlim_max = x->rlimit_hard[i] < 0 ? RLIM_INFINITY : (rlim_t)x->rlimit_hard[i];
+        if (setrlimit(x->rlimit_res[i], &rl) < 0) {
+            stage_set(a, "setrlimit", x->rlimit_res[i], errno);
+            return;
+        }
+    }
+    if (x->umask >= 0)
+        umask((mode_t)x->umask);
+    if (x->ngroups >= 0 && syscall(PP_SYS_SETGROUPS, (long)x->ngroups, x->groups) < 0) {
+        stage_set(a, "setgroups", -1, errno);
+        return;
+    }
+    if (x->gid >= 0 && syscall(PP_SYS_SETRESGID, (long)x->gid, (long)x->gid, (long)x->gid) < 0) {
+        stage_set(a, "setgid", x->gid, errno);
+        return;
+    }
+    if (x->uid >= 0 && syscall(PP_SYS_SETRESUID, (long)x->uid, (long)x->uid, (long)x->uid) < 0) {
+        stage_set(a, "setuid", x->uid, errno);
+        return;
+    }
+    if (a->cwd && *a->cwd && chdir(a->cwd) < 0) {
+        stage_set(a, "chdir", -1, errno);
+        return;
+    }
+    if (x->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        stage_set(a, "no_new_privs", -1, errno);
+        return;
+    }
+    /* after the credentials: changing them clears it. If the shim is killed alone, the job goes too */
+    if (a->pdeathsig)
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    /* Default dispositions (a handler would run our code in the child; SIG_IGN would survive exec), then
+     * the empty mask. glibc's internal signals (32 up to SIGRTMIN) are glibc's and never ignored. */
+    int rtmin = SIGRTMIN;
+    for (int sig = 1; sig < _NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP || (sig >= 32 && sig < rtmin))
+            continue;
+        struct sigaction sa;
+        if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL) {
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = SIG_DFL;
+            (void)sigaction(sig, &sa, NULL);
+        }
+    }
+    sigset_t empty;
+    sigemptyset(&empty);
+    (void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty, NULL, (long)(_NSIG / 8));
+    execvpe(a->file, a->argv, a->envp);
+    stage_set(a, "exec", -1, errno);
+}
+
+static int vfork_child(void *arg)
+{
+    struct child_args *a = arg;
+    if (child_session(a) == 0)
+        child_exec(a);
+    _exit(127);
+}
+
+/* clone(CLONE_VM|CLONE_VFORK) `a`'s child with every signal blocked (a handler of ours must not run in
+ * it); we resume when it has exec'd or exited. A child that failed is reaped here, as posix_spawn reaps
+ * its own failed child: it never was a job, so the reaper never hears of it. */
+static int vfork_spawn(struct child_args *a, pid_t *pid_out)
+{
+    size_t argc = 0;
+    while (a->argv[argc])
+        argc++;
+    size_t size = 65536 + (argc + 2) * sizeof(char *); /* execvpe's script fallback copies argv */
+    void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED)
+        return -errno;
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old);
+    a->err = 0;
+    pid_t pid = clone(vfork_child, (char *)stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, a);
+    int clone_err = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    munmap(stack, size);
+    if (pid < 0) {
+        stage_set(a, "clone", -1, clone_err);
+        return -clone_err;
+    }
+    if (a->err) {
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return -a->err;
+    }
+    *pid_out = pid;
+    return 0;
+}
+
+struct shim_report {
+    int err;
+    char stage[PP_STAGE_MAX];
+};
+
+static void close_from(int first, int keep)
+{
+    /* close_range(2) (Linux 5.9) or, before it, every fd up to the limit */
+    if (syscall(436, (unsigned)first, (unsigned)keep - 1, 0) == 0 &&
+        syscall(436, (unsigned)keep + 1, ~0U, 0) == 0)
+        return;
+    struct rlimit rl;
+    int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
+    for (int fd = first; fd < max; fd++)
+        if (fd != keep)
+            close(fd);
+}
+
+/* The shim's whole life: wait for the job, pass on what was aimed at the shim alone, end as it ended. */
+static void __attribute__((noreturn)) shim_wait(pid_t child)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pid_t parent = getppid();
+    int status = 0;
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&all, &si);
+        if (sig < 0)
+            continue;
+        if (sig == SIGCHLD) {
+            if (waitpid(child, &status, WNOHANG) == child)
+                break;
+            continue;
+        }
+        /* The job shares the shim's process group, so a signal to the group (pypilot only ever signals
+         * groups) or from the terminal (si_code > 0) already reached it: passing it on would deliver it
+         * twice. One sent to the shim's PID by anyone else (`kill PID`) is passed on. */
+        if (si.si_code <= 0 && si.si_pid != parent)
+            kill(child, sig);
+    }
+    if (WIFEXITED(status))
+        _exit(WEXITSTATUS(status));
+    int sig = WTERMSIG(status);
+    /* die of the same signal; but no core: that would be a copy of pypilot's image, not the job's */
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    struct rlimit none = {0, 0};
+    (void)setrlimit(RLIMIT_CORE, &none);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    (void)sigaction(sig, &sa, NULL);
+    kill(getpid(), sig);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    sigprocmask(SIG_UNBLOCK, &one, NULL);
+    _exit(128 + sig);
+}
+
+static void __attribute__((noreturn)) shim_main(struct child_args *a, int report_fd)
+{
+    /* A fork of a process that may have threads: only async-signal-safe calls from here on, forever. */
+    struct shim_report rep;
+    memset(&rep, 0, sizeof rep);
+    pid_t pid = -1;
+    if (child_session(a) == 0) {
+        close_from(3, report_fd); /* pypilot's pipes and sockets: their readers must see EOF */
+        (void)prctl(PR_SET_NAME, "ppid-shim", 0, 0, 0); /* what `ps` shows for it, not "python" */
+        struct child_args g = *a;
+        g.new_group = 0;
+        g.tty_fd = -1;
+        g.fds[0] = g.fds[1] = g.fds[2] = -1;
+        g.pdeathsig = 1;
+        g.err = 0;
+        pid_t gpid;
+        if (vfork_spawn(&g, &gpid) == 0)
+            pid = gpid;
+        else
+            *a = g;
+    }
+    if (pid < 0) {
+        rep.err = a->err;
+        memcpy(rep.stage, a->stage, sizeof rep.stage);
+        (void)!write(report_fd, &rep, sizeof rep);
+        _exit(127);
+    }
+    close(report_fd);
+    shim_wait(pid);
+}
+
+/* ppid shim: a real fork (the shim must live on after the job's exec, so it cannot share our memory),
+ * leader of the job's group; the job is its clone(CLONE_VFORK) child. We wait on a CLOEXEC pipe until the
+ * job has exec'd (EOF) or one of them reports why it could not. */
+static int shim_spawn(struct child_args *a, pid_t *pid_out)
+{
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0)
+        return -errno;
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old);
+    pid_t pid = _Fork();
+    if (pid == 0) {
+        close(pfd[0]);
+        shim_main(a, pfd[1]);
+    }
+    int fork_err = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(pfd[1]);
+    if (pid < 0) {
+        close(pfd[0]);
+        stage_set(a, "fork", -1, fork_err);
+        return -fork_err;
+    }
+    struct shim_report rep;
+    size_t got = 0;
+    while (got < sizeof rep) {
+        ssize_t n = read(pfd[0], (char *)&rep + got, sizeof rep - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(pfd[0]);
+    if (got == sizeof rep && rep.err) {
+        memcpy(a->stage, rep.stage, sizeof a->stage);
+        a->stage[PP_STAGE_MAX - 1] = '\0';
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return -rep.err;
+    }
+    *pid_out = pid;
+    return 0;
+}
+
+int pp_spawn_ex(const char *file, char *const argv[], char *const envp[], const char *cwd, int fd_in,
+                int fd_out, int fd_err, int new_group, struct pp_spawn_ext *ext, int *pid_out)
+{
+    struct child_args a;
+    memset(&a, 0, sizeof a);
+    a.file = file;
+    a.argv = argv;
+    a.envp = envp;
+    a.cwd = cwd;
+    a.ext = ext;
+    a.fds[0] = fd_in;
+    a.fds[1] = fd_out;
+    a.fds[2] = fd_err;
+    a.new_group = new_group;
+    a.tty_fd = ext->tty_fd;
+    ext->stage[0] = '\0';
+    pid_t pid = 0;
+    int ret = ext->ppid_shim ? shim_spawn(&a, &pid) : vfork_spawn(&a, &pid);
+    if (ret < 0)
+        memcpy(ext->stage, a.stage, sizeof ext->stage);
+    else
+        *pid_out = pid;
+    return ret;
 }
 
 int pp_pidfd_open(int pid)

@@ -9,6 +9,25 @@ int pp_release(int pid);
 int pp_reap(int *pids, int *statuses, int max);
 int pp_spawn(const char *file, char *const argv[], char *const envp[], const char *cwd, int fd_in,
              int fd_out, int fd_err, int new_group, int *pid_out);
+/* What posix_spawn cannot do; -1 (or 0 / NULL) leaves each one as it is. Rlimit values < 0 mean
+ * unlimited. `stage` is set to the step that failed (e.g. "setuid 1000", "chdir", "exec"). */
+struct pp_spawn_ext {
+    int uid;
+    int gid;
+    int ngroups; /* -1: keep the supplementary groups; else setgroups(ngroups, groups) */
+    const unsigned int *groups;
+    int umask;
+    int nrlimits;
+    const int *rlimit_res;
+    const long long *rlimit_soft;
+    const long long *rlimit_hard;
+    int no_new_privs;
+    int ppid_shim;
+    int tty_fd; /* >= 0: the job's group becomes this terminal's foreground group */
+    char stage[80];
+};
+int pp_spawn_ex(const char *file, char *const argv[], char *const envp[], const char *cwd, int fd_in,
+                int fd_out, int fd_err, int new_group, struct pp_spawn_ext *ext, int *pid_out);
 int pp_pidfd_open(int pid);
 int pp_kill_group(int pgid, int sig, int pidfd);
 int pp_kill(int pid, int sig);

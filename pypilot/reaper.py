@@ -59,7 +59,33 @@ def set_subreaper() -> None:
 
 
 class SpawnError(OSError):
-    """The command could not be started; the message names it."""
+    """The command could not be started; the message names it. ``stage`` says which step before the
+    exec failed (``setuid 1000``, ``chdir /srv``, ``setrlimit nofile``); "" for the exec itself."""
+
+    stage = ""
+
+
+# RLIMIT_* numbers by the names the config uses (resource is a C builtin module: no start-up cost)
+def _rlimit_name(res: int) -> str:
+    import resource
+
+    for name in dir(resource):
+        if name.startswith("RLIMIT_") and getattr(resource, name) == res:
+            return name[len("RLIMIT_"):].lower()
+    return str(res)
+
+
+def _stage_text(stage: str, cwd: str | None) -> str:
+    what, _, num = stage.partition(" ")
+    if what == "setrlimit" and num.isdigit():
+        return f"setrlimit {_rlimit_name(int(num))}"
+    if what == "chdir":
+        return f"chdir {cwd}"
+    if what == "no_new_privs":
+        return "prctl(PR_SET_NO_NEW_PRIVS)"
+    if what == "dup2":
+        return f"dup2 onto fd {num}"
+    return stage
 
 
 def spawn(
@@ -70,10 +96,23 @@ def spawn(
     stdout: int = -1,
     stderr: int = -1,
     new_group: bool = True,
+    *,
+    uid: int | None = None,
+    gid: int | None = None,
+    groups: Sequence[int] | None = None,
+    umask: int | None = None,
+    rlimits: Sequence[tuple[int, int, int]] = (),
+    no_new_privs: bool = False,
+    ppid_shim: bool = False,
+    tty_fd: int = -1,
 ) -> int:
     """Start ``argv`` (looked up in PATH) in a new process group; return its PID.
 
     Stdio fds of -1 are inherited. The child gets an empty signal mask and default dispositions.
+    The keyword options are applied in the child before exec (credentials: ``groups`` are set, then
+    ``gid``, then ``uid``; ``rlimits`` are ``(RLIMIT_*, soft, hard)`` with -1 for unlimited; ``tty_fd``:
+    that terminal's foreground group becomes the child's). Without any of them the child is started by
+    posix_spawnp; with one, by the C clone path; a failure of either is a ``SpawnError`` for this start.
     """
     if not argv:
         raise SpawnError(errno.EINVAL, "empty command")
@@ -84,9 +123,36 @@ def spawn(
     c_envp = ffi.new("char *[]", [*envs, ffi.NULL])
     c_cwd = ffi.new("char[]", os.fsencode(cwd)) if cwd else ffi.NULL
     pid = ffi.new("int *")
-    ret = lib.pp_spawn(args[0], c_argv, c_envp, c_cwd, stdin, stdout, stderr, int(new_group), pid)
+    plain = (uid is None and gid is None and groups is None and umask is None and not rlimits
+             and not no_new_privs and not ppid_shim and tty_fd < 0)
+    if plain:  # the hot path, unchanged
+        ret = lib.pp_spawn(args[0], c_argv, c_envp, c_cwd, stdin, stdout, stderr, int(new_group), pid)
+        if ret < 0:
+            raise SpawnError(-ret, os.strerror(-ret), argv[0])
+        return int(pid[0])
+    ext = ffi.new("struct pp_spawn_ext *")
+    ext.uid = -1 if uid is None else uid
+    ext.gid = -1 if gid is None else gid
+    c_groups = ffi.new("unsigned int[]", list(groups or ()) or [0])
+    ext.ngroups = -1 if groups is None else len(groups)
+    ext.groups = c_groups
+    ext.umask = -1 if umask is None else umask
+    c_res = ffi.new("int[]", [r[0] for r in rlimits] or [0])
+    c_soft = ffi.new("long long[]", [r[1] for r in rlimits] or [0])
+    c_hard = ffi.new("long long[]", [r[2] for r in rlimits] or [0])
+    ext.nrlimits = len(rlimits)
+    ext.rlimit_res, ext.rlimit_soft, ext.rlimit_hard = c_res, c_soft, c_hard
+    ext.no_new_privs = int(no_new_privs)
+    ext.ppid_shim = int(ppid_shim)
+    ext.tty_fd = tty_fd
+    ret = lib.pp_spawn_ex(args[0], c_argv, c_envp, c_cwd, stdin, stdout, stderr, int(new_group), ext, pid)
     if ret < 0:
-        raise SpawnError(-ret, os.strerror(-ret), argv[0])
+        stage = ffi.string(ext.stage).decode()
+        if stage in ("", "exec"):
+            raise SpawnError(-ret, os.strerror(-ret), argv[0])
+        err = SpawnError(-ret, f"{_stage_text(stage, cwd)}: {os.strerror(-ret)}", argv[0])
+        err.stage = _stage_text(stage, cwd)
+        raise err
     return int(pid[0])
 
 
