@@ -133,8 +133,19 @@ def _run_check(
         from pypilot.process import Command
 
         name = f"check.{msg['job']}"
+        process = None
+        if msg.get("process"):
+            from pypilot.config.model import ProcessConfig
+
+            p = msg["process"]
+            process = ProcessConfig(
+                user=p["user"], uid=p["uid"], gid=p["gid"],
+                groups=None if p["groups"] is None else tuple(p["groups"]),
+                env=tuple((k, v) for k, v in p["env"]),
+            )
         cmd = Command(
-            name, msg["exec"], loop, reaper, raw=bool(msg.get("raw")), timeout=timeout, env_name="CHECK"
+            name, msg["exec"], loop, reaper, raw=bool(msg.get("raw")), timeout=timeout, env_name="CHECK",
+            process=process,
         )
 
         def exited(status: int | None, start_error: str | None) -> None:
@@ -226,6 +237,8 @@ def request_for(job: Any) -> Message | None:
             "exec": list(health.exec),
             "timeout": timeout,
             "raw": health.raw_logging,
+            # the check runs as the job's user too (uid, gid, groups, HOME/USER/LOGNAME)
+            "process": job.cfg.process.identity()._asdict() if job.cfg.process is not None else None,
         }
     if health.http:
         return {"kind": "http", "job": job.name, "url": health.http, "timeout": timeout}

@@ -111,6 +111,8 @@ class Job:
                 raw=cfg.raw_logging,
                 timeout=timeout,
                 env_name=env_name(cfg.name),
+                process=cfg.process,
+                interactive=cfg.interactive,
             )
         self._timers: dict[str, Timer] = {}
         # health (CP §3.7), with beyond-CP thresholds and initial delay

@@ -15,6 +15,10 @@ from collections.abc import Callable, Sequence
 from pypilot import logs, reaper
 from pypilot.loop import Loop, Timer
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pypilot.config.model import ProcessConfig
+
 ExitCallback = Callable[[int | None, str | None], None]  # (wait status, or None + start error)
 
 _devnull = -1
@@ -81,6 +85,8 @@ class Command:
         raw: bool = False,
         timeout: float | None = None,
         env_name: str | None = None,
+        process: ProcessConfig | None = None,
+        interactive: bool = False,
     ) -> None:
         self.name = name
         self.argv = tuple(argv)
@@ -89,6 +95,8 @@ class Command:
         self.raw = raw
         self.timeout = timeout
         self.env_name = env_name
+        self.process = process  # user, limits, ...: applied by the reaper's clone path (beyond CP)
+        self.interactive = interactive  # tini mode: pypilot's stdin, and its terminal if it is one
         self.pid = 0
         self.pidfd = -1
         self.started_at = 0.0
@@ -110,12 +118,14 @@ class Command:
             os.set_blocking(rd, False)
         since = self.reaper.generation
         try:
-            pid = reaper.spawn(self.argv, stdin=_stdin(), stdout=out, stderr=out)
+            pid = self._spawn(out)
         except OSError as e:
             if rd >= 0:
                 os.close(rd)
                 os.close(out)
             err = f"fork/exec {self.argv[0]}: {os.strerror(e.errno or 0).lower()}"
+            if isinstance(e, reaper.SpawnError) and e.stage:  # a step before the exec: setuid, chdir, ...
+                err = f"{self.argv[0]}: {e.stage}: {os.strerror(e.errno or 0).lower()}"
             self.loop.call_soon(lambda: on_exit(None, err))
             return
         if rd >= 0:
@@ -131,6 +141,34 @@ class Command:
         if self.timeout:
             self._timer = self.loop.call_later(self.timeout, self._on_timeout)
         logs.debug(f"{self.name}.Run start")
+
+    def _spawn(self, out: int) -> int:
+        if self.process is None and not self.interactive:
+            return reaper.spawn(self.argv, stdin=_stdin(), stdout=out, stderr=out)  # as CP: the hot path
+        tty = -1
+        if self.interactive:
+            stdin = 0
+            try:
+                tty = 0 if os.isatty(0) else -1
+            except OSError:
+                tty = -1
+        else:
+            stdin = _stdin()
+        p = self.process
+        if p is None:
+            return reaper.spawn(self.argv, stdin=stdin, stdout=out, stderr=out, tty_fd=tty)
+        env = None
+        if p.env:
+            env = dict(os.environ)
+            for key, value in p.env:
+                if value is None:
+                    env.pop(key, None)
+                else:
+                    env[key] = value
+        return reaper.spawn(
+            self.argv, env=env, cwd=p.workdir, stdin=stdin, stdout=out, stderr=out, uid=p.uid, gid=p.gid,
+            groups=p.groups, umask=p.umask, rlimits=p.rlimits, no_new_privs=p.no_new_privileges,
+            ppid_shim=p.ppid_shim, tty_fd=tty)
 
     def signal(self, sig: int) -> bool:
         """Signal the command's whole process group; False when nothing is left to signal."""

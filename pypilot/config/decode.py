@@ -67,6 +67,9 @@ _JOB: Spec = [
     # beyond CP
     ("stopSignal", "any"), ("reloadSignal", "any"), ("backoff", "any"), ("main", "bool"),
     ("exitCodeMap", "any"),
+    # beyond CP: how the process is started (config/process.py)
+    ("user", "any"), ("group", "any"), ("workdir", "str"), ("umask", "any"), ("rlimits", "any"),
+    ("noNewPrivileges", "bool"), ("ppidShim", "bool"),
 ]
 _WATCH: Spec = [("name", "str"), ("interval", "int"), ("tag", "str"), ("dc", "str")]
 _TELEMETRY: Spec = [("port", "int"), ("interfaces", "list"), ("tags", "strs"), ("metrics", "list")]
@@ -517,6 +520,9 @@ def _job(d: dict[str, Any], errs: Collector, resolve: Resolver, loc: str = "") -
                 kw[field] = sig
     kw["backoff"] = _backoff(name, d.get("backoff"), errs, loc)
     kw["exit_code_map"] = _exit_code_map(name, d.get("exitCodeMap"), errs)
+    from .process import decode_process
+
+    kw["process"] = decode_process(name, d, errs)
     return m.JobConfig(
         name=name, port=port, tags=tuple(d.get("tags") or ()), initial_status=d.get("initial_status") or None,
         when=when, raw_logging=bool((d.get("logging") or {}).get("raw", False)),

@@ -63,6 +63,27 @@ class WhenConfig(Record):
 
 
 @record
+class ProcessConfig(Record):
+    """Beyond CP: how a job's process is started (``user``, ``group``, ``workdir``, ``umask``, ``rlimits``,
+    ``noNewPrivileges``, ``ppidShim``), resolved at load: names are uids/gids already."""
+
+    user: str | None = None  # as configured, for messages
+    uid: int | None = None
+    gid: int | None = None
+    groups: tuple[int, ...] | None = None  # supplementary groups; None = PID 1's
+    env: tuple[tuple[str, str | None], ...] = ()  # HOME, USER, LOGNAME for the user (None = unset)
+    workdir: str | None = None
+    umask: int | None = None
+    rlimits: tuple[tuple[int, int, int], ...] = ()  # (RLIMIT_*, soft, hard); -1 = unlimited
+    no_new_privileges: bool = False
+    ppid_shim: bool = False
+
+    def identity(self) -> ProcessConfig:
+        """Only who the process runs as: what a job's exec health check takes from it."""
+        return ProcessConfig(user=self.user, uid=self.uid, gid=self.gid, groups=self.groups, env=self.env)
+
+
+@record
 class JobConfig(Record):
     name: str
     exec: tuple[str, ...] | None = None
@@ -85,6 +106,8 @@ class JobConfig(Record):
     backoff: Backoff | None = field(default_factory=Backoff)  # None = off
     main: bool = False  # the container exits with this job's code when it ends for good
     exit_code_map: tuple[tuple[int, int], ...] = ()  # e.g. ((143, 0),)
+    process: ProcessConfig | None = None  # None: started as ContainerPilot started it
+    interactive: bool = False  # tini mode's job (no config key): pypilot's stdin, its terminal's foreground
 
     @property
     def has_service(self) -> bool:
