@@ -2,6 +2,7 @@
 
 Start-up is user-visible, so this imports only what the first spawn needs: the C reaper, the
 config loader and the job machinery. Signals are blocked before anything else can start a thread.
+``pypilot -- CMD ARGS...`` (tini mode) supervises CMD alone, with no config file.
 Exit codes: 0 clean shutdown (or the main job's code), 1 config or subcommand failure, 2 bad flags or an
 unknown subcommand (never a supervisor start), 0 for a subcommand's ``-h``.
 """
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"{command}: the control plane is not available in this build\n")
             return 1
         return int(run_subcommand(opts))
-    return run(opts.config or None)
+    return run(opts.config or None, opts.exec_argv)
 
 
 def _template(path: str | None, out: str) -> int:
@@ -74,7 +75,8 @@ def _validate(path: str | None) -> int:
     return 1 if errors else 0
 
 
-def run(config_path: str | None) -> int:
+def run(config_path: str | None, command: list[str] | None = None) -> int:
+    """Supervise the config at ``config_path`` (or $CONTAINERPILOT), or, in tini mode, ``command``."""
     from pypilot import logs, reaper
 
     sigfd = reaper.setup_signals()  # first: no thread may exist yet, and none may see a signal
@@ -82,7 +84,12 @@ def run(config_path: str | None) -> int:
     from pypilot.config import ConfigError, load
 
     try:
-        config = load(config_path)
+        if command:
+            from pypilot.config.tini import command_config
+
+            config = command_config(command)
+        else:
+            config = load(config_path)
         logs.configure(config.logging.level, config.logging.format, config.logging.output)
     except (ConfigError, ValueError) as e:
         logs.fatal_early(str(e))

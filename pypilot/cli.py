@@ -12,6 +12,9 @@ flags and ``-h``. Stricter than ContainerPilot, because a slip must not start a 
 opposite of what was meant: a positional word that is not a subcommand is a usage error (CP ignored it and
 started the supervisor), ``-maintenance`` takes only ``enable`` or ``disable`` (CP disabled on anything), and
 a string flag followed by another flag (``-maintenance -config f``) says the value is missing.
+
+tini mode (beyond CP): ``pypilot -- CMD ARGS...`` runs CMD as the one main job, with no config file
+(``Options.exec_argv``); ``-config`` with it is a usage error.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class Options:
         self.job_name = ""
         self.job_action = ""  # signal | stop | start | restart
         self.job_signal = ""
+        self.exec_argv: list[str] = []  # tini mode: the command after ``--``
 
     def __repr__(self) -> str:
         return f"Options({vars(self)!r})"
@@ -142,6 +146,10 @@ def usage(prog: str = "pypilot") -> str:
     for synopsis, text in SUBCOMMANDS.values():
         lines.append(f"  {synopsis}\n    \t{text}")
     lines.append("")
+    lines.append(f"  {prog} [-flags] -- CMD [ARGS...]\n"
+                 "    \tRun CMD as the one main job, without a config file (tini mode): orphans reaped,\n"
+                 "    \tsignals handled as ever, the exit code is CMD's; a terminal on stdin becomes CMD's.")
+    lines.append("")
     return "\n".join(lines) + "\n" + _SOCKET_NOTE
 
 
@@ -188,6 +196,7 @@ def parse_args(argv: list[str], prog: str = "pypilot") -> Options:
     opts = Options()
     multi: dict[str, dict[str, str]] = {"putenv": {}, "putmetric": {}}
     i = 0
+    dashdash = False
 
     def fail(msg: str) -> UsageError:
         return UsageError(msg, usage(prog))
@@ -199,6 +208,7 @@ def parse_args(argv: list[str], prog: str = "pypilot") -> Options:
         minuses = 2 if s[1] == "-" else 1
         if s == "--":
             i += 1
+            dashdash = True
             break
         name = s[minuses:]
         if not name or name[0] in "-=":
@@ -248,6 +258,14 @@ def parse_args(argv: list[str], prog: str = "pypilot") -> Options:
     opts.putenv = list(multi["putenv"].items())
     opts.putmetric = list(multi["putmetric"].items())
     rest = list(argv[i:])
+    if dashdash:
+        if not rest:
+            raise fail("-- needs a command to run: pypilot -- CMD [ARGS...]")
+        if opts.config:
+            raise fail("-config and a command after -- cannot be used together: the command is the whole "
+                       "config (tini mode)")
+        opts.exec_argv = rest
+        return opts
     if rest:
         word = rest[0]
         if word == "help":
