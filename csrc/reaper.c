@@ -498,6 +498,19 @@ static void __attribute__((noreturn)) shim_main(struct child_args *a, int report
     shim_wait(pid);
 }
 
+/* fork without the atfork handlers (they may take locks another thread holds): glibc >= 2.34's _Fork,
+ * else the system call itself (the shim then makes only plain system calls, never raise()) */
+static pid_t plain_fork(void)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    return _Fork();
+#elif defined(SYS_fork)
+    return (pid_t)syscall(SYS_fork);
+#else
+    return (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+#endif
+}
+
 /* ppid shim: a real fork (the shim must live on after the job's exec, so it cannot share our memory),
  * leader of the job's group; the job is its clone(CLONE_VFORK) child. We wait on a CLOEXEC pipe until the
  * job has exec'd (EOF) or one of them reports why it could not. */
@@ -509,7 +522,7 @@ static int shim_spawn(struct child_args *a, pid_t *pid_out)
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &old);
-    pid_t pid = _Fork();
+    pid_t pid = plain_fork();
     if (pid == 0) {
         close(pfd[0]);
         shim_main(a, pfd[1]);

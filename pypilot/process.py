@@ -146,14 +146,14 @@ class Command:
         if self.process is None and not self.interactive:
             return reaper.spawn(self.argv, stdin=_stdin(), stdout=out, stderr=out)  # as CP: the hot path
         tty = -1
+        stdin = _stdin()
         if self.interactive:
-            stdin = 0
             try:
+                os.fstat(0)
+                stdin = 0  # pypilot's own, when it has one
                 tty = 0 if os.isatty(0) else -1
             except OSError:
-                tty = -1
-        else:
-            stdin = _stdin()
+                pass
         p = self.process
         if p is None:
             return reaper.spawn(self.argv, stdin=stdin, stdout=out, stderr=out, tty_fd=tty)

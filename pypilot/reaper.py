@@ -65,7 +65,7 @@ class SpawnError(OSError):
     stage = ""
 
 
-# RLIMIT_* numbers by the names the config uses (resource is a C builtin module: no start-up cost)
+# the config's name of an RLIMIT_* number, for a refused limit's message (resource is imported only then)
 def _rlimit_name(res: int) -> str:
     import resource
 

@@ -219,16 +219,20 @@ def test_ppid_shim_passes_on_a_signal_to_its_pid_but_a_group_signal_reaches_the_
         assert p.lines(r" app rt ") == [p.lines(r" app rt ")[0]]
 
 
-def test_ppid_shim_group_stop_reaches_the_jobs_children_too() -> None:
-    jobs = [{"name": "app", "exec": ["sh", "-c", "sleep 1000 & sleep 1000 & wait"], "ppidShim": True}]
-    with Pilot({"jobs": jobs, "stopTimeout": 5}) as p:
+def test_ppid_shim_group_stop_reaches_the_job_and_its_children() -> None:
+    script = "trap 'echo stopped-by-term; exit 0' TERM; sleep 1000 & sleep 1000 & wait"
+    jobs = [{"name": "app", "exec": ["sh", "-c", script], "ppidShim": True, "stopTimeout": "20s"}]
+    with Pilot({"jobs": jobs, "stopTimeout": 30}) as p:
         shim = wait_for(lambda: next((c for c in p.children() if c.name() == "ppid-shim"), None), 10,
                         "the shim")
-        sleepers = wait_for(lambda: [d for d in shim.children(recursive=True) if d.name() == "sleep"][:2]
-                            if len([d for d in shim.children(recursive=True) if d.name() == "sleep"]) == 2
-                            else None, 10, "two sleepers")
+
+        def sleepers() -> list[psutil.Process]:
+            return [d for d in shim.children(recursive=True) if d.name() == "sleep"]
+
+        found = wait_for(lambda: len(sleepers()) == 2 and sleepers(), 10, "two sleepers")
+        assert {os.getpgid(s.pid) for s in found} == {shim.pid}
         p.signal(signal.SIGTERM)
-        assert p.wait_exit() == 0
-        for s in (shim, *sleepers):
+        assert p.wait_exit(timeout=10) == 0  # well within the 20 s grace: no SIGKILL was needed
+        assert p.lines(r" app stopped-by-term$")
+        for s in (shim, *found):
             assert not s.is_running() or s.status() == psutil.STATUS_ZOMBIE
-        assert not p.lines("SIGKILL")  # stopped by the stop signal, not the final sweep
