@@ -12,6 +12,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -61,10 +62,16 @@ def test_output_passes_through_raw_and_orphans_are_reaped() -> None:
         assert p.wait_exit() == 128 + signal.SIGTERM
 
 
-def test_stdin_is_the_commands() -> None:
+def own_socket(tmp_path: Path) -> dict[str, str]:
+    """The environment for a run of its own: its control socket in ``tmp_path``, not the default one."""
+    return {**os.environ, "PYPILOT_SOCKET": str(tmp_path / "control.sock")}
+
+
+def test_stdin_is_the_commands(tmp_path: Path) -> None:
     cmd = ["sh", "-c", "read line; echo got:$line; exit 4"]
     proc = subprocess.run(["unshare", "-fp", "--mount-proc", sys.executable, "-m", "pypilot", "--", *cmd],
-                          input=b"hello\n", capture_output=True, timeout=30, cwd=Pilot.ROOT)
+                          input=b"hello\n", capture_output=True, timeout=30, cwd=Pilot.ROOT,
+                          env=own_socket(tmp_path))
     assert (proc.returncode, proc.stdout) == (4, b"got:hello\n"), proc.stderr
 
 
@@ -86,9 +93,9 @@ SHOW_TTY = ("tty; read -r stat < /proc/self/stat; set -- ${stat##*) }; "
 
 
 @pytest.mark.timeout(60)
-def test_terminal_is_the_commands_controlling_tty_in_the_foreground() -> None:
+def test_terminal_is_the_commands_controlling_tty_in_the_foreground(tmp_path: Path) -> None:
     proc = subprocess.run(_script(["sh", "-c", SHOW_TTY]), stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=30, cwd=Pilot.ROOT)
+                          text=True, timeout=30, cwd=Pilot.ROOT, env=own_socket(tmp_path))
     assert proc.returncode == 5, proc.stdout + proc.stderr
     lines = proc.stdout.replace("\r", "").splitlines()
     assert lines[0].startswith("/dev/pts/"), lines
@@ -115,11 +122,11 @@ def foreground_sleep(root: int) -> bool:
 
 
 @pytest.mark.timeout(60)
-def test_ctrl_c_reaches_the_shells_foreground_job_and_the_shell_lives_on() -> None:
+def test_ctrl_c_reaches_the_shells_foreground_job_and_the_shell_lives_on(tmp_path: Path) -> None:
     """``docker run -it image pypilot -- bash``: job control works and ^C stops the foreground job only."""
     proc = subprocess.Popen(_script(["bash", "--norc", "--noprofile", "-i"]), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=Pilot.ROOT,
-                            env={**os.environ, "PS1": "prompt> ", "TERM": "dumb"})
+                            env={**own_socket(tmp_path), "PS1": "prompt> ", "TERM": "dumb"})
     assert proc.stdin is not None and proc.stdout is not None
     os.set_blocking(proc.stdout.fileno(), False)
     out = bytearray()
@@ -150,7 +157,12 @@ def test_ctrl_c_reaches_the_shells_foreground_job_and_the_shell_lives_on() -> No
         type_(b"exit 7\n")
         assert proc.wait(20) == 7
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # pypilot, PID 1 of its namespace, would outlive script: kill the tree
+            for kid in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    kid.kill()
+                except psutil.NoSuchProcess:
+                    pass
             proc.kill()
             proc.wait(10)
     text = out.decode(errors="replace")
