@@ -165,9 +165,13 @@ class Command:
                     env.pop(key, None)
                 else:
                     env[key] = value
+        uid, gid, groups = p.uid, p.gid, p.groups
+        euid = os.geteuid()
+        if euid != 0 and uid in (None, euid) and gid in (None, os.getegid()):
+            uid = gid = groups = None  # a non-root pypilot already is that user (USER in the image)
         return reaper.spawn(
-            self.argv, env=env, cwd=p.workdir, stdin=stdin, stdout=out, stderr=out, uid=p.uid, gid=p.gid,
-            groups=p.groups, umask=p.umask, rlimits=p.rlimits, no_new_privs=p.no_new_privileges,
+            self.argv, env=env, cwd=p.workdir, stdin=stdin, stdout=out, stderr=out, uid=uid, gid=gid,
+            groups=groups, umask=p.umask, rlimits=p.rlimits, no_new_privs=p.no_new_privileges,
             ppid_shim=p.ppid_shim, tty_fd=tty)
 
     def signal(self, sig: int) -> bool:

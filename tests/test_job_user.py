@@ -236,3 +236,24 @@ def test_ppid_shim_group_stop_reaches_the_job_and_its_children() -> None:
         assert p.lines(r" app stopped-by-term$")
         for s in (shim, *found):
             assert not s.is_running() or s.status() == psutil.STATUS_ZOMBIE
+
+
+class NobodyPilot(Pilot):
+    """pypilot itself running as nobody (an image with ``USER nobody``), as a subreaper."""
+
+    def config_text(self, config: dict[str, Any] | str) -> str:
+        self.dir.chmod(0o777)  # nobody creates the control socket in here
+        return super().config_text(config)
+
+    def command(self, args: list[str]) -> list[str]:
+        return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *super().command(args)]
+
+
+def test_a_pypilot_that_is_not_root_runs_a_job_as_itself_and_fails_another_users_start() -> None:
+    jobs = [show_job("same", user="nobody", umask="077"), show_job("other", user="4242"),
+            {"name": "keep", "exec": "sleep 1000"}]
+    with NobodyPilot({"jobs": jobs}, pid1=False) as p:
+        same = seen(p, "same")
+        assert same["Uid"].split()[1:] == ["65534"] * 4 and same["umask"] == "umask=0077"
+        p.wait_log(r"unable to start other: sh: setgroups: operation not permitted")
+        assert p.alive()
