@@ -45,14 +45,14 @@ from pathlib import Path
 
 VER = f"python{sys.version_info.major}.{sys.version_info.minor}"
 # Standard-library entries that neither pypilot nor its dependencies import at run time (checked with
-# ``-X importtime`` of a full-featured run: jobs, health checks, Consul, telemetry, control worker, reload; and
-# by grep of the bundled site-packages for function-level imports): tests, GUIs, REPL/debugging/profiling,
+# ``-X importtime`` of a full-featured run: jobs, health checks, Consul, telemetry, control worker, reload;
+# and by grep of the bundled site-packages for function-level imports): tests, GUIs, REPL/debugging/profiling,
 # packaging, mail/news/FTP clients, databases, audio, the pure-Python fallbacks of C modules.
 STDLIB_DROP = {
     "site-packages", "dist-packages", "test", "tests", "idle_test", "tkinter", "idlelib", "ensurepip",
     "lib2to3", "pydoc_data", "turtledemo", "turtle.py", "__phello__", "__hello__.py", "venv", "distutils",
     "sqlite3", "curses", "dbm", "unittest", "ctypes", "xmlrpc", "msilib", "pydoc.py", "doctest.py", "pdb.py",
-    "bdb.py", "cProfile.py", "profile.py", "pstats.py", "trace.py", "tracemalloc.py", "timeit.py", "code.py",
+    "bdb.py", "cProfile.py", "profile.py", "pstats.py", "trace.py", "tracemalloc.py", "code.py",
     "codeop.py", "cmd.py", "rlcompleter.py", "pty.py", "tty.py", "tarfile.py", "mailbox.py", "mailcap.py",
     "ftplib.py", "imaplib.py", "poplib.py", "smtplib.py", "smtpd.py", "nntplib.py", "telnetlib.py",
     "cgi.py", "cgitb.py", "webbrowser.py", "plistlib.py", "aifc.py", "sunau.py", "wave.py", "chunk.py",
@@ -77,9 +77,17 @@ CJK_ENCODINGS_RE = re.compile(
 # `_cffi_backend` extension at run time, not the cffi package (its C-declaration parser) nor pycparser
 BUILD_ONLY = {"pycparser": None, "cffi": re.compile(r"^_cffi_backend\.[^/]*\.so$|\.dist-info/")}
 # glibc's own objects: their dependencies are each other, already loaded by soname; no rpath needed
-GLIBC_RE = re.compile(r"^(ld-linux.*|libc|libm|libpthread|libdl|librt|libresolv|libutil|libanl|libnss_\w+)\.so")
+GLIBC_RE = re.compile(r"^(ld-linux.*|libc|libm|libpthread|libdl|librt|libresolv|libutil|libanl|libnss_\w+)\.")
 # libraries glibc dlopens at run time (thread cancellation and unwinding), not seen by ldd
 DLOPENED = ("libgcc_s.so.1",)
+# what the bundled interpreter must import once built: every pypilot module (so every stdlib module they or
+# their dependencies import at module level is there) and each extension module
+SMOKE = (
+    "import importlib, pkgutil, pypilot\n"
+    "for m in pkgutil.walk_packages(pypilot.__path__, 'pypilot.'): importlib.import_module(m.name)\n"
+    "import falcon, waitress, consul, requests, prometheus_client, orjson, pyjson5, psutil, ssl, hashlib\n"
+    "print('ok')\n"
+)
 LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(\S+)\s+\(0x")
 ENTRY = """#!{python}
 # pypilot's entry point. The kernel runs the shebang (no shell needed); the interpreter's ._pth file gives it
@@ -155,7 +163,7 @@ def runtime_dists(root: str) -> list[md.Distribution]:
         try:
             dist = md.distribution(name)
         except md.PackageNotFoundError:
-            raise SystemExit(f"bundle: {name} (required by {root}) is not installed in {sys.prefix}") from None
+            raise SystemExit(f"bundle: {name} (needed by {root}) is not installed in {sys.prefix}") from None
         seen[key] = dist
         todo.extend(_requirement_names(dist))
     return list(seen.values())
@@ -195,6 +203,13 @@ def copy_site_packages(dest: Path) -> list[str]:
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, out)
         names.append(f"{dist.metadata['Name']} {dist.version}")
+    if not (dest / "pypilot" / "__init__.py").exists():  # an editable install (a checkout's dev venv)
+        import importlib.util
+
+        spec = importlib.util.find_spec("pypilot")
+        assert spec and spec.submodule_search_locations, "pypilot is not importable"
+        src = Path(next(iter(spec.submodule_search_locations)))
+        shutil.copytree(src, dest / "pypilot", ignore=shutil.ignore_patterns("__pycache__", "*.c", "*.o"))
     return sorted(names, key=str.lower)
 
 
@@ -221,9 +236,9 @@ def copy_stdlib(src: Path, dest: Path) -> None:
 def compile_sourceless(pylib: Path, site: Path, keep_sources: Iterable[Path] = ()) -> None:
     """Byte-compile the bundle; outside ``keep_sources``, the .pyc replaces the .py (sourceless import).
 
-    The standard library is compiled as ``-OO`` would (no docstrings, no asserts: about a fifth smaller; CPython
-    is tested in that mode), whatever flags the interpreter runs with, since a sourceless .pyc is loaded as
-    it is; third-party code and pypilot keep docstrings and asserts (some read their own ``__doc__``).
+    The standard library is compiled as ``-OO`` would (no docstrings, no asserts: about a fifth smaller;
+    CPython is tested in that mode), whatever flags the interpreter runs with, since a sourceless .pyc is
+    loaded as it is; third-party code and pypilot keep docstrings and asserts (some read their ``__doc__``).
     """
     keep = [p.resolve() for p in keep_sources]
     skip_site = re.compile(re.escape(str(site)))
@@ -261,7 +276,8 @@ def bundle_libraries(prefix: Path, exe: Path, objects: list[Path], source_tree: 
     needed: dict[str, Path] = {}
     for obj in [exe, *objects]:
         for soname, path in ldd(obj).items():
-            if not any(path.resolve().is_relative_to(s) for s in source_tree):  # vendored: copied with its dist
+            # a wheel's vendored library (cffi.libs/...) is copied with its distribution
+            if not any(path.resolve().is_relative_to(s) for s in source_tree):
                 needed.setdefault(soname, path)
     libc_dir = next((p.parent for n, p in needed.items() if n.startswith("libc.so")), None)
     for extra in DLOPENED:
@@ -288,10 +304,8 @@ def bundle_libraries(prefix: Path, exe: Path, objects: list[Path], source_tree: 
         rpath = ":".join(dict.fromkeys([*keep, relative_rpath(obj, libdir)]))
         subprocess.run(["patchelf", "--force-rpath", "--set-rpath", rpath, str(obj)], check=True)
     strip(exe)
-    subprocess.run(
-        ["patchelf", "--set-interpreter", str(ld), "--force-rpath", "--set-rpath", "$ORIGIN/../lib", str(exe)],
-        check=True,
-    )
+    rpath = ["--force-rpath", "--set-rpath", "$ORIGIN/../lib"]
+    subprocess.run(["patchelf", "--set-interpreter", str(ld), *rpath, str(exe)], check=True)
 
 
 def du(path: Path) -> int:
@@ -336,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     entry.chmod(entry.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
     check = subprocess.run(
-        [str(python), "-c", "import pypilot._reaper, pypilot.__main__, orjson, pyjson5, psutil, ssl; print('ok')"],
+        [str(python), "-c", SMOKE],
         capture_output=True,
         text=True,
         cwd="/",
