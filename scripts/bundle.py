@@ -253,6 +253,14 @@ def compile_sourceless(pylib: Path, site: Path, keep_sources: Iterable[Path] = (
             continue
         pyc.replace(source.with_suffix(".pyc"))
         source.unlink(missing_ok=True)
+    # a module compiled to an extension (mypyc, Cython) is imported from its .so, found before the .py or
+    # .pyc in the same directory: the bytecode copy is never loaded
+    import importlib.machinery
+
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        for ext in pylib.rglob(f"*{suffix}"):
+            stem = ext.name[: -len(suffix)]
+            (ext.parent / f"{stem}.pyc").unlink(missing_ok=True)
     for cache in sorted(pylib.rglob("__pycache__"), reverse=True):
         if not any(cache.iterdir()):
             cache.rmdir()
