@@ -273,9 +273,9 @@ stderr_stream.class = StdoutStream
 
 
 def pypilot_binary() -> Path | None:
-    """The pypilot measured: the pip install made for this run, else the checkout's venv, else whichever
-    ``pypilot`` is installed (``$PYPILOT_BIN``, then PATH), so that the suite runs against any install."""
-    for candidate in (PYPILOT, PYPILOT_DEV, os.environ.get("PYPILOT_BIN"), shutil.which("pypilot")):
+    """The pypilot measured: ``$PYPILOT_BIN`` if set, else the pip install made for this run, else the
+    checkout's venv, else the ``pypilot`` on PATH, so that the suite runs against any install."""
+    for candidate in (os.environ.get("PYPILOT_BIN"), PYPILOT, PYPILOT_DEV, shutil.which("pypilot")):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return Path(candidate)
     return None
