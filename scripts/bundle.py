@@ -34,6 +34,7 @@ import argparse
 import compileall
 import importlib.metadata as md
 import os
+import py_compile
 import re
 import shutil
 import stat
@@ -243,7 +244,12 @@ def compile_sourceless(pylib: Path, site: Path, keep_sources: Iterable[Path] = (
     keep = [p.resolve() for p in keep_sources]
     skip_site = re.compile(re.escape(str(site)))
     ok = compileall.compile_dir(str(pylib), quiet=1, workers=0, rx=skip_site, optimize=2, legacy=False)
-    ok = compileall.compile_dir(str(site), quiet=1, workers=0, optimize=0, legacy=False) and ok
+    # unchecked-hash: the bytecode of the sources kept is used as it is, whatever mtimes a COPY gives them
+    # (the tree is immutable; a stale-looking .pyc would be recompiled in memory at every start)
+    unchecked = py_compile.PycInvalidationMode.UNCHECKED_HASH
+    ok = compileall.compile_dir(
+        str(site), quiet=1, workers=0, optimize=0, legacy=False, invalidation_mode=unchecked
+    ) and ok
     if not ok:
         raise SystemExit("bundle: byte-compiling the bundle failed")
     tag = sys.implementation.cache_tag
