@@ -84,9 +84,13 @@ DLOPENED = ("libgcc_s.so.1",)
 # what the bundled interpreter must import once built: every pypilot module (so every stdlib module they or
 # their dependencies import at module level is there) and each extension module
 SMOKE = (
-    "import importlib, pkgutil, pypilot\n"
+    "import importlib, pkgutil, pypilot, sys, pathlib\n"
     "for m in pkgutil.walk_packages(pypilot.__path__, 'pypilot.'): importlib.import_module(m.name)\n"
-    "import falcon, waitress, consul, requests, prometheus_client, orjson, pyjson5, psutil, ssl, hashlib\n"
+    "import falcon, waitress, consul, requests, prometheus_client, ssl, hashlib\n"
+    "site = pathlib.Path(sys.path[-1])\n"
+    # every extension module of every dependency loads: its libraries are found
+    "for so in site.rglob('*.so'):\n"
+    "    importlib.import_module('.'.join(so.relative_to(site).with_name(so.name.split('.')[0]).parts))\n"
     "print('ok')\n"
 )
 LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(\S+)\s+\(0x")
