@@ -5,7 +5,7 @@ namespace, on the same C payloads, in one run, and reports ratios. Needs root (`
 missing peers first. Writes ``benchmarks/results/raw-<time>.{json,md,png}``; a full run also refreshes
 ``latest.*``. ``--quick`` is the CI smoke test (< 2 min): small storms, one repeat, short windows; it asserts
 nothing about speed but exits 1 if a measure crashes or pypilot fails one. Measures: launch, reap, idle,
-restart, dispatch, spawn, control, profile.
+restart, dispatch, spawn, control, profile, bundle.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from . import control, dispatch, idle, launch, payloads, peers, profile, reap, report, restart, spawn
+from . import bundle, control, dispatch, idle, launch, payloads, peers, profile, reap, report, restart, spawn
 from .common import RESULTS_DIR, Result, Settings, log
 from .harness import Collector, Context, Workspace
 
@@ -34,6 +34,7 @@ MEASURES: dict[str, ModuleType] = {
     "spawn": spawn,
     "control": control,
     "profile": profile,
+    "bundle": bundle,
 }
 
 

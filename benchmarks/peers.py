@@ -272,16 +272,39 @@ stderr_stream.class = StdoutStream
         return Launch([str(VENV / "bin" / "circusd"), str(path)], _env(), control=endpoint)
 
 
+def pypilot_binary() -> Path | None:
+    """The pypilot measured: ``$PYPILOT_BIN`` if set, else the pip install made for this run, else the
+    checkout's venv, else the ``pypilot`` on PATH, so that the suite runs against any install."""
+    for candidate in (os.environ.get("PYPILOT_BIN"), PYPILOT, PYPILOT_DEV, shutil.which("pypilot")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    return None
+
+
+def pypilot_python() -> str:
+    """The Python that runs the measured pypilot (its script's shebang; this one for a binary launcher)."""
+    binary = pypilot_binary()
+    if binary is not None:
+        with open(binary, "rb") as f:
+            first = f.readline(512)
+        if first.startswith(b"#!"):
+            interp = first[2:].decode(errors="replace").split()
+            if interp and Path(interp[0]).name.startswith("python") and Path(interp[0]).exists():
+                return interp[0]
+    return sys.executable
+
+
 class Pypilot(Peer):
     name = "pypilot"
     restarts = supervisor = control = True
 
     def available(self) -> bool:
-        return PYPILOT.exists() or PYPILOT_DEV.exists()
+        return pypilot_binary() is not None
 
-    @staticmethod
-    def binary() -> str:
-        return str(PYPILOT if PYPILOT.exists() else PYPILOT_DEV)
+    def binary(self) -> str:
+        found = pypilot_binary()
+        assert found is not None, "pypilot is not installed"
+        return str(found)
 
     def version(self) -> str:
         try:
@@ -323,8 +346,7 @@ class BarePython(Peer):
         return sys.version.split()[0]
 
     def launch(self, job: Job, workdir: Path) -> Launch:
-        python = REPO / ".venv" / "bin" / "python3"
-        exe = str(python if python.exists() else sys.executable)
+        exe = pypilot_python()  # the same interpreter as the pypilot measured
         code = "import os,sys;os.execv(sys.argv[1],sys.argv[1:])"
         return Launch([exe, "-I", "-S", "-c", code, *job.argv], _env())
 

@@ -1,4 +1,5 @@
-"""Reading /proc for the idle measures: RSS/PSS from ``smaps_rollup``, per-thread CPU time and wake-ups."""
+"""Reading /proc for the idle measures: RSS/PSS from ``smaps_rollup``, distinct pages from ``pagemap``,
+per-thread CPU time and wake-ups."""
 
 from __future__ import annotations
 
@@ -27,6 +28,41 @@ def smaps(pid: int) -> tuple[int, int]:
     except OSError:
         pass
     return rss, pss
+
+
+def distinct_pages(pids: list[int]) -> int:
+    """Bytes of distinct physical pages mapped by ``pids`` together (root: /proc/<pid>/pagemap gives PFNs).
+
+    The memory a process tree holds, each page once whoever else maps it: unlike PSS, it does not fall when
+    unrelated processes on the machine map the same library file (every Python on the host shares a
+    system libpython's pages; a self-contained build's own copy is shared only within its tree).
+    """
+    import struct
+
+    page = os.sysconf("SC_PAGE_SIZE")
+    frames: set[int] = set()
+    for pid in pids:
+        try:
+            ranges = []
+            with open(f"/proc/{pid}/smaps") as fh:
+                current: tuple[int, int] | None = None
+                for line in fh:
+                    head = line.split(None, 1)[0]
+                    if "-" in head and not head.endswith(":"):
+                        lo, hi = (int(x, 16) for x in head.split("-"))
+                        current = (lo, hi)
+                    elif head == "Rss:" and current and int(line.split()[1]) > 0:
+                        ranges.append(current)
+            with open(f"/proc/{pid}/pagemap", "rb") as pm:
+                for lo, hi in ranges:
+                    pm.seek(lo // page * 8)
+                    data = pm.read((hi - lo) // page * 8)
+                    for (entry,) in struct.iter_unpack("<Q", data):
+                        if entry >> 63 & 1:  # present in RAM
+                            frames.add(entry & ((1 << 55) - 1))
+        except OSError:
+            continue
+    return len(frames) * page
 
 
 @dataclasses.dataclass

@@ -19,17 +19,19 @@ import subprocess
 from .common import REPO
 from .harness import STAMP, Context, guarded, stamp_of
 from .nsrun import NsInit
-from .peers import PYPILOT
+from .peers import pypilot_binary, pypilot_python
 
-PY = str(REPO / ".venv" / "bin" / "python3")
 EXEC = "import os,sys;os.execv(sys.argv[1],sys.argv[1:])"
 RSS = 'import re;print(re.search(r"VmRSS:\\s+(\\d+)",open("/proc/self/status").read()).group(1))'
 IMPORT = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\S.*)$")
 
 
 def measure(ctx: Context) -> None:
-    if not any(p.name == "pypilot" for p in ctx.peers):
+    binary = pypilot_binary()
+    if not any(p.name == "pypilot" for p in ctx.peers) or binary is None:
         return
+    # the ladder runs in the interpreter of the pypilot measured, wherever it is installed
+    py, pypilot = pypilot_python(), str(binary)
     cfg = ctx.ws.fresh() / "profile.json5"
     job = {
         "name": "app",
@@ -49,11 +51,11 @@ def measure(ctx: Context) -> None:
     )
     stamp = ctx.p("stamp")
     ladder = {
-        "python -I -S": [PY, "-I", "-S", "-c", EXEC, stamp],
-        "python + site (venv .pth files)": [PY, "-c", EXEC, stamp],
-        "+ import pypilot.__main__": [PY, "-c", "import pypilot.__main__;" + EXEC, stamp],
-        "+ import pyjson5": [PY, "-c", "import pypilot.__main__, pyjson5;" + EXEC, stamp],
-        "pypilot -config (whole start)": [str(PYPILOT), "-config", str(cfg)],
+        "python -I -S": [py, "-I", "-S", "-c", EXEC, stamp],
+        "python + site (venv .pth files)": [py, "-c", EXEC, stamp],
+        "+ import pypilot.__main__": [py, "-c", "import pypilot.__main__;" + EXEC, stamp],
+        "+ import pyjson5": [py, "-c", "import pypilot.__main__, pyjson5;" + EXEC, stamp],
+        "pypilot -config (whole start)": [pypilot, "-config", str(cfg)],
     }
     for label, argv in ladder.items():
         for i in range(ctx.s.repeats + 1):
@@ -61,12 +63,12 @@ def measure(ctx: Context) -> None:
             if value is not None and i > 0:  # the first is a warm-up
                 ctx.col.add("profile_launch", label, "ms", value)
     mem = {
-        "python -I -S": [PY, "-I", "-S", "-c", RSS],
-        "python + site": [PY, "-c", RSS],
-        "+ pypilot.__main__": [PY, "-c", "import pypilot.__main__;" + RSS],
-        "+ pyjson5": [PY, "-c", "import pypilot.__main__, pyjson5;" + RSS],
+        "python -I -S": [py, "-I", "-S", "-c", RSS],
+        "python + site": [py, "-c", RSS],
+        "+ pypilot.__main__": [py, "-c", "import pypilot.__main__;" + RSS],
+        "+ pyjson5": [py, "-c", "import pypilot.__main__, pyjson5;" + RSS],
         "+ control plane, workers, reaper": [
-            PY,
+            py,
             "-c",
             "import pypilot.__main__, pyjson5, pypilot.control.plane, pypilot.workers, pypilot.reaper;" + RSS,
         ],
@@ -77,7 +79,7 @@ def measure(ctx: Context) -> None:
             ctx.col.add("profile_rss", label, "MiB", int(res.stdout.split()[-1]) / 1024)
         else:
             ctx.col.fail("profile_rss", label, "MiB", res.stderr.strip()[-200:] or "failed")
-    guarded(ctx.col, "profile_imports", "pypilot", "ms", lambda: _imports(ctx, cfg))
+    guarded(ctx.col, "profile_imports", "pypilot", "ms", lambda: _imports(ctx, cfg, py, pypilot))
 
 
 def _launch(argv: list[str]) -> float:
@@ -85,10 +87,10 @@ def _launch(argv: list[str]) -> float:
         return (stamp_of(ns.wait_for(STAMP, timeout=20)[0])[1] - ns.launch_ns) / 1e6
 
 
-def _imports(ctx: Context, cfg: object) -> None:
+def _imports(ctx: Context, cfg: object, py: str, pypilot: str) -> None:
     runs: dict[str, list[float]] = {}
     for _ in range(3):
-        with NsInit([PY, "-X", "importtime", str(PYPILOT), "-config", str(cfg)], cwd=REPO) as ns:
+        with NsInit([py, "-X", "importtime", pypilot, "-config", str(cfg)], cwd=REPO) as ns:
             ns.wait_for(STAMP, timeout=20)
             ns.wait_exit(timeout=10)
             lines = [line for _, line in ns.lines]

@@ -23,6 +23,7 @@ ORDER = [
     "runit",
     "supervisord",
     "circus",
+    "pypilot (bundle)",
     "python3 -I -S",
     "floor (payload reaps itself)",
 ]
@@ -45,6 +46,15 @@ TITLES = {
     "profile_launch": "Profile: pypilot's launch -> first exec, step by step (python in pypilot's venv)",
     "profile_rss": "Profile: RSS of a Python that imported pypilot's parts",
     "profile_imports": "Profile: slowest top-level imports before pypilot's first exec (-X importtime)",
+    "bundle_launch": "Self-contained build vs pip install: launch -> first child exec",
+    "bundle_idle_tree_rss": "Self-contained build vs pip install: idle tree RSS (one sleeping job)",
+    "bundle_idle_tree_pss": "Self-contained build vs pip install: idle tree PSS (one sleeping job)",
+    "bundle_full_tree_rss": "Self-contained build vs pip install: full-featured tree RSS (every worker up)",
+    "bundle_full_tree_pss": "Self-contained build vs pip install: full-featured tree PSS (every worker up)",
+    "bundle_idle_tree_pages": "Self-contained build vs pip install: idle tree, distinct pages held (pagemap)",
+    "bundle_full_tree_pages": "Self-contained build vs pip install: full-featured tree, distinct pages held",
+    "bundle_size_disk": "Self-contained build: size on disk",
+    "bundle_size_gzip": "Self-contained build: size as a gzip -6 tarball",
 }
 
 
@@ -92,7 +102,7 @@ def markdown(results: list[Result], meta: dict[str, object]) -> str:
         "Peers: " + ", ".join(f"{k} {v}" for k, v in dict(meta["versions"]).items()) + ".",
         "",
     ]  # type: ignore[call-overload]
-    lines += ["## Targets (issue #8)", "", "| target | pypilot | verdict |", "|---|---|---|"]
+    lines += ["## Targets (issues #8, #13)", "", "| target | pypilot | verdict |", "|---|---|---|"]
     keyed = {(r.measure, r.peer): r for r in results}
     for v in check(keyed):
         verdict = "n/a" if v.ok is None else "meets" if v.ok else "**misses**"

@@ -1,4 +1,4 @@
-"""Issue #8's targets for pypilot, checked against one run's medians (a figure, never a test assertion)."""
+"""Issues #8's and #13's targets for pypilot, checked against one run's medians (a figure, never a test)."""
 
 from __future__ import annotations
 
@@ -58,4 +58,21 @@ def check(results: dict[tuple[str, str], Result]) -> list[Verdict]:
     absolute("idle wake-ups 0/s (<= 0.1/s)", "idle_wakeups", 0.1, "/s")
     absolute("first-restart gap <= 5 ms (clean exit)", "restart_gap_clean", 5.0, "ms")
     absolute("first-restart gap <= 5 ms (crash)", "restart_gap_crash", 5.0, "ms")
+
+    # issue #13: the self-contained build against the pip install it is made from
+    def bundle(target: str, measure: str, limit: float) -> None:
+        mine, theirs = _med(results, measure, "pypilot (bundle)"), _med(results, measure, "pypilot")
+        if mine is None or not theirs:
+            out.append(Verdict(target, "not measured", None))
+        else:
+            figure = f"{mine:.2f} vs {theirs:.2f} = {mine / theirs:.2f}x"
+            out.append(Verdict(target, figure, mine / theirs <= limit))
+
+    bundle("self-contained build: launch -> first exec <= 1.1x pip install", "bundle_launch", 1.1)
+    for kind in ("idle", "full"):
+        for mem in ("rss", "pss", "pages"):
+            what = f"self-contained build: {kind} tree {mem.upper()} <= pip install"
+            bundle(what, f"bundle_{kind}_tree_{mem}", 1.0)
+    absolute("self-contained build on disk <= 30 MB", "bundle_size_disk", 30.0, "MB", "pypilot (bundle)")
+    absolute("self-contained build gzipped <= 12 MB", "bundle_size_gzip", 12.0, "MB", "pypilot (bundle)")
     return out

@@ -14,6 +14,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    __import__("pypilot.environ").environ.restore()  # first: jobs and templates see the container's environ
     from pypilot.cli import UsageError, parse_args
 
     try:

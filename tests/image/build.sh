@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Build the pypilot container image with podman, from a Debian base made locally (no registry is reached).
+# Build the pypilot container images with podman, from bases made locally (no registry is reached).
 #
-#   tests/image/build.sh            # installs podman/runc/debootstrap if missing, builds localhost/pypilot:test
+#   tests/image/build.sh            # installs podman/runc/debootstrap/busybox-static if missing, then builds
+#                                   # localhost/pypilot:test (BASE = a Debian python3 base), :test-minbase
+#                                   # (BASE = Debian minbase, no python3) and :test-busybox (BASE = scratch +
+#                                   # a static busybox: no libc at all); BUILD_BASE is the Python base for all
+#   tests/image/build.sh python     # only the variants named (python, minbase, busybox)
 #   eval "$(tests/image/build.sh --env)"   # then: podman $PODMAN_ARGS run --rm localhost/pypilot:test ...
 #
 # Everything lives under $PYPILOT_IMAGE_CACHE (default /var/tmp/pypilot-image-cache): the debootstrap rootfs
@@ -26,6 +30,12 @@ debian_image=localhost/pypilot-debian:$suite
 ca_sum=$(sha256sum /etc/ssl/certs/ca-certificates.crt 2>/dev/null | cut -c1-12 || echo none)
 python_image=localhost/pypilot-python:$suite-$ca_sum
 rootfs_tar=$cache/debian-$suite-minbase.tar
+busybox_bin=/bin/busybox # Debian's busybox-static
+busybox_image=localhost/pypilot-busybox:2-$(sha256sum "$busybox_bin" 2>/dev/null | cut -c1-12 || echo none)
+variants_all=(python minbase busybox)
+# the image of each variant and the BASE it is built on
+declare -A variant_image=([python]=$image [minbase]=$image-minbase [busybox]=$image-busybox)
+declare -A variant_base=([python]=$python_image [minbase]=$debian_image [busybox]=$busybox_image)
 
 export CONTAINERS_CONF=$cache/containers.conf
 podman_args=(--root "$cache/store" --runroot "$runroot/run")
@@ -35,6 +45,10 @@ if [[ ${1:-} == --env ]]; then
     printf 'export PODMAN_ARGS=%q\n' "${podman_args[*]}"
     printf 'export PYPILOT_IMAGE=%q\n' "$image"
     printf 'export PYPILOT_IMAGE_BASE=%q\n' "$python_image"
+    for v in "${variants_all[@]}"; do
+        printf 'export PYPILOT_IMAGE_%s=%q\n' "${v^^}" "${variant_image[$v]}"
+        printf 'export PYPILOT_IMAGE_BASE_%s=%q\n' "${v^^}" "${variant_base[$v]}"
+    done
     exit 0
 fi
 
@@ -44,12 +58,20 @@ t0=$SECONDS
 # 1. Tools. crun (podman's default) fails here: cgroups v1 hybrid, no CAP_SYS_RESOURCE; runc works.
 missing=()
 for tool in podman runc debootstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+# the scratch base's shell: one static binary (Debian's busybox-static, not the dynamic busybox)
+if ! file -L "$busybox_bin" 2>/dev/null | grep -q 'statically linked' &&
+    ! { [[ -x $busybox_bin ]] && ! ldd "$busybox_bin" >/dev/null 2>&1; }; then
+    missing+=(busybox-static)
+fi
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq podman runc debootstrap >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+    busybox_image=localhost/pypilot-busybox:2-$(sha256sum "$busybox_bin" | cut -c1-12)
+    variant_base[busybox]=$busybox_image
 fi
+variants=("${@:-${variants_all[@]}}")
 
 mkdir -p "$cache" "$runroot"
 cat >"$CONTAINERS_CONF.tmp" <<CONF
@@ -112,20 +134,46 @@ CONTAINERFILE
     }
 fi
 
-# 4. The image itself (layers cached in the store: a warm build only redoes what changed).
-build_log=$cache/build-${image//[^A-Za-z0-9]/_}.log
-old_id=$(pm image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
-log "building $image from $context"
-pm build --format docker --layers --build-arg "BASE=$python_image" -t "$image" -f "$repo/Dockerfile" \
-    "$context" >"$build_log" 2>&1 || {
-    tail -n 40 "$build_log" >&2
-    exit 1
-}
-mv "$build_log" "$cache/build.log" # the last good build's log
-new_id=$(pm image inspect --format '{{.Id}}' "$image")
-if [[ -n $old_id && $old_id != "$new_id" ]]; then
-    pm rmi "$old_id" >/dev/null 2>&1 || true # the previous build's image, now untagged
+# 4. The scratch base: a static busybox as /bin/busybox and its commands as relative symlinks to it
+#    (`busybox --install -s` would write absolute paths of the place it ran), /tmp, nothing else.
+if [[ " ${variants[*]} " == *" busybox "* ]] && ! pm image exists "$busybox_image"; then
+    log "making $busybox_image (scratch + $busybox_bin)"
+    bb=$(mktemp -d "$cache/busybox.XXXXXX")
+    mkdir -p "$bb/bin" "$bb/sbin" "$bb/usr/bin" "$bb/usr/sbin" "$bb/tmp" "$bb/etc" "$bb/run" "$bb/var" "$bb/root"
+    chmod 1777 "$bb/tmp"
+    ln -s ../run "$bb/var/run" # as in Alpine: where the control socket goes by default
+    cp "$busybox_bin" "$bb/bin/busybox"
+    "$busybox_bin" --list-full | while read -r path; do
+        case $path in bin/busybox | linuxrc | sbin/init) continue ;; esac
+        [[ -e $bb/$path ]] || ln -s "$(realpath --relative-to="$bb/$(dirname "$path")" "$bb/bin/busybox")" \
+            "$bb/$path"
+    done
+    tar --numeric-owner --owner=0 --group=0 -C "$bb" -cf "$bb.tar" .
+    pm import --quiet --change 'CMD ["/bin/sh"]' \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        "$bb.tar" "$busybox_image" >/dev/null
+    rm -rf "$bb" "$bb.tar"
 fi
+
+# 5. The images: BUILD_BASE is the Python base for every variant, so the build stage's layers are made once
+#    and shared; only the final stage (one COPY) differs. Layers cached in the store: a warm build only redoes
+#    what changed.
+for v in "${variants[@]}"; do
+    img=${variant_image[$v]:?unknown variant $v (python, minbase, busybox)}
+    build_log=$cache/build-${img//[^A-Za-z0-9]/_}.log
+    old_id=$(pm image inspect --format '{{.Id}}' "$img" 2>/dev/null || true)
+    log "building $img (BASE=${variant_base[$v]}) from $context"
+    pm build --format docker --layers --build-arg "BUILD_BASE=$python_image" \
+        --build-arg "BASE=${variant_base[$v]}" -t "$img" -f "$repo/Dockerfile" "$context" >"$build_log" 2>&1 || {
+        tail -n 40 "$build_log" >&2
+        exit 1
+    }
+    mv "$build_log" "$cache/build-$v.log" # the last good build's log
+    new_id=$(pm image inspect --format '{{.Id}}' "$img")
+    if [[ -n $old_id && $old_id != "$new_id" ]]; then
+        pm rmi "$old_id" >/dev/null 2>&1 || true # the previous build's image, now untagged
+    fi
+done
 # Untagged images of earlier builds are the build-stage cache (removing one removes its cached parents too):
 # keep them, but not without bound.
 dangling=$(pm images -q --filter dangling=true)
@@ -134,4 +182,4 @@ if (($(wc -w <<<"$dangling") > 10)); then
     # shellcheck disable=SC2086 # one id a word
     pm rmi -f $dangling >/dev/null 2>&1 || true
 fi
-log "built $image in $((SECONDS - t0)) s"
+log "built ${variants[*]} in $((SECONDS - t0)) s"
