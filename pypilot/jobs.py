@@ -182,7 +182,7 @@ class Job:
         """Stop the running process and keep it stopped; False if nothing was running."""
         self.held = True
         self._cancel("backoff")
-        return self.signal(self.cfg.stop_signal)
+        return self._stop_process()
 
     def operator_start(self) -> bool:
         """Start it now (again); False if it is already running or has completed."""
@@ -197,7 +197,7 @@ class Job:
         self.held = False
         if self.command is not None and self.command.running:
             self.restart_requested = True
-            return self.signal(self.cfg.stop_signal)
+            return self._stop_process()
         return self.operator_start()
 
     def snapshot(self) -> dict[str, object]:
@@ -206,17 +206,7 @@ class Job:
         backoff = self._timers.get("backoff")
         return {
             "name": self.name,
-            "state": "completed"
-            if self.completed
-            else "stopping"
-            if self.halted
-            else "running"
-            if cmd is not None and cmd.running
-            else "held"
-            if self.held
-            else "backoff"
-            if backoff is not None
-            else "waiting",
+            "state": self._state_name(),
             "status": self.status,
             "pid": cmd.pid if cmd is not None and cmd.running else None,
             "runs": self.runs,
@@ -226,6 +216,22 @@ class Job:
             "failuresInARow": self.failures_in_a_row,
             "backoffUntil": round(backoff.deadline - self.ctx.loop.now(), 3) if backoff is not None else None,
         }
+
+    def _state_name(self) -> str:
+        running = self.command is not None and self.command.running
+        if self.completed:
+            return "completed"
+        if self.halted:
+            return "stopping"
+        if running and self.restart_requested:
+            return "restarting"  # an operator restart: the old process is on its stop path
+        if running and self.held:
+            return "stopping"  # an operator stop: signalled, its grace running
+        if running:
+            return "running"
+        if self.held:
+            return "held"
+        return "backoff" if "backoff" in self._timers else "waiting"
 
     # --- the table's cells -----------------------------------------------------------------------
 
@@ -376,6 +382,7 @@ class Job:
         cmd.start(self._on_process_exit)
 
     def _on_process_exit(self, status: int | None, start_error: str | None) -> None:
+        self._cancel("kill")  # the grace's SIGKILL was for this process, not the next one
         bus = self.ctx.bus
         if start_error is not None:
             self.last_exit = 127
@@ -433,16 +440,22 @@ class Job:
             return
         self._cancel_all()
         self.completed = True
-        cmd = self.command
-        if cmd is not None and cmd.running:
-            cmd.signal(self.cfg.stop_signal)
-            grace = self.ctx.stop_grace(self)
-            self.ctx.loop.call_later(grace, cmd.kill)
+        self._stop_process()
         if self.cfg.has_service and self.ctx.discovery is not None:
             self.ctx.discovery.deregister(self)
         self.ctx.bus.unsubscribe(self)
         self.ctx.bus.publish(Event(ev.STOPPED, self.name))
         self.ctx.job_completed(self)
+
+    def _stop_process(self) -> bool:
+        """The one stop path for every stop (cleanup, operator stop and restart): the stop signal to
+        the group, the grace (job stopTimeout, else the global one), then SIGKILL to the group."""
+        cmd = self.command
+        if cmd is None or not cmd.running:
+            return False
+        sent = cmd.signal(self.cfg.stop_signal)
+        self._once("kill", self.ctx.stop_grace(self), cmd.kill)
+        return sent
 
     # --- timers ----------------------------------------------------------------------------------
 
