@@ -53,6 +53,7 @@ class Context(Protocol):
     bus: ev.Bus
     health: HealthChecks | None
     discovery: Registry | None
+    env_generation: int  # bumped by each change of the environment jobs are spawned with
 
     def job_completed(self, job: Job) -> None: ...
 
@@ -122,6 +123,7 @@ class Job:
         self.check_detail = ""  # the last check's output: the note when it turns unhealthy
         self.passes_in_a_row = self.fails_in_a_row = 0
         self.started_at: float | None = None
+        self.env_generation: int | None = None  # the context's, at this job's last spawn
 
     # --- lifecycle entry points -------------------------------------------------------------------
 
@@ -379,6 +381,7 @@ class Job:
             self.queued_runs += 1
             return
         self.runs += 1
+        self.env_generation = self.ctx.env_generation
         cmd.start(self._on_process_exit)
 
     def _on_process_exit(self, status: int | None, start_error: str | None) -> None:

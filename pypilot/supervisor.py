@@ -45,6 +45,7 @@ class Supervisor:
         self.discovery: Registry | None = None
         self.control: ControlPlane | None = None
         self.consul: Discovery | None = None  # the same object as `discovery`, by its concrete type
+        self.env_generation = 0
         for cfg in config.jobs:
             if cfg.has_service and cfg.ip:
                 os.environ[ip_var(cfg.name)] = cfg.ip
@@ -182,7 +183,9 @@ class Supervisor:
     def set_env(self, env: dict[str, str]) -> None:
         """POST /v3/environ: later spawns and reload renders see these (CP: a null sets empty)."""
         for key, value in env.items():
-            os.environ[key] = value
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+                self.env_generation += 1  # a diff reload restarts the jobs spawned before this
 
     def set_maintenance(self, enable: bool) -> None:
         self.maintenance_on = enable

@@ -96,6 +96,7 @@ class Ctx:
         self.reaper: Any = None
         self.health: Any = None
         self.discovery: Any = None
+        self.env_generation = 0
         self.events: list[Event] = []
         self.completed: list[str] = []
         self.bus.listen(self.events.append)

@@ -85,7 +85,7 @@ def test_spawn_failure_hot_loop_leaves_the_api_responsive() -> None:
 
 
 def test_config_reload_200_rapid_reloads_without_deadlock() -> None:
-    with ControlPilot() as p:
+    with ControlPilot(control={"reload": "diff"}) as p:  # the diff reload keeps the unchanged job
         code, _, body = p.http("POST", "/v3/reload")
         assert (code, body) == (200, b"\n")
         keeper = p.job("keeper")["pid"]
