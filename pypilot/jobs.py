@@ -4,7 +4,8 @@ Each ``Job`` is a state machine fed by the bus (``receive``) and by its own time
 asks for effects: spawn or signal its command, publish events, tell the supervisor it completed.
 ``receive`` is CP's dispatch table, first match wins; the ``_on_*`` handlers are its cells.
 
-Beyond CP, and only where a CP config cannot tell the difference: restart backoff for crash loops of
+Beyond CP, and only where a CP config cannot tell the difference: restart backoff for every run shorter
+than ``resetAfter`` (crash loops, and daemons that fork into the background and exit 0 at once) of
 ``restarts: "unlimited"`` jobs (finite ``restarts`` keep CP's immediate restarts), a per-job stop signal,
 the job ``stopTimeout`` bounding the wait for a preStop dependent, a ``shutdown``-triggered job that
 really runs at shutdown, and ``when.all`` (start once several triggers have all fired).
@@ -73,6 +74,8 @@ class Job:
         self.runs = 0
         self.last_exit: int | None = None
         self.failures_in_a_row = 0
+        self.short_runs_in_a_row = 0  # runs shorter than backoff.resetAfter, whatever their exit code
+        self.told_quick_exit = False
         # what starts it (CP §3.4)
         when = cfg.when
         self.interval = when.interval
@@ -323,13 +326,9 @@ class Job:
         if self.restart_limit == UNLIMITED or self.restarts_remain > 0:
             if self.restarts_remain > 0:
                 self.restarts_remain -= 1
-            delay = self._backoff_delay(success)
+            delay = self._backoff_delay()
             if delay > 0:
-                logs.info(
-                    f"restarting {self.name} in {delay:g}s after {self.failures_in_a_row} failed runs "
-                    f"in a row",
-                    job=self.name,
-                )
+                self._log_backoff(success, delay)
                 self._once("backoff", delay, self._start_exec)
             else:
                 self._start_exec()
@@ -390,34 +389,58 @@ class Job:
         if start_error is not None:
             self.last_exit = 127
             logs.error(f"unable to start {self.name}: {start_error}")
-            self._count_failure(0.0)
+            self._count_run(0.0, failed=True)
             bus.publish(Event(ev.EXIT_FAILED, self.name), Event(ev.ERROR, start_error))
             return
         assert status is not None and self.command is not None
         self.last_exit = reaper.exit_code(status)
         ran_for = self.ctx.loop.now() - self.command.started_at
+        self._count_run(ran_for, failed=status != 0)
         if status == 0:
-            self.failures_in_a_row = 0
             logs.debug(f"{self.name} exited without error")
             bus.publish(Event(ev.EXIT_SUCCESS, self.name))
         else:
             err = reaper.describe(status)
-            self._count_failure(ran_for)
             logs.error(f"{self.name} exited with error: {err}")
             bus.publish(Event(ev.EXIT_FAILED, self.name), Event(ev.ERROR, f"{self.name}: {err}"))
 
-    def _count_failure(self, ran_for: float) -> None:
+    def _count_run(self, ran_for: float, failed: bool) -> None:
+        """A run at least ``resetAfter`` long starts the counts again; a shorter one, or a failure,
+        counts (Kubernetes and systemd throttle any quick exit, not only failures)."""
         backoff = self.cfg.backoff
-        if backoff is not None and ran_for >= backoff.reset_after:
+        long_run = backoff is not None and ran_for >= backoff.reset_after
+        if long_run:
+            self.short_runs_in_a_row = 0
+        if failed:
+            self.failures_in_a_row = 1 if long_run else self.failures_in_a_row + 1
+            self.short_runs_in_a_row += 1
+        else:
             self.failures_in_a_row = 0
-        self.failures_in_a_row += 1
+            if not long_run:
+                self.short_runs_in_a_row += 1
 
-    def _backoff_delay(self, success: bool) -> float:
+    def _backoff_delay(self) -> float:
         """Kubernetes' shape: the first restart is immediate, then initial, doubling, capped."""
         b = self.cfg.backoff
-        if success or b is None or self.restart_limit != UNLIMITED or self.failures_in_a_row < 2:
+        if b is None or self.restart_limit != UNLIMITED or self.short_runs_in_a_row < 2:
             return 0.0
-        return float(min(b.max, b.initial * b.factor ** (self.failures_in_a_row - 2)))
+        return float(min(b.max, b.initial * b.factor ** (self.short_runs_in_a_row - 2)))
+
+    def _log_backoff(self, success: bool, delay: float) -> None:
+        if success and not self.told_quick_exit:
+            self.told_quick_exit = True
+            logs.warn(
+                f"{self.name} exits right after it starts ({self.short_runs_in_a_row} runs in a row shorter "
+                f"than backoff.resetAfter, the last with exit code 0): a daemon that forks into the "
+                f"background ends its foreground process at once; run it in the foreground "
+                f"(its no-daemon option) so that pypilot supervises the process itself",
+                job=self.name,
+            )
+        why = "failed runs" if not success else "runs that ended early"
+        logs.info(
+            f"restarting {self.name} in {delay:g}s after {self.short_runs_in_a_row} {why} in a row",
+            job=self.name,
+        )
 
     def _halt(self) -> None:
         """Cleanup (CP §4.6): stopping → wait for a preStop dependent → stop signal → stopped."""

@@ -328,3 +328,30 @@ def test_operator_stop_start_restart_bypass_counters() -> None:
     job.operator_restart()
     cmd.exit(1)
     assert cmd.running and job.failures_in_a_row <= 1
+
+
+def test_quick_clean_exits_of_an_unlimited_job_back_off_too() -> None:
+    """#14: a daemon that forks into the background exits 0 at once; it was restarted ~2 200 times
+    in 4 s. Every run shorter than resetAfter counts, whatever its code; a long run resets."""
+    ctx = Ctx()
+    backoff = Backoff(initial=0.1, factor=2.0, max=0.5, reset_after=10.0)
+    job, cmd = ctx.add(name="daemon", restarts=UNLIMITED, backoff=backoff)
+    ctx.bus.publish(STARTUP)
+    gaps = []
+    for _ in range(5):
+        cmd.exit(0)
+        t0 = ctx.loop.now()
+        while not cmd.running:
+            ctx.loop.advance(0.01)
+        gaps.append(round(ctx.loop.now() - t0, 2))
+    assert gaps == pytest.approx([0.0, 0.1, 0.2, 0.4, 0.5], abs=0.011)
+    assert job.failures_in_a_row == 0  # clean exits are not failures
+    ctx.loop.advance(11)
+    cmd.exit(0)
+    assert cmd.running  # a run past resetAfter: immediate again
+    ctx2 = Ctx()
+    _, finite = ctx2.add(name="task", restarts=5, backoff=backoff)
+    ctx2.bus.publish(STARTUP)
+    for _ in range(5):
+        finite.exit(0)
+        assert finite.running  # CP's immediate restarts for a counted `restarts`

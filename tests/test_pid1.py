@@ -273,3 +273,16 @@ def test_job_that_cannot_start_spinning_does_not_starve_the_loop() -> None:
         assert len(p.lines(r"counted exited without error")) == 51
         p.signal(signal.SIGTERM)
         assert p.wait_exit() == 0
+
+
+def test_job_exiting_0_at_once_is_not_restarted_thousands_of_times() -> None:
+    """#14: `restarts: "unlimited"` and exit 0 at once (a daemon forking into the background) ran
+    ~2 200 times in 4 s; backoff covers every run shorter than resetAfter, and the log says why once."""
+    daemon = {"name": "daemon", "exec": ["sh", "-c", "echo forked"], "restarts": "unlimited"}
+    with Pilot({"jobs": [daemon, KEEPER]}) as p:
+        p.wait_log(r"daemon exits right after it starts .*forks into the background")
+        p.wait_log(r"restarting daemon in 0\.8s", timeout=10)
+        runs = len(p.lines(r"daemon forked"))
+        assert 5 <= runs <= 8, runs  # 0 + 0.1 + 0.2 + 0.4 s of backoff, not thousands of runs
+        assert len(p.lines(r"exits right after it starts")) == 1
+        assert p.alive()
