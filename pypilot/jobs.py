@@ -333,7 +333,7 @@ class Job:
             else:
                 self._start_exec()
             return
-        if not success and self.restart_limit > 0:
+        if not success and (self.restart_limit > 0 or self.starts_remain == 0):  # #21: the default too
             logs.warn(f"{self.name} failed and has no restarts left ({self.restart_limit} used)")
             self.ctx.bus.publish(Event(ev.GAVE_UP, self.name))
         if self.starts_remain != 0:

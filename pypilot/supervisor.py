@@ -85,7 +85,9 @@ class Supervisor:
 
     def main_job_ended(self, job: Job) -> None:
         """The container's main job ended for good: shut down, and exit with its code."""
-        logs.info(f"main job {job.name} ended with exit code {job.last_exit}; shutting down")
+        code = self.container_exit_code()
+        remapped = f" (pypilot exits {code}: exitCodeMap)" if code != job.last_exit else ""
+        logs.info(f"main job {job.name} ended with exit code {job.last_exit}{remapped}; shutting down")
         self.shutdown()
 
     def container_exit_code(self) -> int:

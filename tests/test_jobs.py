@@ -355,3 +355,22 @@ def test_quick_clean_exits_of_an_unlimited_job_back_off_too() -> None:
     for _ in range(5):
         finite.exit(0)
         assert finite.running  # CP's immediate restarts for a counted `restarts`
+
+
+def test_gave_up_also_for_a_failing_job_with_the_default_restarts() -> None:
+    """#21: `gaveUp` came only with restarts >= 1; a job with the default (never) said nothing."""
+    ctx = Ctx()
+    job, cmd = ctx.add(name="once")
+    ctx.bus.publish(STARTUP)
+    cmd.exit(1)
+    assert Event(ev.GAVE_UP, "once") in ctx.events and job.completed
+    ctx2 = Ctx()
+    _, each = ctx2.add(name="onchange", when=WhenConfig(source="watch.app", each="changed"))
+    ctx2.bus.publish(Event(ev.CHANGED, "watch.app"))
+    each.exit(1)  # it runs again on the next change: it has not given up
+    assert Event(ev.GAVE_UP, "onchange") not in ctx2.events
+    ctx3 = Ctx()
+    _, fine = ctx3.add(name="fine")
+    ctx3.bus.publish(STARTUP)
+    fine.exit(0)
+    assert Event(ev.GAVE_UP, "fine") not in ctx3.events
