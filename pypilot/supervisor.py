@@ -20,6 +20,7 @@ from pypilot.config.names import ip_var
 from pypilot.events import Event
 from pypilot.jobs import Job, Registry
 from pypilot.loop import Loop, Timer
+from pypilot.process import setenv
 
 TYPE_CHECKING = False  # typing's costs start-up time; mypy reads this name as True
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class Supervisor:
         self.env_generation = 0
         for cfg in config.jobs:
             if cfg.has_service and cfg.ip:
-                os.environ[ip_var(cfg.name)] = cfg.ip
+                setenv(ip_var(cfg.name), cfg.ip)
         self.jobs = [Job(cfg, self) for cfg in config.jobs]
         if any(job.check_request is not None for job in self.jobs):
             from pypilot.health import HealthChecks
@@ -186,7 +187,7 @@ class Supervisor:
         """POST /v3/environ: later spawns and reload renders see these (CP: a null sets empty)."""
         for key, value in env.items():
             if os.environ.get(key) != value:
-                os.environ[key] = value
+                setenv(key, value)  # not C's setenv, which keeps every value for good
                 self.env_generation += 1  # a diff reload restarts the jobs spawned before this
 
     def set_maintenance(self, enable: bool) -> None:
