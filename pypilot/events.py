@@ -119,6 +119,28 @@ class Bus:
         finally:
             self._delivering = False
 
+    def publish_then(self, events: tuple[Event, ...], then: Callable[[], None]) -> None:
+        """Queue ``events``, run ``then`` (what it publishes queues behind them), then deliver: a
+        job handles its own exit first, and everyone still sees the exit before what followed it."""
+        self._queue.extend(events)
+        if self._delivering:
+            self._call(then)
+            return
+        self._delivering = True
+        try:
+            self._call(then)
+            while self._queue:
+                self._deliver(self._queue.popleft())
+        finally:
+            self._delivering = False
+
+    @staticmethod
+    def _call(fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as e:  # as for a subscriber: an event for the log, never a dead PID 1
+            logs.exception("handling an exit failed", e)
+
     def _deliver(self, event: Event) -> None:
         self.published += 1
         if logs.enabled(logs.DEBUG):

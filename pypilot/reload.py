@@ -189,8 +189,8 @@ class Reload:
         self.sup.config = self.new
         if self.new.control != old_control:  # a new socket, once this reload's answer has gone out on the old
             self.sup.loop.call_later(1.0, self.sup.restart_control)
-        if self.sup.consul is not None:
-            self.sup.consul.reconfigure(self.new)
+        if self.sup.discovery is not None:
+            self.sup.discovery.reconfigure(self.new)
         for job in self.kept:  # beyond CP: a kept job can re-read what the new config changed around it
             if job.cfg.reload_signal and job.signal(job.cfg.reload_signal):
                 logs.info(f"sent reload signal {job.cfg.reload_signal} to {job.name}", job=job.name)

@@ -110,11 +110,14 @@ class Ctx:
     def stop_grace(self, job: Job) -> float:
         return 5.0
 
+    def command(self, cfg: JobConfig, timeout: float | None) -> FakeCommand:
+        return FakeCommand(self.loop)
+
     def add(self, **kw: Any) -> tuple[Job, FakeCommand]:
         kw.setdefault("exec", ("true",))
         job = Job(JobConfig(**kw), self)  # type: ignore[arg-type]
-        cmd = FakeCommand(self.loop)
-        job.command = cmd  # type: ignore[assignment]
+        cmd = job.command
+        assert isinstance(cmd, FakeCommand)
         self.bus.subscribe(job)
         job.run()
         return job, cmd
