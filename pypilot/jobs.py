@@ -456,12 +456,17 @@ class Job:
             self._exited(False, Event(ev.EXIT_FAILED, self.name), Event(ev.ERROR, f"{self.name}: {err}"))
 
     def _exited(self, success: bool, *events: Event) -> None:
-        """Publish the exit; the job's own handler runs at once rather than after a trip through
-        the bus, and what it publishes (``stopping``...) is queued behind the exit, as before."""
+        """Publish the exit; the job's own handler runs once the exit has reached everyone, not as
+        a subscriber matching its own event, and what it publishes queues behind the exit."""
         if self.halted:
             self.ctx.bus.publish(*events)
-        else:
-            self.ctx.bus.publish_then(events, lambda: self._on_exec_exit(success))
+            return
+
+        def handle() -> None:
+            if not self.halted:  # a subscriber may have stopped it (a reload rolled back)
+                self._on_exec_exit(success)
+
+        self.ctx.bus.publish_then(events, handle)
 
     def _count_run(self, ran_for: float, failed: bool) -> None:
         """A run at least ``resetAfter`` long starts the counts again; a shorter one, or a failure,
