@@ -59,7 +59,7 @@ PATTERNS: dict[str, tuple[re.Pattern[str], Callable[[str], int]]] = {
 
 
 def measure(ctx: Context) -> None:
-    job = Job([ctx.p("stamp"), str(RUN_MS), "exit"], restart=True, debug=True)
+    job = Job([ctx.p("stamp"), str(RUN_MS), "exit"], restart=True, debug=True, throttle=False)
     rt = [Realtime(p) for p in ctx.peers if p.name == "pypilot"]
     for peer in [*ctx.peers, *(p for p in rt if p.available())]:
         if peer.supervisor or isinstance(peer, Realtime):

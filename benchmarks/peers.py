@@ -47,6 +47,7 @@ class Job:
     control_socket: Path | None = None  # pypilot/supervisord control endpoint, when a measure wants one
     restart_count: int | None = None  # pypilot: restarts N instead of "unlimited"
     debug: bool = False  # DEBUG logging (pypilot, circus): only the dispatch measure reads those lines
+    throttle: bool = True  # pypilot: backoff for runs shorter than resetAfter; throughput measures: off
 
 
 @dataclasses.dataclass
@@ -320,6 +321,7 @@ class Pypilot(Peer):
             restarts = job.restart_count
         jobs = [
             {"name": "app" if job.procs == 1 else f"app{i}", "exec": job.argv, "restarts": restarts}
+            | ({} if job.throttle else {"backoff": False})
             for i in range(job.procs)
         ]
         sock = job.control_socket or workdir / "pypilot.sock"

@@ -20,7 +20,7 @@ MEASURE = "spawn_rate"
 
 def measure(ctx: Context) -> None:
     repeats = min(ctx.s.repeats, 3)
-    job = Job([ctx.p("stamp"), "0", "exit"], restart=True)
+    job = Job([ctx.p("stamp"), "0", "exit"], restart=True, throttle=False)
 
     def once(peer: Peer) -> float:
         with started(peer, job, ctx.ws) as (ns, _):

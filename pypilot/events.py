@@ -91,7 +91,7 @@ class Bus:
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
         self._listeners: list[Callable[[Event], None]] = []
-        self._queue: deque[Event] = deque()
+        self._queue: deque[Event | Callable[[], None]] = deque()  # a callable: see publish_then
         self._delivering = False
         self.published = 0
 
@@ -119,7 +119,33 @@ class Bus:
         finally:
             self._delivering = False
 
-    def _deliver(self, event: Event) -> None:
+    def publish_then(self, events: tuple[Event, ...], then: Callable[[], None]) -> None:
+        """Publish ``events`` and run ``then`` right after the first has reached everyone, ahead of
+        the rest: a job handles its own exit there (not as one more subscriber), and what it
+        publishes still queues behind the exit and its error, as CP's order has it."""
+        self._queue.append(events[0])
+        self._queue.append(then)
+        self._queue.extend(events[1:])
+        if self._delivering:
+            return
+        self._delivering = True
+        try:
+            while self._queue:
+                self._deliver(self._queue.popleft())
+        finally:
+            self._delivering = False
+
+    @staticmethod
+    def _call(fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as e:  # as for a subscriber: an event for the log, never a dead PID 1
+            logs.exception("handling an exit failed", e)
+
+    def _deliver(self, event: Event | Callable[[], None]) -> None:
+        if not isinstance(event, Event):
+            self._call(event)
+            return
         self.published += 1
         if logs.enabled(logs.DEBUG):
             logs.debug(f"event: {event}")

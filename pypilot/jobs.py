@@ -2,9 +2,13 @@
 
 Each ``Job`` is a state machine fed by the bus (``receive``) and by its own timers. It decides and
 asks for effects: spawn or signal its command, publish events, tell the supervisor it completed.
-``receive`` is CP's dispatch table, first match wins; the ``_on_*`` handlers are its cells.
+``receive`` is CP's dispatch table, first match wins; the ``_on_*`` handlers are its cells. Where a job
+is in its lifecycle is one ``State``, every allowed move in ``TRANSITIONS``; its health is ``status``.
+Its command comes from the context (``Context.command``), and its own exits reach ``_on_exec_exit``
+directly, queued in the bus order ahead of what that handler publishes.
 
-Beyond CP, and only where a CP config cannot tell the difference: restart backoff for crash loops of
+Beyond CP, and only where a CP config cannot tell the difference: restart backoff for every run shorter
+than ``resetAfter`` (crash loops, and daemons that fork into the background and exit 0 at once) of
 ``restarts: "unlimited"`` jobs (finite ``restarts`` keep CP's immediate restarts), a per-job stop signal,
 the job ``stopTimeout`` bounding the wait for a preStop dependent, a ``shutdown``-triggered job that
 really runs at shutdown, and ``when.all`` (start once several triggers have all fired).
@@ -12,10 +16,11 @@ really runs at shutdown, and ``when.all`` (start once several triggers have all 
 
 from __future__ import annotations
 
+import enum
+
 from pypilot import events as ev
 from pypilot import logs, reaper
-from pypilot.config.model import UNLIMITED, JobConfig
-from pypilot.config.names import env_name
+from pypilot.config.model import UNLIMITED, JobConfig, WhenConfig
 from pypilot.events import Event
 from pypilot.health import request_for
 from pypilot.loop import Loop, Timer
@@ -31,6 +36,28 @@ else:
 
 IDLE, UNKNOWN, HEALTHY, UNHEALTHY, MAINTENANCE = "idle", "unknown", "healthy", "unhealthy", "maintenance"
 SIGNAL_SOURCES = ("SIGHUP", "SIGUSR2")
+
+
+class State(enum.Enum):
+    """Where a job is in its lifecycle; ``status`` (above) is its health, a separate axis (CP)."""
+
+    ACTIVE = "active"  # started by its triggers, restarted by its policy: waiting, running or backing off
+    STOPPING = "stopping"  # an operator stop: its process is on the stop path, then HELD
+    HELD = "held"  # stopped by an operator: not restarted until started again
+    RESTARTING = "restarting"  # an operator restart: its process is on the stop path, then ACTIVE
+    HALTING = "halting"  # cleanup has begun (CP §4.6): no trigger starts it any more
+    COMPLETED = "completed"  # stopped for good (``stopped`` published)
+
+
+# Every transition a job may take; anything else is a bug, logged and refused.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.ACTIVE: frozenset({State.STOPPING, State.HELD, State.RESTARTING, State.HALTING, State.COMPLETED}),
+    State.STOPPING: frozenset({State.HELD, State.ACTIVE, State.RESTARTING, State.HALTING, State.COMPLETED}),
+    State.HELD: frozenset({State.ACTIVE, State.STOPPING, State.HALTING, State.COMPLETED}),
+    State.RESTARTING: frozenset({State.ACTIVE, State.STOPPING, State.HALTING, State.COMPLETED}),
+    State.HALTING: frozenset({State.COMPLETED}),
+    State.COMPLETED: frozenset(),
+}
 
 
 class Registry(Protocol):
@@ -52,13 +79,36 @@ class Context(Protocol):
     reaper: reaper.Reaper
     bus: ev.Bus
     health: HealthChecks | None
-    discovery: Registry | None
+
+    @property
+    def discovery(self) -> Registry | None: ...  # read-only here: the supervisor's is a wider type
+    env_generation: int  # bumped by each change of the environment jobs are spawned with
 
     def job_completed(self, job: Job) -> None: ...
 
     def main_job_ended(self, job: Job) -> None: ...
 
     def stop_grace(self, job: Job) -> float: ...
+
+    def command(self, cfg: JobConfig, timeout: float | None) -> Command: ...
+
+
+def start_trigger(when: WhenConfig) -> tuple[Event | None, int, set[Event]]:
+    """What starts a job (CP §3.4): its start event, how many starts it has, the ``when.all`` set."""
+    startup = Event(ev.STARTUP, ev.GLOBAL)
+    if when.interval:  # the ticks restart it; the first run is at startup
+        return startup, 1, set()
+    if when.all:
+        return None, 1, {Event(t.event, t.source) for t in when.all}
+    if when.source in SIGNAL_SOURCES:  # once/each are ignored for signal sources
+        return Event(ev.SIGNAL, when.source), UNLIMITED, set()
+    if when.once:  # CP: with no source the event can never match ("")
+        return Event(when.once, when.source or ""), 1, set()
+    if when.each:
+        return Event(when.each, when.source or ""), UNLIMITED, set()
+    if when.source is not None:  # CP: a source with no event (or `when: {}`) is inert
+        return None, 0, set()
+    return startup, 1, set()
 
 
 class Job:
@@ -67,53 +117,23 @@ class Job:
         self.name = cfg.name
         self.ctx = ctx
         self.status = IDLE
-        self.completed = False
-        self.halted = False  # cleanup has begun: no trigger starts it any more
+        self.state = State.ACTIVE
         self.runs = 0
         self.last_exit: int | None = None
         self.failures_in_a_row = 0
-        # what starts it (CP §3.4)
+        self.short_runs_in_a_row = 0  # runs shorter than backoff.resetAfter, whatever their exit code
+        self.told_quick_exit = False
         when = cfg.when
         self.interval = when.interval
-        self.start_event: Event | None = Event(ev.STARTUP, ev.GLOBAL)
-        self.starts_remain = 1
-        self.pending_triggers: set[Event] = set()
-        if when.interval:
-            pass
-        elif when.all:
-            self.start_event = None
-            self.pending_triggers = {Event(t.event, t.source) for t in when.all}
-        elif when.source in SIGNAL_SOURCES:  # once/each are ignored for signal sources
-            self.start_event, self.starts_remain = Event(ev.SIGNAL, when.source), UNLIMITED
-        elif when.once:  # CP: with no source the event can never match ("")
-            self.start_event = Event(when.once, when.source or "")
-        elif when.each:
-            self.start_event, self.starts_remain = Event(when.each, when.source or ""), UNLIMITED
-        elif when.source is not None:
-            self.start_event, self.starts_remain = (
-                None,
-                0,
-            )  # CP: a source with no event (or `when: {}`) is inert
+        self.start_event, self.starts_remain, self.pending_triggers = start_trigger(when)
         self.restart_limit = cfg.restarts
         self.restarts_remain = cfg.restarts
         self.stopping_wait: Event | None = None  # Stopped{<preStop dependent>}, set by the supervisor
-        self.held = False  # stopped by an operator (control API): not restarted until started again
-        self.restart_requested = False
         self.queued_runs = 0  # `each` triggers that came while a run was going: serialised, never dropped
         self.command: Command | None = None
         if cfg.exec:
             timeout = cfg.timeout if cfg.timeout is not None else when.interval
-            self.command = Command(
-                cfg.name,
-                cfg.exec,
-                ctx.loop,
-                ctx.reaper,
-                raw=cfg.raw_logging,
-                timeout=timeout,
-                env_name=env_name(cfg.name),
-                process=cfg.process,
-                interactive=cfg.interactive,
-            )
+            self.command = ctx.command(cfg, timeout)
         self._timers: dict[str, Timer] = {}
         # health (CP §3.7), with beyond-CP thresholds and initial delay
         self.check_source = f"check.{cfg.name}"
@@ -122,6 +142,29 @@ class Job:
         self.check_detail = ""  # the last check's output: the note when it turns unhealthy
         self.passes_in_a_row = self.fails_in_a_row = 0
         self.started_at: float | None = None
+        self.env_generation: int | None = None  # the context's, at this job's last spawn
+
+    @property
+    def completed(self) -> bool:
+        return self.state is State.COMPLETED
+
+    @property
+    def halted(self) -> bool:
+        """Cleanup has begun (or is over): no trigger starts it any more."""
+        return self.state is State.HALTING or self.state is State.COMPLETED
+
+    @property
+    def held(self) -> bool:
+        return self.state is State.HELD or self.state is State.STOPPING
+
+    def _to(self, state: State) -> bool:
+        if state is self.state:
+            return True
+        if state not in TRANSITIONS[self.state]:
+            logs.error(f"job {self.name}: no transition from {self.state.value} to {state.value}")
+            return False
+        self.state = state
+        return True
 
     # --- lifecycle entry points -------------------------------------------------------------------
 
@@ -138,10 +181,12 @@ class Job:
             self._once("wait-timeout", timeout, self._on_start_timeout)
 
     def receive(self, event: Event) -> None:
-        """CP's dispatch table (§4.4): the first row that matches handles the event."""
-        if self.completed:
+        """CP's dispatch table (§4.4): the first row that matches handles the event. The job's own
+        exits are not among them: ``_on_process_exit`` hands them to ``_on_exec_exit`` directly."""
+        state = self.state
+        if state is State.COMPLETED:
             return
-        if self.halted:
+        if state is State.HALTING:
             if event == self.stopping_wait:
                 self._finish_cleanup()
             return
@@ -152,26 +197,18 @@ class Job:
         elif code in (ev.QUIT, ev.SHUTDOWN) and (source == self.name or event == (ev.SHUTDOWN, ev.GLOBAL)):
             self._on_quit(event)
         elif code == ev.ENTER_MAINTENANCE and source == ev.GLOBAL:
-            self.status = MAINTENANCE
-            if self.cfg.has_service and self.ctx.discovery is not None:
-                self.ctx.discovery.deregister(self)
-            if event == self.start_event:
-                self._on_start()
+            self._on_enter_maintenance(event)
         elif code == ev.EXIT_MAINTENANCE and source == ev.GLOBAL:
-            self.status = UNKNOWN
-            if event == self.start_event:
-                self._on_start()
+            self._on_exit_maintenance(event)
         elif code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED) and source == self.name:
-            self._on_exec_exit(code == ev.EXIT_SUCCESS)
+            return  # already handled, before it was published
         elif code == ev.SIGNAL:
             if event == self.start_event:
                 self._start_exec()
         elif event == self.start_event:
             self._on_start()
         elif event in self.pending_triggers:
-            self.pending_triggers.discard(event)
-            if not self.pending_triggers:
-                self._on_start()
+            self._on_trigger(event)
 
     # --- operator commands (control API, CP #571) ------------------------------------------------
 
@@ -180,24 +217,30 @@ class Job:
 
     def operator_stop(self) -> bool:
         """Stop the running process and keep it stopped; False if nothing was running."""
-        self.held = True
+        if self.halted:
+            return False
+        running = self.command is not None and self.command.running
+        self._to(State.STOPPING if running else State.HELD)
         self._cancel("backoff")
-        return self.signal(self.cfg.stop_signal)
+        return self._stop_process()
 
     def operator_start(self) -> bool:
         """Start it now (again); False if it is already running or has completed."""
-        self.held = False
-        if self.completed or self.command is None or self.command.running:
+        if self.halted:
+            return False
+        self._to(State.ACTIVE)
+        if self.command is None or self.command.running:
             return False
         self._cancel("backoff")
         self._start_exec()
         return True
 
     def operator_restart(self) -> bool:
-        self.held = False
+        if self.halted:
+            return False
         if self.command is not None and self.command.running:
-            self.restart_requested = True
-            return self.signal(self.cfg.stop_signal)
+            self._to(State.RESTARTING)
+            return self._stop_process()
         return self.operator_start()
 
     def snapshot(self) -> dict[str, object]:
@@ -206,17 +249,7 @@ class Job:
         backoff = self._timers.get("backoff")
         return {
             "name": self.name,
-            "state": "completed"
-            if self.completed
-            else "stopping"
-            if self.halted
-            else "running"
-            if cmd is not None and cmd.running
-            else "held"
-            if self.held
-            else "backoff"
-            if backoff is not None
-            else "waiting",
+            "state": self._state_name(),
             "status": self.status,
             "pid": cmd.pid if cmd is not None and cmd.running else None,
             "runs": self.runs,
@@ -226,6 +259,17 @@ class Job:
             "failuresInARow": self.failures_in_a_row,
             "backoffUntil": round(backoff.deadline - self.ctx.loop.now(), 3) if backoff is not None else None,
         }
+
+    def _state_name(self) -> str:
+        """The status API's word: the state, and for an active job what its process is doing."""
+        state = self.state
+        if state is State.HALTING:
+            return "stopping"
+        if state is not State.ACTIVE:
+            return state.value  # stopping/restarting/held after an operator action, or completed
+        if self.command is not None and self.command.running:
+            return "running"
+        return "backoff" if "backoff" in self._timers else "waiting"
 
     # --- the table's cells -----------------------------------------------------------------------
 
@@ -272,6 +316,24 @@ class Job:
                 if was != UNHEALTHY and self.cfg.has_service and self.ctx.discovery is not None:
                     self.ctx.discovery.unhealthy(self, self.check_detail)  # Consul hears it at once
 
+    def _on_enter_maintenance(self, event: Event) -> None:
+        self.status = MAINTENANCE
+        if self.cfg.has_service and self.ctx.discovery is not None:
+            self.ctx.discovery.deregister(self)
+        if event == self.start_event:
+            self._on_start()
+
+    def _on_exit_maintenance(self, event: Event) -> None:
+        self.status = UNKNOWN
+        if event == self.start_event:
+            self._on_start()
+
+    def _on_trigger(self, event: Event) -> None:
+        """One of ``when.all``'s triggers fired; the last one starts the job."""
+        self.pending_triggers.discard(event)
+        if not self.pending_triggers:
+            self._on_start()
+
     def _on_start(self) -> None:
         if self.starts_remain == 0:
             self.start_event = None
@@ -301,11 +363,12 @@ class Job:
         self.receive(Event(ev.QUIT, self.name))
 
     def _on_exec_exit(self, success: bool) -> None:
-        if self.restart_requested:  # commanded: no counters, no backoff (circus #809)
-            self.restart_requested = False
+        if self.state is State.RESTARTING:  # commanded: no counters, no backoff (circus #809)
+            self._to(State.ACTIVE)
             self._start_exec()
             return
         if self.held:
+            self._to(State.HELD)
             return
         if self.interval:
             if self.queued_runs and not self.halted:
@@ -315,18 +378,14 @@ class Job:
         if self.restart_limit == UNLIMITED or self.restarts_remain > 0:
             if self.restarts_remain > 0:
                 self.restarts_remain -= 1
-            delay = self._backoff_delay(success)
+            delay = self._backoff_delay()
             if delay > 0:
-                logs.info(
-                    f"restarting {self.name} in {delay:g}s after {self.failures_in_a_row} failed runs "
-                    f"in a row",
-                    job=self.name,
-                )
+                self._log_backoff(success, delay)
                 self._once("backoff", delay, self._start_exec)
             else:
                 self._start_exec()
             return
-        if not success and self.restart_limit > 0:
+        if not success and (self.restart_limit > 0 or self.starts_remain == 0):  # #21: the default too
             logs.warn(f"{self.name} failed and has no restarts left ({self.restart_limit} used)")
             self.ctx.bus.publish(Event(ev.GAVE_UP, self.name))
         if self.starts_remain != 0:
@@ -373,47 +432,85 @@ class Job:
             self.queued_runs += 1
             return
         self.runs += 1
+        self.env_generation = self.ctx.env_generation
         cmd.start(self._on_process_exit)
 
     def _on_process_exit(self, status: int | None, start_error: str | None) -> None:
-        bus = self.ctx.bus
+        self._cancel("kill")  # the grace's SIGKILL was for this process, not the next one
         if start_error is not None:
             self.last_exit = 127
             logs.error(f"unable to start {self.name}: {start_error}")
-            self._count_failure(0.0)
-            bus.publish(Event(ev.EXIT_FAILED, self.name), Event(ev.ERROR, start_error))
+            self._count_run(0.0, failed=True)
+            self._exited(False, Event(ev.EXIT_FAILED, self.name), Event(ev.ERROR, start_error))
             return
         assert status is not None and self.command is not None
         self.last_exit = reaper.exit_code(status)
         ran_for = self.ctx.loop.now() - self.command.started_at
+        self._count_run(ran_for, failed=status != 0)
         if status == 0:
-            self.failures_in_a_row = 0
             logs.debug(f"{self.name} exited without error")
-            bus.publish(Event(ev.EXIT_SUCCESS, self.name))
+            self._exited(True, Event(ev.EXIT_SUCCESS, self.name))
         else:
             err = reaper.describe(status)
-            self._count_failure(ran_for)
             logs.error(f"{self.name} exited with error: {err}")
-            bus.publish(Event(ev.EXIT_FAILED, self.name), Event(ev.ERROR, f"{self.name}: {err}"))
+            self._exited(False, Event(ev.EXIT_FAILED, self.name), Event(ev.ERROR, f"{self.name}: {err}"))
 
-    def _count_failure(self, ran_for: float) -> None:
+    def _exited(self, success: bool, *events: Event) -> None:
+        """Publish the exit; the job's own handler runs once the exit has reached everyone, not as
+        a subscriber matching its own event, and what it publishes queues behind the exit."""
+        if self.halted:
+            self.ctx.bus.publish(*events)
+            return
+
+        def handle() -> None:
+            if not self.halted:  # a subscriber may have stopped it (a reload rolled back)
+                self._on_exec_exit(success)
+
+        self.ctx.bus.publish_then(events, handle)
+
+    def _count_run(self, ran_for: float, failed: bool) -> None:
+        """A run at least ``resetAfter`` long starts the counts again; a shorter one, or a failure,
+        counts (Kubernetes and systemd throttle any quick exit, not only failures)."""
         backoff = self.cfg.backoff
-        if backoff is not None and ran_for >= backoff.reset_after:
+        long_run = backoff is not None and ran_for >= backoff.reset_after
+        if long_run:
+            self.short_runs_in_a_row = 0
+        if failed:
+            self.failures_in_a_row = 1 if long_run else self.failures_in_a_row + 1
+            self.short_runs_in_a_row += 1
+        else:
             self.failures_in_a_row = 0
-        self.failures_in_a_row += 1
+            if not long_run:
+                self.short_runs_in_a_row += 1
 
-    def _backoff_delay(self, success: bool) -> float:
+    def _backoff_delay(self) -> float:
         """Kubernetes' shape: the first restart is immediate, then initial, doubling, capped."""
         b = self.cfg.backoff
-        if success or b is None or self.restart_limit != UNLIMITED or self.failures_in_a_row < 2:
+        if b is None or self.restart_limit != UNLIMITED or self.short_runs_in_a_row < 2:
             return 0.0
-        return float(min(b.max, b.initial * b.factor ** (self.failures_in_a_row - 2)))
+        return float(min(b.max, b.initial * b.factor ** (self.short_runs_in_a_row - 2)))
+
+    def _log_backoff(self, success: bool, delay: float) -> None:
+        if success and not self.told_quick_exit:
+            self.told_quick_exit = True
+            logs.warn(
+                f"{self.name} exits right after it starts ({self.short_runs_in_a_row} runs in a row shorter "
+                f"than backoff.resetAfter, the last with exit code 0): a daemon that forks into the "
+                f"background ends its foreground process at once; run it in the foreground "
+                f"(its no-daemon option) so that pypilot supervises the process itself",
+                job=self.name,
+            )
+        why = "failed runs" if not success else "runs that ended early"
+        logs.info(
+            f"restarting {self.name} in {delay:g}s after {self.short_runs_in_a_row} {why} in a row",
+            job=self.name,
+        )
 
     def _halt(self) -> None:
         """Cleanup (CP §4.6): stopping → wait for a preStop dependent → stop signal → stopped."""
         if self.halted:
             return
-        self.halted = True
+        self._to(State.HALTING)
         self._cancel_all()
         self.ctx.bus.publish(Event(ev.STOPPING, self.name))
         if self.completed:
@@ -428,21 +525,32 @@ class Job:
         """The shutdown deadline passed: complete now, whatever the job was waiting for."""
         self._finish_cleanup()
 
+    def halt_now(self) -> None:
+        """The shutdown deadline passed: no trigger may start anything now."""
+        if not self.halted:
+            self._to(State.HALTING)
+
     def _finish_cleanup(self) -> None:
         if self.completed:
             return
         self._cancel_all()
-        self.completed = True
-        cmd = self.command
-        if cmd is not None and cmd.running:
-            cmd.signal(self.cfg.stop_signal)
-            grace = self.ctx.stop_grace(self)
-            self.ctx.loop.call_later(grace, cmd.kill)
+        self._to(State.COMPLETED)
+        self._stop_process()
         if self.cfg.has_service and self.ctx.discovery is not None:
             self.ctx.discovery.deregister(self)
         self.ctx.bus.unsubscribe(self)
         self.ctx.bus.publish(Event(ev.STOPPED, self.name))
         self.ctx.job_completed(self)
+
+    def _stop_process(self) -> bool:
+        """The one stop path for every stop (cleanup, operator stop and restart): the stop signal to
+        the group, the grace (job stopTimeout, else the global one), then SIGKILL to the group."""
+        cmd = self.command
+        if cmd is None or not cmd.running:
+            return False
+        sent = cmd.signal(self.cfg.stop_signal)
+        self._once("kill", self.ctx.stop_grace(self), cmd.kill)
+        return sent
 
     # --- timers ----------------------------------------------------------------------------------
 

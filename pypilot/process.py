@@ -31,6 +31,28 @@ def _stdin() -> int:
     return _devnull
 
 
+def setenv(key: str, value: str) -> None:
+    """Set ``key`` in ``os.environ``, which every spawn's environment is built from, without C's
+    setenv: glibc keeps every value ever set for good (about 80 bytes each), and a job's PID variable
+    takes a new value at each spawn, so PID 1 grew with every restart (#15). Nothing in pypilot reads
+    the C environment: spawns pass ``os.environ`` explicitly."""
+    env = os.environ
+    data = getattr(env, "_data", None)
+    if data is None:  # not CPython's _Environ: the plain (leaking) way
+        env[key] = value
+        return
+    data[env.encodekey(key)] = env.encodevalue(value)
+
+
+def unsetenv(key: str) -> None:
+    env = os.environ
+    data = getattr(env, "_data", None)
+    if data is None:
+        env.pop(key, None)
+        return
+    data.pop(env.encodekey(key), None)
+
+
 def go_duration(seconds: float) -> str:
     """Seconds in Go's Duration.String() form, as CP's log lines print them (100ms, 1.5s, 2m0s)."""
     if seconds < 1:
@@ -137,7 +159,7 @@ class Command:
         # CP sends SIGTERM to whatever is left of the group when the leader exits
         self.reaper.register(pid, self._on_reaped, group_signal=signal.SIGTERM, since=since)
         if self.env_name:
-            os.environ[f"CONTAINERPILOT_{self.env_name}_PID"] = str(pid)
+            setenv(f"CONTAINERPILOT_{self.env_name}_PID", str(pid))
         if self.timeout:
             self._timer = self.loop.call_later(self.timeout, self._on_timeout)
         logs.debug(f"{self.name}.Run start")
@@ -205,7 +227,7 @@ class Command:
             os.close(self.pidfd)
             self.pidfd = -1
         if self.env_name:
-            os.environ.pop(f"CONTAINERPILOT_{self.env_name}_PID", None)
+            unsetenv(f"CONTAINERPILOT_{self.env_name}_PID")
         self.pid = 0
         if self._output is not None:  # take what the leader wrote; stragglers may write on
             self._output.on_readable()

@@ -2,18 +2,20 @@
 
 ContainerPilot stopped every job and exited on a bad config (§4.8). Here a reload is one ``Reload``:
 1. the file is loaded and validated; an invalid config is rejected and nothing running changes;
-2. unchanged jobs keep running (same PID, counters kept); removed and changed jobs stop through their
-   normal stopping/stopped path; once their processes are gone, changed and new jobs start
-   (``control.reload: "restart"`` treats every job as changed, as ContainerPilot did);
-3. each started job that runs on ``startup`` must spawn and, if it has a health check, turn healthy
+2. the ``Plan`` says what stays and what goes: by default (``control.reload: "restart"``) every job
+   stops and starts again, as ContainerPilot did; with ``"diff"`` a job whose config and spawn
+   environment are unchanged keeps running (same PID, counters kept). Jobs stop through their normal
+   stopping/stopped path; once their processes are gone, the others start;
+3. each started job with a new or changed config that runs on ``startup`` must spawn and, if it has a
+   health check, turn healthy
    within its ``when.timeout`` or ``control.reloadGrace``; if one does not, the new jobs are stopped
    and the old ones started again, and the reason goes to the caller, the log and the bus.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from pypilot import events as ev
 from pypilot import logs
@@ -29,15 +31,41 @@ Done = Callable[[bool, str], None]
 STARTUP = Event(ev.STARTUP, ev.GLOBAL)
 
 
+class Plan(NamedTuple):
+    """What a reload does, by job name: computed from the two configs alone."""
+
+    keep: tuple[str, ...]  # running jobs left alone (same PID, counters kept)
+    stop: tuple[str, ...]  # removed, changed or restarted: stopped through their stopping/stopped path
+    start: tuple[JobConfig, ...]  # then started, in the new config's order
+    watch: frozenset[str]  # started jobs whose config is new or changed: failing to come up rolls back
+
+
+def plan(running: Sequence[tuple[JobConfig, bool]], new: Sequence[JobConfig], mode: str) -> Plan:
+    """``running``: each current job's config and whether its spawn environment changed since it
+    started (a ``-putenv``). ``mode`` "restart" (CP's default) restarts every job; "diff" keeps a job
+    whose config and environment are both unchanged. Only a new or changed config is watched: a job
+    restarted with the config it had would come back the same after a rollback."""
+    wanted = {cfg.name: cfg for cfg in new}
+    keep = tuple(
+        cfg.name
+        for cfg, env_changed in running
+        if mode == "diff" and not env_changed and wanted.get(cfg.name) == cfg
+    )
+    old = {cfg.name: cfg for cfg, _ in running}
+    stop = tuple(cfg.name for cfg, _ in running if cfg.name not in keep)
+    start = tuple(cfg for cfg in new if cfg.name not in keep)
+    watch = frozenset(cfg.name for cfg in start if old.get(cfg.name) != cfg)
+    return Plan(keep, stop, start, watch)
+
+
 class Reload:
     def __init__(self, sup: Supervisor, new: Config, done: Done) -> None:
         self.sup, self.new, self.done = sup, new, done
-        full = new.control.reload == "restart"
-        wanted = {cfg.name: cfg for cfg in new.jobs}
-        self.kept = [j for j in sup.jobs if not full and wanted.get(j.name) == j.cfg]
-        kept_names = {j.name for j in self.kept}
+        running = [(j.cfg, j.env_generation not in (None, sup.env_generation)) for j in sup.jobs]
+        self.plan = plan(running, new.jobs, new.control.reload)
+        self.kept = [j for j in sup.jobs if j.name in self.plan.keep]
         self.stopped = [j for j in sup.jobs if j not in self.kept]
-        self.to_start = [cfg for cfg in new.jobs if cfg.name not in kept_names]
+        self.to_start = list(self.plan.start)
         self.started: list[Job] = []
         self.waiting: dict[str, bool] = {}  # job name -> has come up
         self.failure: str | None = None
@@ -92,7 +120,7 @@ class Reload:
         self.started = fresh
         if watch:
             for job in fresh:
-                if job.command is not None and job.start_event == STARTUP:
+                if job.name in self.plan.watch and job.command is not None and job.start_event == STARTUP:
                     self.waiting[job.name] = False
             if self.waiting:
                 grace = min(
@@ -161,8 +189,8 @@ class Reload:
         self.sup.config = self.new
         if self.new.control != old_control:  # a new socket, once this reload's answer has gone out on the old
             self.sup.loop.call_later(1.0, self.sup.restart_control)
-        if self.sup.consul is not None:
-            self.sup.consul.reconfigure(self.new)
+        if self.sup.discovery is not None:
+            self.sup.discovery.reconfigure(self.new)
         for job in self.kept:  # beyond CP: a kept job can re-read what the new config changed around it
             if job.cfg.reload_signal and job.signal(job.cfg.reload_signal):
                 logs.info(f"sent reload signal {job.cfg.reload_signal} to {job.name}", job=job.name)

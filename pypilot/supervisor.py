@@ -15,18 +15,31 @@ from collections.abc import Callable
 
 from pypilot import events as ev
 from pypilot import logs, reaper
-from pypilot.config.model import Config
-from pypilot.config.names import ip_var
+from pypilot.config.model import Config, JobConfig
+from pypilot.config.names import env_name, ip_var
 from pypilot.events import Event
 from pypilot.jobs import Job, Registry
 from pypilot.loop import Loop, Timer
+from pypilot.process import Command, setenv
 
 TYPE_CHECKING = False  # typing's costs start-up time; mypy reads this name as True
 if TYPE_CHECKING:
+    from typing import Any, Protocol
+
     from pypilot.control.plane import ControlPlane
-    from pypilot.discovery import Discovery
     from pypilot.health import HealthChecks
     from pypilot.reload import Reload
+
+    class DiscoveryService(Registry, Protocol):
+        """Service discovery as the supervisor drives it (``pypilot.discovery.Discovery``)."""
+
+        def start(self) -> None: ...
+
+        def stop(self, bound: float | None = None) -> None: ...
+
+        def reconfigure(self, config: Config) -> None: ...
+
+        def watch_status(self) -> list[dict[str, Any]]: ...
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 EVENT_SIGNALS: dict[int, str] = {signal.SIGHUP: "SIGHUP", signal.SIGUSR2: "SIGUSR2"}
@@ -42,12 +55,12 @@ class Supervisor:
         self.bus = ev.Bus()
         self.is_pid1 = os.getpid() == 1
         self.health: HealthChecks | None = None
-        self.discovery: Registry | None = None
+        self.discovery: DiscoveryService | None = None
         self.control: ControlPlane | None = None
-        self.consul: Discovery | None = None  # the same object as `discovery`, by its concrete type
+        self.env_generation = 0
         for cfg in config.jobs:
             if cfg.has_service and cfg.ip:
-                os.environ[ip_var(cfg.name)] = cfg.ip
+                setenv(ip_var(cfg.name), cfg.ip)
         self.jobs = [Job(cfg, self) for cfg in config.jobs]
         if any(job.check_request is not None for job in self.jobs):
             from pypilot.health import HealthChecks
@@ -58,7 +71,7 @@ class Supervisor:
         ):
             from pypilot.discovery import Discovery
 
-            self.consul = self.discovery = Discovery(self, config)  # its worker starts after `startup`
+            self.discovery = Discovery(self, config)  # its worker starts after `startup`
         self.wire_stopping_dependents()
         self._shutting_down = False
         self.maintenance_on = False
@@ -82,9 +95,25 @@ class Supervisor:
     def stop_grace(self, job: Job) -> float:
         return max(job.cfg.stop_timeout or self.config.stop_timeout, 0.0)
 
+    def command(self, cfg: JobConfig, timeout: float | None) -> Command:
+        """The job's command (asked for only when the job has an exec)."""
+        return Command(
+            cfg.name,
+            cfg.exec or (),
+            self.loop,
+            self.reaper,
+            raw=cfg.raw_logging,
+            timeout=timeout,
+            env_name=env_name(cfg.name),
+            process=cfg.process,
+            interactive=cfg.interactive,
+        )
+
     def main_job_ended(self, job: Job) -> None:
         """The container's main job ended for good: shut down, and exit with its code."""
-        logs.info(f"main job {job.name} ended with exit code {job.last_exit}; shutting down")
+        code = self.container_exit_code()
+        remapped = f" (pypilot exits {code}: exitCodeMap)" if code != job.last_exit else ""
+        logs.info(f"main job {job.name} ended with exit code {job.last_exit}{remapped}; shutting down")
         self.shutdown()
 
     def container_exit_code(self) -> int:
@@ -114,8 +143,8 @@ class Supervisor:
         for job in self.jobs:
             job.run()
         self.bus.publish(Event(ev.STARTUP, ev.GLOBAL))
-        if self.consul is not None:
-            self.consul.start()
+        if self.discovery is not None:
+            self.discovery.start()
         self._start_control()  # after the first spawns: they are what start-up time is about
         self.reaper.drain()
         while True:
@@ -170,19 +199,32 @@ class Supervisor:
 
     # --- the control plane's view: every control request ends in one of these --------------------
 
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutting_down
+
+    def deadline_remaining(self) -> float | None:
+        """Seconds until the shutdown deadline's final SIGKILL, or None while none is set."""
+        deadline = self._deadline
+        if deadline is None or deadline.cancelled:
+            return None
+        return max(deadline.deadline - self.loop.now(), 0.0)
+
     def status(self) -> dict[str, object]:
         return {
             "pid": os.getpid(),
             "shuttingDown": self._shutting_down,
             "maintenance": self.maintenance_on,
             "jobs": [job.snapshot() for job in self.jobs],
-            "watches": self.consul.watch_status() if self.consul is not None else [],
+            "watches": self.discovery.watch_status() if self.discovery is not None else [],
         }
 
     def set_env(self, env: dict[str, str]) -> None:
         """POST /v3/environ: later spawns and reload renders see these (CP: a null sets empty)."""
         for key, value in env.items():
-            os.environ[key] = value
+            if os.environ.get(key) != value:
+                setenv(key, value)  # not C's setenv, which keeps every value for good
+                self.env_generation += 1  # a diff reload restarts the jobs spawned before this
 
     def set_maintenance(self, enable: bool) -> None:
         self.maintenance_on = enable
@@ -241,8 +283,8 @@ class Supervisor:
         if self._sweeping:
             return
         self._sweeping = True
-        if self.consul is not None:
-            self.consul.stop()  # deregistrations are flushed, bounded by the time left before the kill
+        if self.discovery is not None:
+            self.discovery.stop()  # deregistrations are flushed, bounded by the time left before the kill
         if self.health is not None:
             self.health.stop()
         if self.control is not None:  # before the escapee sweep, or its worker would be restarted
@@ -269,7 +311,7 @@ class Supervisor:
                 logs.info(f'killing processes for job "{job.name}"')
                 job.command.signal(signal.SIGKILL)
         for job in self.jobs:  # no trigger may start anything now
-            job.halted = True
+            job.halt_now()
         for job in self.jobs:  # jobs still waiting on a hook that never came
             job.force_complete()
         self._sweeping = self._escapees_termed = True

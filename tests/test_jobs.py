@@ -96,6 +96,7 @@ class Ctx:
         self.reaper: Any = None
         self.health: Any = None
         self.discovery: Any = None
+        self.env_generation = 0
         self.events: list[Event] = []
         self.completed: list[str] = []
         self.bus.listen(self.events.append)
@@ -109,11 +110,14 @@ class Ctx:
     def stop_grace(self, job: Job) -> float:
         return 5.0
 
+    def command(self, cfg: JobConfig, timeout: float | None) -> FakeCommand:
+        return FakeCommand(self.loop)
+
     def add(self, **kw: Any) -> tuple[Job, FakeCommand]:
         kw.setdefault("exec", ("true",))
         job = Job(JobConfig(**kw), self)  # type: ignore[arg-type]
-        cmd = FakeCommand(self.loop)
-        job.command = cmd  # type: ignore[assignment]
+        cmd = job.command
+        assert isinstance(cmd, FakeCommand)
         self.bus.subscribe(job)
         job.run()
         return job, cmd
@@ -327,3 +331,49 @@ def test_operator_stop_start_restart_bypass_counters() -> None:
     job.operator_restart()
     cmd.exit(1)
     assert cmd.running and job.failures_in_a_row <= 1
+
+
+def test_quick_clean_exits_of_an_unlimited_job_back_off_too() -> None:
+    """#14: a daemon that forks into the background exits 0 at once; it was restarted ~2 200 times
+    in 4 s. Every run shorter than resetAfter counts, whatever its code; a long run resets."""
+    ctx = Ctx()
+    backoff = Backoff(initial=0.1, factor=2.0, max=0.5, reset_after=10.0)
+    job, cmd = ctx.add(name="daemon", restarts=UNLIMITED, backoff=backoff)
+    ctx.bus.publish(STARTUP)
+    gaps = []
+    for _ in range(5):
+        cmd.exit(0)
+        t0 = ctx.loop.now()
+        while not cmd.running:
+            ctx.loop.advance(0.01)
+        gaps.append(round(ctx.loop.now() - t0, 2))
+    assert gaps == pytest.approx([0.0, 0.1, 0.2, 0.4, 0.5], abs=0.011)
+    assert job.failures_in_a_row == 0  # clean exits are not failures
+    ctx.loop.advance(11)
+    cmd.exit(0)
+    assert cmd.running  # a run past resetAfter: immediate again
+    ctx2 = Ctx()
+    _, finite = ctx2.add(name="task", restarts=5, backoff=backoff)
+    ctx2.bus.publish(STARTUP)
+    for _ in range(5):
+        finite.exit(0)
+        assert finite.running  # CP's immediate restarts for a counted `restarts`
+
+
+def test_gave_up_also_for_a_failing_job_with_the_default_restarts() -> None:
+    """#21: `gaveUp` came only with restarts >= 1; a job with the default (never) said nothing."""
+    ctx = Ctx()
+    job, cmd = ctx.add(name="once")
+    ctx.bus.publish(STARTUP)
+    cmd.exit(1)
+    assert Event(ev.GAVE_UP, "once") in ctx.events and job.completed
+    ctx2 = Ctx()
+    _, each = ctx2.add(name="onchange", when=WhenConfig(source="watch.app", each="changed"))
+    ctx2.bus.publish(Event(ev.CHANGED, "watch.app"))
+    each.exit(1)  # it runs again on the next change: it has not given up
+    assert Event(ev.GAVE_UP, "onchange") not in ctx2.events
+    ctx3 = Ctx()
+    _, fine = ctx3.add(name="fine")
+    ctx3.bus.publish(STARTUP)
+    fine.exit(0)
+    assert Event(ev.GAVE_UP, "fine") not in ctx3.events

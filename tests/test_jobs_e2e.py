@@ -289,3 +289,11 @@ def test_coprocess_cp() -> None:
         wait_for(
             lambda: [c for c in coprocess("1002") if c.pid != third.pid], 10, "a restart after the reload"
         )
+
+
+def test_main_job_exit_code_remapped_logs_both_codes() -> None:
+    """#21: after exitCodeMap the log said `exit code 3` while pypilot exited 0."""
+    jobs = [{"name": "main", "exec": ["sh", "-c", "exit 3"], "main": True, "exitCodeMap": {"3": 0}}]
+    with Pilot({"jobs": jobs}) as p:
+        assert p.wait_exit() == 0
+        assert p.lines(r"main job main ended with exit code 3 \(pypilot exits 0: exitCodeMap\); shutting")

@@ -74,10 +74,18 @@ def test_shutdown_signal_takes_effect_and_returns_early(sig: int) -> None:
 
 
 def test_sighup_does_not_stop_pypilot() -> None:
-    with Pilot({"jobs": [KEEPER]}) as p:
-        sleeper = wait_for(lambda: p.children(), 10, "the job to run")[0]
-        p.signal(signal.SIGHUP)
-        p.signal(signal.SIGUSR2)
+    """HUP and USR2 are event sources (CP): after each, pypilot and the job run on, same PIDs; the
+    signal-triggered jobs prove each signal was handled before the check."""
+    hup = {"name": "onhup", "exec": "echo saw-hup", "when": {"source": "SIGHUP"}}
+    usr2 = {"name": "onusr2", "exec": "echo saw-usr2", "when": {"source": "SIGUSR2"}}
+    with Pilot({"jobs": [KEEPER, hup, usr2]}) as p:
+        sleeper = wait_for(lambda: [c for c in p.children() if c.name() == "sleep"], 10, "the job to run")[0]
+        for sig, seen in ((signal.SIGHUP, "saw-hup"), (signal.SIGUSR2, "saw-usr2")):
+            p.signal(sig)
+            p.wait_log(seen)
+            assert p.alive() and p.process().status() != psutil.STATUS_ZOMBIE
+            assert sleeper.is_running() and sleeper.status() != psutil.STATUS_ZOMBIE
+            assert [c.pid for c in p.children() if c.name() == "sleep"] == [sleeper.pid]
         p.signal(signal.SIGTERM)
         assert p.wait_exit() == 0
         assert not psutil.pid_exists(sleeper.pid) or sleeper.status() == psutil.STATUS_ZOMBIE
@@ -265,3 +273,16 @@ def test_job_that_cannot_start_spinning_does_not_starve_the_loop() -> None:
         assert len(p.lines(r"counted exited without error")) == 51
         p.signal(signal.SIGTERM)
         assert p.wait_exit() == 0
+
+
+def test_job_exiting_0_at_once_is_not_restarted_thousands_of_times() -> None:
+    """#14: `restarts: "unlimited"` and exit 0 at once (a daemon forking into the background) ran
+    ~2 200 times in 4 s; backoff covers every run shorter than resetAfter, and the log says why once."""
+    daemon = {"name": "daemon", "exec": ["sh", "-c", "echo forked"], "restarts": "unlimited"}
+    with Pilot({"jobs": [daemon, KEEPER]}) as p:
+        p.wait_log(r"daemon exits right after it starts .*forks into the background")
+        p.wait_log(r"restarting daemon in 0\.8s", timeout=10)
+        runs = len(p.lines(r"daemon forked"))
+        assert 5 <= runs <= 8, runs  # 0 + 0.1 + 0.2 + 0.4 s of backoff, not thousands of runs
+        assert len(p.lines(r"exits right after it starts")) == 1
+        assert p.alive()

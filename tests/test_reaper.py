@@ -38,6 +38,11 @@ def test_kept_status_of_an_earlier_process_with_the_pid_is_not_delivered(probe: 
     assert probe["stale_dropped"] is True
 
 
+def test_unclaimed_orphan_status_is_forgotten_after_bounded_drains(probe: dict[str, object]) -> None:
+    """#15: kept until 4 096 of them, orphans' statuses grew PID 1 by ~0.23 KiB a reload for hours."""
+    assert probe["orphan_forgotten"] is True
+
+
 def test_spawn_error_names_the_command_and_cwd_env_reach_the_child(probe: dict[str, object]) -> None:
     assert probe["spawn_error"] == "[Errno 2] No such file or directory: '/no/such/binary'"
     assert probe["cwd_env"] == "/tmp yes"

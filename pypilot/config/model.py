@@ -174,7 +174,7 @@ class ControlConfig(Record):
     socket: str = DEFAULT_SOCKET
     # beyond CP
     socket_mode: int = 0o600
-    reload: str = "diff"  # diff | restart (CP's full restart)
+    reload: str = "restart"  # restart (CP: every job restarts) | diff (beyond CP: only what changed)
     reload_grace: float = 30.0
     allow_uids: tuple[int, ...] = ()  # connecting uids accepted (SO_PEERCRED); () = any the mode lets in
 

@@ -304,7 +304,9 @@ DOCUMENT: dict[str, Any] = {
                     "name": {"type": "string"},
                     "state": {
                         "type": "string",
-                        "enum": ["waiting", "running", "backoff", "held", "stopping", "completed"],
+                        "enum": [
+                            "waiting", "running", "backoff", "held", "stopping", "restarting", "completed"
+                        ],
                     },
                     "status": {
                         "type": "string",

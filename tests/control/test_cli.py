@@ -330,7 +330,7 @@ def test_reload_cli(tmp_path: Path) -> None:
 
 
 def test_reload_rolled_back_is_200_json_for_the_api_and_exit_1_for_the_cli() -> None:
-    with ControlPilot() as p:
+    with ControlPilot(control={"reload": "diff"}) as p:  # the diff reload keeps the unchanged job
         pid = p.job("keeper")["pid"]
         p.write_config(
             {**p.config, "jobs": [p.config["jobs"][0], {"name": "bad", "exec": ["/nonexistent/x"]}]}

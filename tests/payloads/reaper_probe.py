@@ -88,6 +88,14 @@ r.register(old, lambda pid, status: fresh.append(status), since=since)  # the st
 out["stale_dropped"] = reused == [] and fresh == []
 r.unregister(old)
 
+# 3c. an orphan's status nobody claims is forgotten after STASH_DRAINS drains, not kept until STASH_MAX
+orphan = reaper.spawn(["true"])
+reap_unregistered(orphan)
+kept_after_one = orphan in r._stash
+for _ in range(reaper.STASH_DRAINS + 1):
+    r.drain()
+out["orphan_forgotten"] = kept_after_one and orphan not in r._stash
+
 # 4. spawn errors name the command; cwd and env reach the child
 try:
     reaper.spawn(["/no/such/binary"])

@@ -57,8 +57,14 @@ def control_round(p: Pilot, i: int) -> None:
             assert {j["name"] for j in orjson.loads(r.stdout)["jobs"]} >= {"churn", "app", "sick"}
 
 
-@pytest.mark.parametrize("seconds", [pytest.param(60, id="60s"), pytest.param(600, id="10min",
-                                                                             marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "seconds",
+    [
+        pytest.param(60, id="60s"),
+        # its own timeout: the suite's 300 s would kill it (#15, #20)
+        pytest.param(600, id="10min", marks=[pytest.mark.slow, pytest.mark.timeout(900)]),
+    ],
+)
 def test_soak_rss_fds_threads_flat_no_zombie_growth(seconds: int) -> None:
     with Pilot(config(0)) as p:
         p.wait_log(r"\{StatusHealthy app\}")
@@ -95,6 +101,14 @@ def test_soak_rss_fds_threads_flat_no_zombie_growth(seconds: int) -> None:
         assert rounds - 2 >= seconds / 5  # the loop really ran control traffic all along
         assert abs(rss) < 128 * 1024, f"RSS grows {rss / 1024:.1f} KiB/min"
         assert samples[-1].rss - samples[0].rss < 1 * MiB
+        if seconds >= 300:
+            # PID 1 grew 58 KiB/min for 10 minutes with no plateau (#15, glibc's setenv keeping every
+            # PID value): after the first two minutes (the allocator's and the bounded caches' working
+            # size), a slope like that fails; the fixed tree stays within a few KiB/min
+            late = [i for i, m in enumerate(minutes) if m >= 2]
+            tail = slope([minutes[i] for i in late], [samples[i].rss for i in late])
+            print(f"RSS slope after minute 2: {tail / 1024:.1f} KiB/min")
+            assert tail < 16 * 1024, f"RSS grows {tail / 1024:.1f} KiB/min after minute 2"
         assert abs(fds) < 0.5 and samples[-1].fds <= samples[0].fds + 2
         assert abs(threads) < 0.1 and samples[-1].threads == samples[0].threads
         assert abs(zombies) < 0.5 and max(s.zombies for s in samples) <= 3
@@ -103,7 +117,11 @@ def test_soak_rss_fds_threads_flat_no_zombie_growth(seconds: int) -> None:
         # nothing lost: the log and the status API agree on the churning job's exits
         p.wait_log(rf"churn n={rounds}$", timeout=10)  # the last putenv reached the next spawn
         state = jobs(p)
-        exits = len(p.lines(r"churn exited "))
+        # a reload restarts every job (CP's default): count the exits of the churn job running now,
+        # the ones logged after the last reload committed (its old process was gone before that)
+        log = p.log().splitlines()
+        committed = max(i for i, line in enumerate(log) if "reloaded app via control plane" in line)
+        exits = sum(1 for line in log[committed:] if "churn exited " in line)
         assert exits in (state["churn"]["runs"], state["churn"]["runs"] - 1)  # one may be running
         assert not p.lines(r"Traceback|event loop failed")
         p.signal(signal.SIGTERM)

@@ -1,0 +1,111 @@
+"""Reload (#14, #18): the plan computed from two configs, and CP's default of restarting every job,
+end to end with pypilot as PID 1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from pypilot.config.model import HealthConfig, JobConfig
+from pypilot.reload import plan
+from tests.pid1 import Pilot, wait_for
+
+A, B, C = JobConfig(name="a", exec=("sleep", "1")), JobConfig(name="b", exec=("sleep", "2")), JobConfig(
+    name="c", exec=("sleep", "3")
+)
+
+
+def test_plan_restart_mode_restarts_every_job_and_watches_only_new_or_changed_configs() -> None:
+    b2 = JobConfig(name="b", exec=("sleep", "22"))
+    p = plan([(A, False), (B, False)], [A, b2, C], "restart")
+    assert p.keep == () and p.stop == ("a", "b") and p.start == (A, b2, C)
+    assert p.watch == {"b", "c"}  # `a` would come back the same after a rollback
+
+
+def test_plan_diff_keeps_unchanged_stops_removed_and_changed_starts_new() -> None:
+    b2 = JobConfig(name="b", exec=("sleep", "22"), health=HealthConfig(interval=1, ttl=5))
+    p = plan([(A, False), (B, False), (C, False)], [b2, A], "diff")
+    assert p.keep == ("a",) and p.stop == ("b", "c") and p.start == (b2,) and p.watch == {"b"}
+
+
+def test_plan_diff_counts_a_changed_spawn_environment_as_a_change() -> None:
+    p = plan([(A, True), (B, False)], [A, B], "diff")
+    assert p.keep == ("b",) and p.stop == ("a",) and p.start == (A,)
+    assert p.watch == frozenset()  # the same config again: nothing a rollback could restore
+
+
+def test_plan_is_stable_for_an_identical_config() -> None:
+    assert plan([(A, False)], [A], "diff") == (("a",), (), (), frozenset())
+    assert plan([], [], "restart") == ((), (), (), frozenset())
+
+
+# --- end to end ----------------------------------------------------------------------------------
+
+
+def pids(p: Pilot) -> dict[str, int]:
+    out = {}
+    for proc in p.children():
+        cmd = proc.cmdline()
+        if cmd[:1] == ["sleep"]:
+            out[cmd[1]] = proc.pid
+    return out
+
+
+def cli(p: Pilot, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pypilot", *args, "-config", str(p.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Pilot.ROOT,
+    )
+
+
+def rewrite(p: Pilot, cfg: dict[str, Any]) -> None:
+    tmp = p.config_path.with_suffix(".tmp")
+    tmp.write_text(p.config_text(cfg))
+    tmp.replace(p.config_path)
+
+
+JOBS = [{"name": "one", "exec": "sleep 1001"}, {"name": "two", "exec": "sleep 1002"}]
+
+
+def test_reload_restarts_every_job_by_default_as_containerpilot_did() -> None:
+    """autopilotpattern/vault: a new consul.hcl, then `-reload`, and the unchanged agent job must
+    restart to read it."""
+    with Pilot({"jobs": JOBS}) as p:
+        before = wait_for(lambda: len(found := pids(p)) == 2 and found, 10, "both jobs")
+        r = cli(p, "-reload")
+        assert r.returncode == 0, r.stderr
+        after = wait_for(lambda: len(found := pids(p)) == 2 and found, 10, "both jobs again")
+        assert set(after) == {"1001", "1002"}
+        assert not set(after.values()) & set(before.values())
+
+
+def test_reload_with_a_bad_config_is_rejected_and_keeps_every_job() -> None:
+    with Pilot({"jobs": JOBS}) as p:
+        before = wait_for(lambda: len(found := pids(p)) == 2 and found, 10, "both jobs")
+        rewrite(p, {"jobs": [{"name": "one", "exec": "sleep 1001", "restarts": "bogus"}]})
+        r = cli(p, "-reload")
+        assert r.returncode != 0 and "restarts" in r.stderr
+        assert pids(p) == before and p.alive()
+
+
+def test_diff_reload_restarts_a_job_whose_environment_changed_by_putenv() -> None:
+    cfg = {"control": {"reload": "diff"}, "jobs": JOBS}
+    with Pilot(cfg) as p:
+        before = wait_for(lambda: len(found := pids(p)) == 2 and found, 10, "both jobs")
+        assert cli(p, "-reload").returncode == 0
+        assert pids(p) == before  # nothing changed: nothing restarts
+        assert cli(p, "-putenv", "RELOAD_TEST=1").returncode == 0
+        assert cli(p, "-reload").returncode == 0
+        after = wait_for(lambda: len(found := pids(p)) == 2 and found, 10, "both jobs again")
+        assert not set(after.values()) & set(before.values())
+        assert cli(p, "-putenv", "RELOAD_TEST=1").returncode == 0  # the same value: no change
+        assert cli(p, "-reload").returncode == 0
+        assert pids(p) == after
+        rewrite(p, {**cfg, "jobs": [JOBS[0], {"name": "two", "exec": "sleep 1003"}]})
+        assert cli(p, "-reload").returncode == 0
+        last = wait_for(lambda: "1003" in (found := pids(p)) and found, 10, "the changed job")
+        assert last["1001"] == after["1001"]
