@@ -110,14 +110,7 @@ class Bus:
     def publish(self, *events: Event) -> None:
         """Deliver ``events`` (queued behind any in delivery); several are adjacent in the order."""
         self._queue.extend(events)
-        if self._delivering:
-            return
-        self._delivering = True
-        try:
-            while self._queue:
-                self._deliver(self._queue.popleft())
-        finally:
-            self._delivering = False
+        self._drain()
 
     def publish_then(self, events: tuple[Event, ...], then: Callable[[], None]) -> None:
         """Publish ``events`` and run ``then`` right after the first has reached everyone, ahead of
@@ -126,6 +119,10 @@ class Bus:
         self._queue.append(events[0])
         self._queue.append(then)
         self._queue.extend(events[1:])
+        self._drain()
+
+    def _drain(self) -> None:
+        """Deliver what is queued, unless a delivery further up the stack is already doing it."""
         if self._delivering:
             return
         self._delivering = True
