@@ -335,6 +335,20 @@ DOCUMENT: dict[str, Any] = {
                     "maintenance": {"type": "boolean"},
                     "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
                     "watches": {"type": "array", "items": {}},
+                    "zombies": {
+                        "description": "exited processes whose parent, alive and not pypilot, has not waited "
+                        "for them: only that parent can reap them",
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "pid": {"type": "integer"},
+                                "ppid": {"type": "integer"},
+                                "command": {"type": "string"},
+                                "job": {"type": "string", "nullable": True},
+                            },
+                        },
+                    },
                     "control": {
                         "type": "object",
                         "properties": {

@@ -319,6 +319,12 @@ class ControlPlane:
 
     def status(self) -> dict[str, Any]:
         data = dict(self.sup.status())
+        from pypilot.zombies import unreaped
+
+        jobs = data.get("jobs")
+        running = [j for j in jobs if j.get("pid")] if isinstance(jobs, list) else []
+        groups = {int(j["pid"]): str(j["name"]) for j in running}  # a job's leader leads its group
+        data["zombies"] = unreaped(groups)
         worker = self.worker
         data["control"] = {
             "socket": self.path,
