@@ -35,6 +35,7 @@ from .durations import NS_PER_MS, NS_PER_S, DurationError, parse_cp_duration, pa
 from .errors import Collector
 from .names import validate_name
 from .weak import decode_list, decode_scalar, decode_struct, go_int, go_quote, weak_str
+from .weak import go_v as _v
 
 TYPE_CHECKING = False  # typing is ~2-5 ms of PID 1's start-up; mypy reads this name as True
 if TYPE_CHECKING:
@@ -88,19 +89,6 @@ _BUILTIN_METRICS = frozenset(("containerpilot_events", "containerpilot_control_h
 Resolver = Callable[[list[str] | None], str]
 
 
-def _v(x: Any) -> str:
-    """Go ``%v`` of a decoded JSON value."""
-    from .template import go_value
-
-    if isinstance(x, int) and not isinstance(x, bool):
-        x = float(x)  # JSON numbers are float64 in Go
-    if isinstance(x, list):
-        return "[" + " ".join(_v(e) for e in x) + "]"
-    if isinstance(x, dict):
-        return "map[" + " ".join(f"{k}:{_v(x[k])}" for k in sorted(x)) + "]"
-    if x is None:
-        return "<nil>"
-    return go_value(x)
 
 
 def _secs(ns: int) -> float:

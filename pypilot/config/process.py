@@ -32,7 +32,7 @@ _UNLIMITED = ("unlimited", "infinity")
 
 
 def _show(raw: Any) -> str:
-    from .decode import _v
+    from .weak import go_v as _v
 
     return raw if isinstance(raw, str) else _v(raw)
 

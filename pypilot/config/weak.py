@@ -32,6 +32,7 @@ __all__ = [
     "go_kind",
     "go_quote",
     "go_type",
+    "go_v",
     "weak_str",
 ]
 
@@ -56,6 +57,21 @@ def go_type(v: Any) -> str:
     if isinstance(v, list):
         return "[]interface {}"
     return "map[string]interface {}"
+
+
+def go_v(x: Any) -> str:
+    """Go ``%v`` of a decoded JSON value."""
+    from .template import go_value  # only where a value is printed
+
+    if isinstance(x, int) and not isinstance(x, bool):
+        x = float(x)  # JSON numbers are float64 in Go
+    if isinstance(x, list):
+        return "[" + " ".join(go_v(e) for e in x) + "]"
+    if isinstance(x, dict):
+        return "map[" + " ".join(f"{k}:{go_v(x[k])}" for k in sorted(x)) + "]"
+    if x is None:
+        return "<nil>"
+    return go_value(x)
 
 
 def go_kind(v: Any) -> str:

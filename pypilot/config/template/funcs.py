@@ -10,16 +10,12 @@ from collections.abc import Mapping
 
 from pypilot import gofmt
 
-from .errors import TemplateError
+from .errors import FuncError, TemplateError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
-
-
-class FuncError(Exception):
-    """An error a function returned: Go reports it as ``error calling NAME: MESSAGE``."""
 
 
 def truth(v: Any) -> bool:

@@ -6,7 +6,7 @@ extension PID 1 does not load otherwise."""
 
 from __future__ import annotations
 
-from .funcs import FuncError
+from .errors import FuncError
 
 # RE2's error texts as Go's regexp/syntax words them
 _GO_ERRORS = {
