@@ -13,7 +13,7 @@ really runs at shutdown, and ``when.all`` (start once several triggers have all 
 from __future__ import annotations
 
 from pypilot import events as ev
-from pypilot import logs, reaper
+from pypilot import joblogs, logs, reaper
 from pypilot.config.model import UNLIMITED, JobConfig
 from pypilot.config.names import env_name
 from pypilot.events import Event
@@ -113,6 +113,7 @@ class Job:
                 env_name=env_name(cfg.name),
                 process=cfg.process,
                 interactive=cfg.interactive,
+                sink=None if cfg.raw_logging else joblogs.for_job(cfg),
             )
         self._timers: dict[str, Timer] = {}
         # health (CP §3.7), with beyond-CP thresholds and initial delay

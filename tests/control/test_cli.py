@@ -276,6 +276,8 @@ def test_socket_flag_and_environment_need_no_config_21(tmp_path: Path) -> None:
 
 
 def test_unparseable_config_without_socket_says_the_default_was_used(tmp_path: Path) -> None:
+    if Path("/var/run/containerpilot.socket").exists():
+        pytest.skip("a supervisor serves the default socket on this machine")
     cfg = tmp_path / "half.json5"
     cfg.write_text("{ jobs: [ {name: ")
     code, _, err = run("-config", str(cfg), "-ping")
