@@ -44,6 +44,7 @@ class JobOutput:
         self.name = name
         self.cfg: JobLogConfig | None = None
         self.lines: deque[Entry] = deque()
+        self.sizes: deque[int] = deque()  # each kept line's UTF-8 size, newline included
         self.bytes = 0
         self.seq = 0
         self.fd = -1
@@ -72,11 +73,14 @@ class JobOutput:
     def __call__(self, text: str) -> None:
         now = time.time()
         self.seq += 1
-        entry = (self.seq, now, text if len(text) <= BUFFER_BYTES else text[:BUFFER_BYTES])
+        kept = text if len(text) <= BUFFER_BYTES // 4 else _clip(text)
+        entry = (self.seq, now, kept)
         self.lines.append(entry)
-        self.bytes += len(entry[2]) + 1
+        self.sizes.append(size := _size(kept))
+        self.bytes += size
         while len(self.lines) > BUFFER_LINES or self.bytes > BUFFER_BYTES:
-            self.bytes -= len(self.lines.popleft()[2]) + 1
+            self.lines.popleft()
+            self.bytes -= self.sizes.popleft()
         if _listener is not None:
             _listener(self.name, entry)
         if self.cfg is None:
@@ -170,6 +174,15 @@ class JobOutput:
             except OSError:
                 pass
             self.fd = -1
+
+
+def _size(text: str) -> int:
+    return len(text) + 1 if text.isascii() else len(text.encode("utf-8", "replace")) + 1
+
+
+def _clip(text: str) -> str:
+    """A line too long for the buffer keeps its start, up to BUFFER_BYTES in UTF-8."""
+    return text.encode("utf-8", "replace")[: BUFFER_BYTES - 1].decode("utf-8", "ignore")
 
 
 def _stamp(t: float) -> str:

@@ -216,3 +216,28 @@ def test_bad_logging_values_are_config_errors_naming_the_job_and_field(
     with pytest.raises(ConfigError) as e:
         _load(tmp_path, logging)
     assert expected in str(e.value)
+
+
+def test_the_logs_route_refuses_bad_parameters_and_unknown_jobs(tmp_path: Path) -> None:
+    import orjson
+
+    from tests.control.harness import http
+
+    with Pilot({"jobs": [{"name": "app", "exec": ["sh", "-c", "echo hi; exec sleep 1000"]}]}) as p:
+        serving(p)
+        sock = str(p.dir / "control.sock")
+        wait_for(lambda: orjson.loads(http(sock, "GET", "/v3/jobs/app/logs")[2])["lines"], 10, "the line")
+        code, _, body = http(sock, "GET", "/v3/jobs/app/logs?n=1")
+        data = orjson.loads(body)
+        assert (code, data["job"], data["raw"], [e["line"] for e in data["lines"]]) == (200, "app", False, ["hi"])
+        assert data["lines"][0]["seq"] == 1 and data["lines"][0]["time"] > 0
+        for query, why in (("n=-1", "n must be a whole number >= 0, not '-1'"),
+                           ("n=abc", "n must be a whole number >= 0, not 'abc'"),
+                           ("follow=maybe", "follow must be 1/true or 0/false, not 'maybe'")):
+            code, headers, body = http(sock, "GET", f"/v3/jobs/app/logs?{query}")
+            assert (code, orjson.loads(body), headers["x-pypilot-error"]) == (422, {"error": why}, why)
+        for query in ("", "?follow=1"):
+            code, _, body = http(sock, "GET", f"/v3/jobs/nosuch/logs{query}")
+            assert (code, orjson.loads(body)) == (404, {"error": "no job named 'nosuch'"})
+        code, headers, _ = http(sock, "POST", "/v3/jobs/app/logs")
+        assert code == 405 and headers["allow"] == "GET, HEAD"

@@ -52,7 +52,6 @@ def test_ping_prints_ok_exit_0(pilot: ControlPilot) -> None:
 def test_putenv_putmetric_maintenance_succeed_silently(pilot: ControlPilot) -> None:
     cfg = str(pilot.config_path)
     assert run("-config", cfg, "-putenv", "CTL_X=a=b", "-putenv", "CTL_Y=1") == (0, "", "")
-    assert run("-config", cfg, "-putmetric", "m=1.5") == (0, "", "")
     assert run("-config", cfg, "-maintenance", "enable") == (0, "", "")
     assert pilot.status()["maintenance"] is True
     assert run("-config", cfg, "-maintenance", "disable") == (0, "", "")
