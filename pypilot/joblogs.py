@@ -185,12 +185,19 @@ def _clip(text: str) -> str:
     return text.encode("utf-8", "replace")[: BUFFER_BYTES - 1].decode("utf-8", "ignore")
 
 
+_second: list[object] = [-1, "", ""]  # (second, its "YYYY-MM-DDTHH:MM:SS", zone): one strftime a second
+
+
 def _stamp(t: float) -> str:
     """RFC 3339 with microseconds in local time, as pypilot's own log lines start."""
-    tm = time.localtime(t)
-    off = tm.tm_gmtoff
-    zone = "Z" if off == 0 else f"{'+' if off > 0 else '-'}{abs(off) // 3600:02d}:{abs(off) % 3600 // 60:02d}"
-    return time.strftime("%Y-%m-%dT%H:%M:%S", tm) + f".{int(t % 1 * 1e6):06d}" + zone
+    sec = int(t)
+    if sec != _second[0]:
+        tm = time.localtime(sec)
+        off = tm.tm_gmtoff
+        sign = "+" if off > 0 else "-"
+        zone = "Z" if off == 0 else f"{sign}{abs(off) // 3600:02d}:{abs(off) % 3600 // 60:02d}"
+        _second[:] = [sec, time.strftime("%Y-%m-%dT%H:%M:%S", tm), zone]
+    return f"{_second[1]}.{int((t - sec) * 1e6):06d}{_second[2]}"
 
 
 _outputs: dict[str, JobOutput] = {}
