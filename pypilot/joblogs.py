@@ -147,6 +147,7 @@ class JobOutput:
         cfg = self.cfg
         assert cfg is not None
         self._close()
+        self._next_open = 0.0  # the caller opens the new file at once
         path = cfg.file
         try:
             if cfg.keep <= 0:
@@ -158,7 +159,8 @@ class JobOutput:
             os.replace(path, f"{path}.1")
         except OSError as e:  # rotation failed: go on appending to the one file rather than lose lines
             self._fail(f"cannot rotate it: {str(e.strerror or e).lower()}")
-        self._next_open = 0.0
+            if self._open(time.time()):
+                self.size = 0  # try again after another maxSize, not on every line
 
     def _fail(self, why: str) -> None:
         if not self.failing:

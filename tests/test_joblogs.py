@@ -68,6 +68,18 @@ def test_output_rotates_by_size_keeping_the_newest_files_in_order(tmp_path: Path
 
 
 @pytest.mark.timeout(60)
+def test_keep_0_truncates_the_one_file_instead_of_rotating(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    cfg = {"jobs": [{"name": "app", "exec": numbered(300), "logging": {"file": str(log), "maxSize": "2KB", "keep": 0}}]}
+    with Pilot(cfg):
+        wait_for(lambda: file_lines(log)[-1:] == [f"n-00299-{'x' * (LINE - 9)}"], 15, "the last line")
+        assert [f.name for f in tmp_path.iterdir()] == ["app.log"]
+        numbers = [int(ln.split("-")[1]) for ln in file_lines(log)]
+        per_file = 2048 // LINE
+        assert numbers == list(range(300 - 300 % per_file, 300))  # what came after the last truncation, all of it
+
+
+@pytest.mark.timeout(60)
 def test_timestamps_prefix_each_line_and_without_them_lines_are_raw(tmp_path: Path) -> None:
     stamped, raw = tmp_path / "stamped.log", tmp_path / "raw.log"
     cfg = {"jobs": [
@@ -153,7 +165,15 @@ def test_logs_prints_the_last_lines_and_follow_shows_new_ones(tmp_path: Path) ->
         finally:
             follow.kill()
             follow.wait()
-        # the stream closed on the server too: the lines stop going to the worker
+        # the follower's leaving (unfollow) does not stop the next one from following
+        again = subprocess.Popen(
+            [sys.executable, "-m", "pypilot", "logs", "app", "-n", "1", "-f", "-socket", str(p.dir / "control.sock")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            assert again.stdout is not None and again.stdout.readline() == "late\n"
+        finally:
+            again.kill()
+            again.wait()
         assert cli(p, "logs", "app", "-n", "1").stdout == "late\n"
 
 
