@@ -150,6 +150,14 @@ def test_logs_prints_the_last_lines_and_follow_shows_new_ones(tmp_path: Path) ->
         assert cli(p, "logs", "tofile").stdout == "in-file\n"  # a file job's lines are kept as well
         proc = cli(p, "logs", "raw")
         assert (proc.returncode, proc.stdout) == (0, "") and "logging.raw" in proc.stderr
+        raw_follow = subprocess.Popen(
+            [sys.executable, "-m", "pypilot", "logs", "raw", "-f", "-socket", str(p.dir / "control.sock")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            assert raw_follow.stderr is not None and "logging.raw is set" in raw_follow.stderr.readline()
+        finally:
+            raw_follow.kill()
+            raw_follow.wait()
         proc = cli(p, "logs", "nosuch")
         assert proc.returncode == 1 and "no job named 'nosuch'" in proc.stderr
         follow = subprocess.Popen(

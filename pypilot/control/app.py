@@ -446,7 +446,8 @@ class JobLogs:
         resp.content_type = "text/event-stream"
         resp.set_header("Cache-Control", "no-cache")
         first = list((data or {}).get("lines") or [])
-        resp.stream = _log_stream(link, name, first, q, self.slots.give_back)
+        raw = bool((data or {}).get("raw"))
+        resp.stream = _log_stream(link, name, first, q, self.slots.give_back, raw)
 
     on_head = on_get
 
@@ -457,9 +458,11 @@ def _line_event(entry: dict[str, Any]) -> bytes:
 
 
 def _log_stream(link: Link, name: str, first: list[dict[str, Any]], q: queue.Queue[dict[str, Any] | None],
-                closed: Callable[[], None]) -> Iterator[bytes]:
+                closed: Callable[[], None], raw: bool = False) -> Iterator[bytes]:
     try:
         yield f": pypilot logs {name}\n\n".encode()
+        if raw:  # nothing will come: the job's output is not read (its logging.raw)
+            yield b"event: raw\ndata: {}\n\n"
         last = 0
         for entry in first:
             last = max(last, int(entry.get("seq") or 0))

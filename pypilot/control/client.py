@@ -273,7 +273,7 @@ def _logs(sock: str, opts: Any, out: TextIO, err: TextIO | None, origin: str) ->
             _raw_note(name, data, err)
             out.write("".join(str(e.get("line", "")) + "\n" for e in data.get("lines") or []))
             return 0
-        return _follow(sock, path + ("&" if "?" in path else "?") + "follow=1", out)
+        return _follow(sock, path + ("&" if "?" in path else "?") + "follow=1", name, out, err)
     except Failed as e:
         return fatal(f"logs {name}: failed: {e}{_origin(e, origin)}", err)
     except KeyboardInterrupt:
@@ -282,11 +282,13 @@ def _logs(sock: str, opts: Any, out: TextIO, err: TextIO | None, origin: str) ->
 
 def _raw_note(name: str, data: dict[str, Any], err: TextIO | None) -> None:
     if data.get("raw"):
-        (err or sys.stderr).write(f"{name}: logging.raw is set: its output goes straight to pypilot's "
-                                  "stdout and is not kept\n")
+        stream = err or sys.stderr
+        stream.write(f"{name}: logging.raw is set: its output goes straight to pypilot's stdout and is not "
+                     "kept\n")
+        stream.flush()
 
 
-def _follow(sock: str, path: str, out: TextIO) -> int:
+def _follow(sock: str, path: str, name: str, out: TextIO, err: TextIO | None) -> int:
     """Read the server-sent events of a followed log; a line each ``data:``. The socket timeout is
     well over the server's keep-alive comments (15 s), so a server that went away is noticed."""
     conn = UnixHTTPConnection(sock, 60.0)
@@ -313,6 +315,8 @@ def _follow(sock: str, path: str, out: TextIO) -> int:
                     entry = orjson.loads(text[6:])
                     out.write(str(entry.get("line", "")) + "\n")
                     out.flush()
+                elif text.startswith("data: ") and event == "raw":
+                    _raw_note(name, {"raw": True}, err)
                 elif text.startswith("data: ") and event == "overflow":
                     raise Failed("the server cut the stream off: this client read too slowly")
                 elif not text:

@@ -241,7 +241,8 @@ _PATHS: dict[str, dict[str, Any]] = {
                  "all that are kept).", "schema": {"type": "integer", "minimum": 0}},
                 {"name": "follow", "in": "query", "description": "1/true: after the last lines, every new "
                  "one as a server-sent event `line` (`id`: its sequence number, `data`: JSON "
-                 "`{seq, time, line}`); a comment every 15 s while idle.",
+                 "`{seq, time, line}`; an event `raw` first if the job's output is not captured); a comment "
+                 "every 15 s while idle.",
                  "schema": {"type": "boolean"}},
             ],
             "responses": {
