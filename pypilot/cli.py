@@ -7,11 +7,12 @@ prints the error and the usage listing on stderr and exits 2; ``-h``/``-help`` p
 (Go 1.9). This module only parses: ``parse_args`` returns ``Options`` or raises ``UsageError``.
 
 Beyond ContainerPilot: ``-validate`` (check a config and print every error), ``-socket PATH`` (the control
-socket for client commands, without a config), and the subcommands ``status`` and ``job``, each with its own
-flags and ``-h``. Stricter than ContainerPilot, because a slip must not start a second supervisor or do the
-opposite of what was meant: a positional word that is not a subcommand is a usage error (CP ignored it and
-started the supervisor), ``-maintenance`` takes only ``enable`` or ``disable`` (CP disabled on anything), and
-a string flag followed by another flag (``-maintenance -config f``) says the value is missing.
+socket for client commands, without a config), and the subcommands ``status``, ``job`` and ``logs``, each
+with its own flags and ``-h``. Stricter than ContainerPilot, because a slip must not start a second
+supervisor or do the opposite of what was meant: a positional word that is not a subcommand is a usage error
+(CP ignored it and started the supervisor), ``-maintenance`` takes only ``enable`` or ``disable`` (CP
+disabled on anything), and a string flag followed by another flag (``-maintenance -config f``) says the
+value is missing.
 
 tini mode (beyond CP): ``pypilot -- CMD ARGS...`` runs CMD as the one main job, with no config file
 (``Options.exec_argv``); ``-config`` with it is a usage error.
@@ -52,8 +53,9 @@ _FLAGS: dict[str, tuple[str, str]] = {
                          "\tDefaults to PYPILOT_SOCKET, else control.socket of the config."),
 }
 
-_SOCKET_NOTE = ("Client commands (-reload, -maintenance, -putenv, -putmetric, -ping, status, job) find the "
-                "socket\nfrom -socket, else $PYPILOT_SOCKET, else control.socket of the config (-config or "
+_SOCKET_NOTE = ("Client commands (-reload, -maintenance, -putenv, -putmetric, -ping, status, job, logs) "
+                "find the socket\nfrom -socket, else $PYPILOT_SOCKET, else control.socket of the config "
+                "(-config or "
                 "$CONTAINERPILOT;\nread leniently: a config that does not validate still gives its socket), "
                 "else\n/var/run/containerpilot.socket.\n")
 
@@ -63,6 +65,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                "Show every job's state, PID, runs, last exit and backoff (GET /v3/status)."),
     "job": ("job NAME signal SIGNAL|stop|start|restart [-config FILE | -socket PATH]",
             "Signal, stop, start or restart one job and print its state after the action."),
+    "logs": ("logs NAME [-n N] [-f] [-config FILE | -socket PATH]",
+             "Print the job's recent output (the last 1000 lines, 256 KiB at most); -f follows new lines."),
 }
 JOB_ACTIONS = ("signal", "stop", "start", "restart")
 
@@ -90,6 +94,8 @@ class Options:
         self.job_action = ""  # signal | stop | start | restart
         self.job_signal = ""
         self.exec_argv: list[str] = []  # tini mode: the command after ``--``
+        self.logs_lines: int | None = None  # logs -n N; None: every line kept
+        self.logs_follow = False  # logs -f
 
     def __repr__(self) -> str:
         return f"Options({vars(self)!r})"
@@ -164,6 +170,9 @@ def subcommand_usage(name: str, prog: str = "pypilot") -> str:
                 "  stop\t\tstop the job (its stop signal, then SIGKILL after its grace) and hold it\n"
                 "  start\t\tstart a stopped or waiting job\n"
                 "  restart\tstop the job's process and start it again\n")
+    elif name == "logs":
+        more = ("  -n N\n    \tonly the last N lines (default: every line kept)\n"
+                "  -f, -follow\n    \tafter them, print each new line as it comes, until interrupted\n")
     return (f"Usage: {prog} {synopsis}\n{text}\n{more}"
             "  -config FILE\n    \tthe config whose control.socket to use (or $CONTAINERPILOT)\n"
             "  -socket PATH\n    \tthe control socket (or $PYPILOT_SOCKET)\n\n" + _SOCKET_NOTE)
@@ -307,6 +316,19 @@ def _parse_subcommand(opts: Options, sub: str, argv: list[str], prog: str) -> No
         if name == "json" and sub == "status":
             opts.json = True
             continue
+        if name in ("f", "follow") and sub == "logs" and not has_value:
+            opts.logs_follow = True
+            continue
+        if name == "n" and sub == "logs":
+            if not has_value:
+                if i >= len(argv):
+                    raise fail("flag needs an argument: -n")
+                value = argv[i]
+                i += 1
+            if not value.isdigit():
+                raise fail(f"-n takes a whole number of lines, not {value!r}")
+            opts.logs_lines = int(value)
+            continue
         if name not in ("config", "socket"):
             raise fail(f"flag provided but not defined: -{name}")
         if not has_value:
@@ -318,6 +340,11 @@ def _parse_subcommand(opts: Options, sub: str, argv: list[str], prog: str) -> No
     if sub == "status":
         if words:
             raise fail(f"unexpected argument {words[0]!r}")
+        return
+    if sub == "logs":
+        if len(words) != 1:
+            raise fail("the job's NAME is missing" if not words else f"unexpected argument {words[1]!r}")
+        opts.job_name = words[0]
         return
     if not words:
         raise fail("the job's NAME and an action are missing")

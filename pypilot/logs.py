@@ -98,8 +98,18 @@ def flush() -> None:
         _s.loop.remove_writer(_s.fd)
 
 
+_reopen_hooks: list[Callable[[], None]] = []
+
+
+def on_reopen(hook: Callable[[], None]) -> None:
+    """Call ``hook`` on SIGUSR1 as well (the jobs' own log files, ``pypilot.joblogs``)."""
+    _reopen_hooks.append(hook)
+
+
 def reopen() -> None:
     """SIGUSR1: reopen a file output (after logrotate moved it); nothing for stdout/stderr."""
+    for hook in _reopen_hooks:
+        hook()
     if _s.output.lower() in ("stdout", "stderr"):
         return
     try:

@@ -1,9 +1,9 @@
 """One running command of a job or a check: spawn, output, timeout, signals, exit (CP §4.5).
 
-A ``Command`` spawns through the reaper into its own process group, logs its output line by line
-with its name (or leaves stdout/stderr untouched when raw), kills its group at its timeout, and
-reports its exit status once. While it runs, ``CONTAINERPILOT_<ENVNAME>_PID`` is set in PID 1's
-environment so that later spawns see it. It decides nothing: the job does.
+A ``Command`` spawns through the reaper into its own process group, logs its output line by line with its
+name, or hands each line to its ``sink`` (or leaves stdout/stderr untouched when raw), kills its group at
+its timeout, and reports its exit status once. While it runs, ``CONTAINERPILOT_<ENVNAME>_PID`` is set in PID
+1's environment so that later spawns see it. It decides nothing: the job does.
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ class Command:
         env_name: str | None = None,
         process: ProcessConfig | None = None,
         interactive: bool = False,
+        sink: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self.argv = tuple(argv)
@@ -119,6 +120,7 @@ class Command:
         self.env_name = env_name
         self.process = process  # user, limits, ...: applied by the reaper's clone path (beyond CP)
         self.interactive = interactive  # tini mode: pypilot's stdin, and its terminal if it is one
+        self.sink = sink  # takes each output line (``joblogs.JobOutput``); None: pypilot's log
         self.pid = 0
         self.pidfd = -1
         self.started_at = 0.0
@@ -217,7 +219,10 @@ class Command:
 
     def _log_line(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace").rstrip("\r")
-        logs.info(text, job=self.name)
+        if self.sink is not None:
+            self.sink(text)
+        else:
+            logs.info(text, job=self.name)
 
     def _on_reaped(self, pid: int, status: int) -> None:
         if self._timer is not None:

@@ -14,7 +14,7 @@ import signal
 from collections.abc import Callable
 
 from pypilot import events as ev
-from pypilot import logs, reaper
+from pypilot import joblogs, logs, reaper
 from pypilot.config.model import Config, JobConfig
 from pypilot.config.names import env_name, ip_var
 from pypilot.events import Event
@@ -107,6 +107,7 @@ class Supervisor:
             env_name=env_name(cfg.name),
             process=cfg.process,
             interactive=cfg.interactive,
+            sink=None if cfg.raw_logging else joblogs.for_job(cfg),
         )
 
     def main_job_ended(self, job: Job) -> None:

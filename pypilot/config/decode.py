@@ -27,6 +27,7 @@ integer field given ``NaN`` or an infinity gets Go's ``int64()`` of it (the smal
 
 from __future__ import annotations
 
+import os
 import signal as _signal
 from collections.abc import Callable, Mapping
 
@@ -64,7 +65,7 @@ _JOB: Spec = [
     ("name", "str"), ("exec", "any"), ("port", "int"), ("initial_status", "str"), ("interfaces", "any"),
     ("tags", "strs"), ("consul", [("enableTagOverride", "bool"), ("deregisterCriticalServiceAfter", "str")]),
     ("health", _HEALTH), ("timeout", "str"), ("restarts", "any"), ("stopTimeout", "str"), ("when", _WHEN),
-    ("logging", _LOGRAW),
+    ("logging", [*_LOGRAW, ("file", "any"), ("maxSize", "any"), ("keep", "any"), ("timestamps", "any")]),
     # beyond CP
     ("stopSignal", "any"), ("reloadSignal", "any"), ("backoff", "any"), ("main", "bool"),
     ("exitCodeMap", "any"),
@@ -430,6 +431,70 @@ def _exit_code_map(name: str, raw: Any, errs: Collector) -> tuple[tuple[int, int
     return tuple(pairs)
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1 << 10, "kib": 1 << 10, "k": 1 << 10, "mb": 1 << 20, "mib": 1 << 20,
+               "m": 1 << 20, "gb": 1 << 30, "gib": 1 << 30, "g": 1 << 30}
+
+
+def parse_size(raw: Any) -> int | None:
+    """A size in bytes: a whole number, or ``"10MB"``/``"512KiB"``/``"1.5GB"`` (KB = 1024, as in
+    supervisord); None if it is not one."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw if raw >= 0 else None
+    if not isinstance(raw, str):
+        return None
+    text = raw.strip().lower()
+    num = text.rstrip("bkimg")
+    unit = text[len(num):]
+    try:
+        value = float(num.strip())
+    except ValueError:
+        return None
+    if unit not in _SIZE_UNITS or not value >= 0 or value == float("inf"):
+        return None
+    return int(value * _SIZE_UNITS[unit])
+
+
+def _job_log(name: str, raw: dict[str, Any] | None, errs: Collector) -> m.JobLogConfig | None:
+    """Beyond CP: ``logging: {file, maxSize, keep, timestamps}``, the job's lines to its own file."""
+    if not raw or not any(k in raw for k in ("file", "maxSize", "keep", "timestamps")):
+        return None
+    where = f"job[{name}].logging"
+    path = raw.get("file")
+    if not isinstance(path, str) or not path.strip():
+        errs.add(f"{where}.file must be set to a file path when maxSize, keep or timestamps are "
+                 f"(got {_v(path) if 'file' in raw else 'nothing'})")
+        return None
+    if not os.path.isabs(path):
+        errs.add(f"{where}.file '{path}' must be an absolute path")
+        return None
+    if raw.get("raw"):
+        errs.add(f"{where}.file cannot be used with {where}.raw: raw output is not read by pypilot")
+        return None
+    kw: dict[str, Any] = {}
+    if "maxSize" in raw:
+        size = parse_size(raw["maxSize"])
+        if size is None:
+            errs.add(f"{where}.maxSize '{_v(raw['maxSize'])}' invalid: a size such as \"10MB\", "
+                     "\"512KB\" or a number of bytes (0: never rotate)")
+        else:
+            kw["max_size"] = size
+    if "keep" in raw:
+        keep = raw["keep"]
+        whole = isinstance(keep, (int, float)) and not isinstance(keep, bool) and keep == int(keep)
+        if not whole or not 0 <= keep <= 1000:
+            errs.add(f"{where}.keep '{_v(keep)}' invalid: the number of rotated files to keep, 0-1000")
+        else:
+            kw["keep"] = int(keep)
+    if "timestamps" in raw:
+        if not isinstance(raw["timestamps"], bool):
+            errs.add(f"{where}.timestamps '{_v(raw['timestamps'])}' invalid: true or false")
+        else:
+            kw["timestamps"] = raw["timestamps"]
+    return m.JobLogConfig(file=path, **kw)
+
+
 def _job(d: dict[str, Any], errs: Collector, resolve: Resolver, loc: str = "") -> m.JobConfig:
     name: str = d.get("name", "")
     label = f", job {go_quote(name)}" if name else ""
@@ -511,6 +576,7 @@ def _job(d: dict[str, Any], errs: Collector, resolve: Resolver, loc: str = "") -
     from .process import decode_process
 
     kw["process"] = decode_process(name, d, errs)
+    kw["log"] = _job_log(name, d.get("logging"), errs)
     return m.JobConfig(
         name=name, port=port, tags=tuple(d.get("tags") or ()), initial_status=d.get("initial_status") or None,
         when=when, raw_logging=bool((d.get("logging") or {}).get("raw", False)),

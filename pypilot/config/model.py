@@ -84,6 +84,16 @@ class ProcessConfig(Record):
 
 
 @record
+class JobLogConfig(Record):
+    """A job's output to its own file, rotated by size (beyond CP: the job's ``logging.file``)."""
+
+    file: str
+    max_size: int = 10 << 20  # bytes; 0 = never rotate (an external logrotate, with SIGUSR1)
+    keep: int = 5  # rotated files kept: file.1 (newest) ... file.<keep>; 0 = truncate instead
+    timestamps: bool = False  # prefix each line with the time it was read
+
+
+@record
 class JobConfig(Record):
     name: str
     exec: tuple[str, ...] | None = None
@@ -108,6 +118,7 @@ class JobConfig(Record):
     exit_code_map: tuple[tuple[int, int], ...] = ()  # e.g. ((143, 0),)
     process: ProcessConfig | None = None  # None: started as ContainerPilot started it
     interactive: bool = False  # tini mode's job (no config key): pypilot's stdin, its terminal's foreground
+    log: JobLogConfig | None = None  # logging.file: the job's lines to a file, not pypilot's log
 
     @property
     def has_service(self) -> bool:

@@ -36,6 +36,11 @@ class Link(Protocol):
 
     def close_stream(self, q: queue.Queue[dict[str, Any] | None]) -> None: ...
 
+    def open_log_stream(self, name: str, n: int | None, timeout: float
+                        ) -> tuple[dict[str, Any] | None, queue.Queue[dict[str, Any] | None] | None]: ...
+
+    def close_log_stream(self, name: str, q: queue.Queue[dict[str, Any] | None]) -> None: ...
+
 MAX_BODY = 1 << 20
 TEXT = "text/plain; charset=utf-8"
 ERROR_HEADER = "X-Pypilot-Error"
@@ -156,6 +161,7 @@ class Forward:
         self.link, self.settings = link, settings
         self.timeout = float(settings.get("timeout", 5.0))
         self.reload_timeout = float(settings.get("reload_timeout", 60.0))
+        self.slots = Slots(int(settings.get("max_streams", 8)))  # shared by every streaming resource
 
     def __call__(self, kind: str, timeout: float | None = None, **args: Any) -> tuple[int, Any]:
         reply = self.link.call(kind, self.timeout if timeout is None else timeout, **args)
@@ -324,24 +330,41 @@ class Jobs:
             resp.set_header(ERROR_HEADER, _header_safe(str(data.get("error", ""))))
 
 
+class Slots:
+    """The streams open at once (events and followed logs): each holds one of the server's threads."""
+
+    def __init__(self, most: int) -> None:
+        self.most, self.open = most, 0
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        with self._lock:
+            if self.open >= self.most:  # the rest of the threads are for everyone else
+                raise Rejected(503, f"{self.open} event streams are open already, the most there can be")
+            self.open += 1
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+
 class Events:
     """``GET /v3/events``: server-sent events, one per bus event, as they happen."""
 
-    def __init__(self, forward: Forward, max_streams: int) -> None:
+    def __init__(self, forward: Forward, slots: Slots) -> None:
         self.forward = forward
-        self.max_streams = max_streams  # each stream holds one of the server's threads while open
-        self.open = 0
-        self._lock = threading.Lock()
+        self.slots = slots
+
+    @property
+    def open(self) -> int:
+        return self.slots.open
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = "text/event-stream"
         resp.set_header("Cache-Control", "no-cache")
         if req.method == "HEAD":
             return
-        with self._lock:
-            if self.open >= self.max_streams:  # the rest of the threads are for everyone else
-                raise Rejected(503, f"{self.open} event streams are open already, the most there can be")
-            self.open += 1
+        self.slots.take()
         try:
             link = self.forward.link
             q = link.open_stream(self.forward.timeout)
@@ -353,8 +376,7 @@ class Events:
         resp.stream = _stream(link, q, self._closed)
 
     def _closed(self) -> None:
-        with self._lock:
-            self.open -= 1
+        self.slots.give_back()
 
     on_head = on_get
 
@@ -379,6 +401,88 @@ def _stream(link: Link, q: queue.Queue[dict[str, Any] | None], closed: Callable[
             )
     finally:
         link.close_stream(q)
+        closed()
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on", ""), ("0", "false", "no", "off")
+
+
+class JobLogs:
+    """``GET /v3/jobs/{name}/logs?n=N[&follow=1]``: the job's recent lines (JSON); with ``follow``,
+    those and then each new one as a server-sent event."""
+
+    def __init__(self, forward: Forward, slots: Slots) -> None:
+        self.forward, self.slots = forward, slots
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        raw_n = req.get_param("n")
+        n: int | None = None
+        if raw_n is not None:
+            if not raw_n.isdigit() or len(raw_n) > 9:
+                raise Rejected(422, f"n must be a whole number >= 0, not {raw_n!r}")
+            n = int(raw_n)
+        raw_follow = req.get_param("follow", default="0").lower()
+        if raw_follow not in _TRUE + _FALSE:
+            raise Rejected(422, f"follow must be 1/true or 0/false, not {raw_follow!r}")
+        if raw_follow in _FALSE or req.method == "HEAD":
+            status, data = self.forward("logs", name=name, n=n)
+            json(resp, status, data)
+            if status >= 400 and isinstance(data, dict):
+                resp.set_header(ERROR_HEADER, _header_safe(str(data.get("error", ""))))
+            return
+        self.slots.take()
+        try:
+            link = self.forward.link
+            reply, q = link.open_log_stream(name, n, self.forward.timeout)
+            if reply is None:
+                raise Rejected(503, "pypilot did not answer the logs request in time")
+            data = reply.get("data")
+            if q is None:
+                why = str((data or {}).get("error", "")) if isinstance(data, dict) else ""
+                raise Rejected(int(reply.get("status", 500)), why or "the logs request failed")
+        except BaseException:
+            self.slots.give_back()
+            raise
+        resp.content_type = "text/event-stream"
+        resp.set_header("Cache-Control", "no-cache")
+        first = list((data or {}).get("lines") or [])
+        raw = bool((data or {}).get("raw"))
+        resp.stream = _log_stream(link, name, first, q, self.slots.give_back, raw)
+
+    on_head = on_get
+
+
+def _line_event(entry: dict[str, Any]) -> bytes:
+    data = {k: entry.get(k) for k in ("seq", "time", "line")}
+    return f"id: {entry.get('seq')}\nevent: line\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
+
+
+def _log_stream(link: Link, name: str, first: list[dict[str, Any]], q: queue.Queue[dict[str, Any] | None],
+                closed: Callable[[], None], raw: bool = False) -> Iterator[bytes]:
+    try:
+        yield f": pypilot logs {name}\n\n".encode()
+        if raw:  # nothing will come: the job's output is not read (its logging.raw)
+            yield b"event: raw\ndata: {}\n\n"
+        last = 0
+        for entry in first:
+            last = max(last, int(entry.get("seq") or 0))
+            yield _line_event(entry)
+        while True:
+            try:
+                msg = q.get(timeout=KEEPALIVE)
+            except queue.Empty:
+                yield b": keep-alive\n\n"
+                continue
+            if msg is None:
+                yield b"event: overflow\ndata: {}\n\n"
+                return
+            seq = int(msg.get("seq") or 0)
+            if seq <= last:  # PID 1 sent it before our snapshot was taken: it is in ``first``
+                continue
+            last = seq
+            yield _line_event(msg)
+    finally:
+        link.close_log_stream(name, q)
         closed()
 
 
@@ -420,6 +524,8 @@ def _resource(route: Route, forward: Forward) -> object | None:
     if route.kind is None:
         return OpenAPI()
     if route.kind == "subscribe":
-        return Events(forward, int(forward.settings.get("max_streams", 8)))
+        return Events(forward, forward.slots)
+    if route.kind == "logs":
+        return JobLogs(forward, forward.slots)
     kinds: dict[str, type[Any]] = {"environ": Environ, "metric": Metric, "reload": Reload, "status": Status}
     return kinds[route.kind](forward)

@@ -1,9 +1,10 @@
 """The CLI's side of the control plane: ContainerPilot 3's subcommands and pypilot's own.
 
-``run_subcommand(opts)`` runs ``-reload``, ``-maintenance enable|disable``, ``-putenv K=V``,
-``-putmetric K=V`` and ``-ping`` (CP §8.2, CP's precedence is ``Options.command``), and the positional
-``status [-json]`` and ``job NAME signal SIG|stop|start|restart``. Failures are logrus-style fatal lines
-on stderr with CP's messages, exit 1; CP's putenv/putmetric message bug (they said ``-reload:``) is fixed.
+``run_subcommand(opts)`` runs ``-reload``, ``-maintenance enable|disable``, ``-putenv K=V``, ``-putmetric
+K=V`` and ``-ping`` (CP §8.2, CP's precedence is ``Options.command``), and the positional ``status
+[-json]``, ``job NAME signal SIG|stop|start|restart`` and ``logs NAME [-n N] [-f]``. Failures are
+logrus-style fatal lines on stderr with CP's messages, exit 1; CP's putenv/putmetric message bug (they said
+``-reload:``) is fixed.
 
 Differences from CP's client, on purpose: the socket comes from ``-socket``, ``$PYPILOT_SOCKET`` or a
 lenient read of the config's ``control.socket`` (CP loaded and validated the whole config, so a client could
@@ -25,7 +26,7 @@ from typing import Any, TextIO
 import orjson
 
 CONTROL_COMMANDS = ("reload", "maintenance", "putenv", "putmetric", "ping")
-POSITIONAL = ("status", "job")
+POSITIONAL = ("status", "job", "logs")
 ERROR_HEADER = "X-Pypilot-Error"
 
 
@@ -37,14 +38,29 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.socket_path = path
 
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+        """Connect; a full listen backlog (EAGAIN: a unix socket does not queue the connect) is retried
+        until the timeout, as a TCP client's SYN would be."""
+        import time
+
+        deadline = time.monotonic() + (self.timeout if isinstance(self.timeout, (int, float)) else 10.0)
+        delay = 0.005
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(self.socket_path)
+            except BlockingIOError:
+                sock.close()
+                if time.monotonic() + delay >= deadline:
+                    raise
+                time.sleep(delay)  # the server has not accepted yet: nothing to wait on but time
+                delay = min(delay * 2, 0.1)
+                continue
+            except OSError:
+                sock.close()
+                raise
+            self.sock = sock
+            return
 
 
 class Failed(Exception):
@@ -211,7 +227,8 @@ def run_subcommand(opts: Any, out: TextIO | None = None, err: TextIO | None = No
         elif command == "putenv":
             check(request(sock, "POST", "/v3/environ", dict(opts.putenv)))
         elif command == "putmetric":
-            check(request(sock, "POST", "/v3/metric", dict(opts.putmetric)))
+            # JSON: the server refuses (422, with why) a metric CP would have ignored with a 200
+            check(request(sock, "POST", "/v3/metric", dict(opts.putmetric), accept_json=True))
         elif command == "ping":
             check(request(sock, "GET", "/v3/ping"))
             out.write("ok\n")
@@ -219,6 +236,8 @@ def run_subcommand(opts: Any, out: TextIO | None = None, err: TextIO | None = No
             return _status(sock, opts.json, out, err, origin)
         elif command == "job":
             return _job(sock, opts, out, err, origin)
+        elif command == "logs":
+            return _logs(sock, opts, out, err, origin)
         else:
             return fatal(f"unknown subcommand {command!r}", err)
     except Failed as e:
@@ -236,6 +255,76 @@ def _json_or_none(resp: Response) -> Any:
         return resp.json()
     except orjson.JSONDecodeError:
         return None
+
+
+def _logs(sock: str, opts: Any, out: TextIO, err: TextIO | None, origin: str) -> int:
+    """``logs NAME [-n N] [-f]``: the job's recent lines; with -f each new one, until interrupted."""
+    from urllib.parse import quote
+
+    name = opts.job_name
+    path = f"/v3/jobs/{quote(name, safe='')}/logs"
+    if opts.logs_lines is not None:
+        path += f"?n={opts.logs_lines}"
+    try:
+        if not opts.logs_follow:
+            resp = request(sock, "GET", path)
+            check(resp)
+            data = _json_or_none(resp) or {}
+            _raw_note(name, data, err)
+            out.write("".join(str(e.get("line", "")) + "\n" for e in data.get("lines") or []))
+            return 0
+        return _follow(sock, path + ("&" if "?" in path else "?") + "follow=1", name, out, err)
+    except Failed as e:
+        return fatal(f"logs {name}: failed: {e}{_origin(e, origin)}", err)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _raw_note(name: str, data: dict[str, Any], err: TextIO | None) -> None:
+    if data.get("raw"):
+        stream = err or sys.stderr
+        stream.write(f"{name}: logging.raw is set: its output goes straight to pypilot's stdout and is not "
+                     "kept\n")
+        stream.flush()
+
+
+def _follow(sock: str, path: str, name: str, out: TextIO, err: TextIO | None) -> int:
+    """Read the server-sent events of a followed log; a line each ``data:``. The socket timeout is
+    well over the server's keep-alive comments (15 s), so a server that went away is noticed."""
+    conn = UnixHTTPConnection(sock, 60.0)
+    try:
+        try:
+            conn.connect()
+        except OSError as e:
+            raise Failed(f"Get http://control{path}: dial unix {sock}: connect: "
+                         f"{(e.strerror or str(e)).lower()}", unreachable=True) from None
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            if resp.status != 200:
+                check(Response(resp.status, resp.headers, resp.read()))
+            event = ""
+            while True:
+                raw = resp.readline()
+                if not raw:
+                    raise Failed("the server closed the stream")
+                text = raw.decode("utf-8", "replace").rstrip("\n")
+                if text.startswith("event: "):
+                    event = text[7:]
+                elif text.startswith("data: ") and event == "line":
+                    entry = orjson.loads(text[6:])
+                    out.write(str(entry.get("line", "")) + "\n")
+                    out.flush()
+                elif text.startswith("data: ") and event == "raw":
+                    _raw_note(name, {"raw": True}, err)
+                elif text.startswith("data: ") and event == "overflow":
+                    raise Failed("the server cut the stream off: this client read too slowly")
+                elif not text:
+                    event = ""
+        except (OSError, http.client.HTTPException, orjson.JSONDecodeError) as e:
+            raise Failed(f"Get http://control{path}: {e or type(e).__name__}") from None
+    finally:
+        conn.close()
 
 
 # how long `job NAME stop|start|restart` waits for the job to settle before printing its state

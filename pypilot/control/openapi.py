@@ -230,6 +230,37 @@ _PATHS: dict[str, dict[str, Any]] = {
             "Stop the job's process and start it again, with no backoff and no restart counted.",
         )
     },
+    "/v3/jobs/{name}/logs": {
+        "get": {
+            "operationId": "job_logs",
+            "summary": "The job's recent output lines, from a buffer in PID 1 bounded in lines and bytes "
+            "(`pypilot logs`); with `follow`, a stream of them as they come (`pypilot logs -f`).",
+            "parameters": [
+                {"$ref": "#/components/parameters/JobName"},
+                {"name": "n", "in": "query", "description": "At most this many of the last lines (default: "
+                 "all that are kept).", "schema": {"type": "integer", "minimum": 0}},
+                {"name": "follow", "in": "query", "description": "1/true: after the last lines, every new "
+                 "one as a server-sent event `line` (`id`: its sequence number, `data`: JSON "
+                 "`{seq, time, line}`; an event `raw` first if the job's output is not captured); a comment "
+                 "every 15 s while idle.",
+                 "schema": {"type": "boolean"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "The lines (`raw` true: the job's output is not captured, its "
+                    "`logging.raw` sends it straight to pypilot's stdout).",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/JobLogs"}},
+                        "text/event-stream": {"schema": {"type": "string"}},
+                    },
+                },
+                "404": {"description": "No job of that name.", "content": _ERR},
+                "405": _ref("MethodNotAllowed"),
+                "422": {"description": "`n` or `follow` is not valid.", "content": _ERR},
+                "503": _ref("Unavailable"),
+            },
+        }
+    },
 }
 
 
@@ -288,6 +319,26 @@ DOCUMENT: dict[str, Any] = {
         },
         "schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "JobLogs": {
+                "type": "object",
+                "required": ["job", "lines"],
+                "properties": {
+                    "job": {"type": "string"},
+                    "raw": {"type": "boolean"},
+                    "lines": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["seq", "time", "line"],
+                            "properties": {
+                                "seq": {"type": "integer"},
+                                "time": {"type": "number", "description": "Unix time it was read"},
+                                "line": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
             "ReloadResult": {
                 "type": "object",
                 "required": ["reloaded"],

