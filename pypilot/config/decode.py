@@ -72,6 +72,8 @@ _JOB: Spec = [
     # beyond CP: how the process is started (config/process.py)
     ("user", "any"), ("group", "any"), ("workdir", "str"), ("umask", "any"), ("rlimits", "any"),
     ("noNewPrivileges", "bool"), ("ppidShim", "bool"),
+    # beyond CP: readiness (jobs.py, readiness.py)
+    ("ready", "any"), ("watchdog", "any"),
 ]
 _WATCH: Spec = [("name", "str"), ("interval", "int"), ("tag", "str"), ("dc", "str")]
 _TELEMETRY: Spec = [("port", "int"), ("interfaces", "list"), ("tags", "strs"), ("metrics", "list")]
@@ -495,6 +497,48 @@ def _job_log(name: str, raw: dict[str, Any] | None, errs: Collector) -> m.JobLog
     return m.JobLogConfig(file=path, **kw)
 
 
+def _ready(name: str, d: dict[str, Any], errs: Collector) -> m.ReadyConfig | None:
+    """Beyond CP: ``ready: "notify"`` (sd_notify) or ``ready: {fd: N}`` (s6), and ``watchdog``."""
+    raw, dog = d.get("ready"), d.get("watchdog")
+    if raw is None and dog is None:
+        return None
+    where = f"job[{name}].ready"
+    if not d.get("exec"):
+        errs.add(f"{where} needs an exec: only a process can say it is ready")
+        return None
+    kw: dict[str, Any] = {}
+    if raw == "notify":
+        kw["kind"] = "notify"
+    elif isinstance(raw, dict) and set(raw) == {"fd"}:
+        fd = raw["fd"]
+        if isinstance(fd, bool) or not isinstance(fd, (int, float)) or fd != int(fd) or not 3 <= fd <= 1023:
+            errs.add(f"{where}.fd '{_v(fd)}' invalid: a file descriptor number from 3 to 1023 "
+                     "(0-2 are the job's stdio)")
+            return None
+        kw["kind"], kw["fd"] = "fd", int(fd)
+    elif raw is None:
+        errs.add(f"job[{name}].watchdog needs ready: \"notify\" (the job pings it with WATCHDOG=1)")
+        return None
+    else:
+        errs.add(f"{where} '{_v(raw)}' invalid: \"notify\" (sd_notify on NOTIFY_SOCKET) or "
+                 "{fd: N} (a newline written to fd N)")
+        return None
+    if dog is not None:
+        if kw["kind"] != "notify":
+            errs.add(f"job[{name}].watchdog needs ready: \"notify\" (the job pings it with WATCHDOG=1)")
+            return None
+        try:
+            ns = _duration(dog) if isinstance(dog, str) else -1
+        except DurationError as e:
+            errs.add(f"unable to parse job[{name}].watchdog '{_v(dog)}': {e}")
+            return None
+        if ns <= 0:
+            errs.add(f"job[{name}].watchdog '{_v(dog)}' invalid: a duration greater than 0, such as \"10s\"")
+            return None
+        kw["watchdog"] = _secs(ns)
+    return m.ReadyConfig(**kw)
+
+
 def _job(d: dict[str, Any], errs: Collector, resolve: Resolver, loc: str = "") -> m.JobConfig:
     name: str = d.get("name", "")
     label = f", job {go_quote(name)}" if name else ""
@@ -577,6 +621,7 @@ def _job(d: dict[str, Any], errs: Collector, resolve: Resolver, loc: str = "") -
 
     kw["process"] = decode_process(name, d, errs)
     kw["log"] = _job_log(name, d.get("logging"), errs)
+    kw["ready"] = _ready(name, d, errs)
     return m.JobConfig(
         name=name, port=port, tags=tuple(d.get("tags") or ()), initial_status=d.get("initial_status") or None,
         when=when, raw_logging=bool((d.get("logging") or {}).get("raw", False)),

@@ -94,6 +94,16 @@ class JobLogConfig(Record):
 
 
 @record
+class ReadyConfig(Record):
+    """Beyond CP: how a job says it is ready (``ready``, ``watchdog``): the sd_notify protocol on a
+    per-job ``NOTIFY_SOCKET`` (``kind`` "notify"), or s6's notification fd (``kind`` "fd")."""
+
+    kind: str  # "notify" | "fd"
+    fd: int = -1  # kind "fd": the job's fd number the pipe's write end is put at
+    watchdog: float = 0.0  # seconds; kind "notify" only: a job silent (no WATCHDOG=1) this long is restarted
+
+
+@record
 class JobConfig(Record):
     name: str
     exec: tuple[str, ...] | None = None
@@ -119,6 +129,7 @@ class JobConfig(Record):
     process: ProcessConfig | None = None  # None: started as ContainerPilot started it
     interactive: bool = False  # tini mode's job (no config key): pypilot's stdin, its terminal's foreground
     log: JobLogConfig | None = None  # logging.file: the job's lines to a file, not pypilot's log
+    ready: ReadyConfig | None = None  # ready/watchdog: None = healthy only by its health check, as in CP
 
     @property
     def has_service(self) -> bool:
