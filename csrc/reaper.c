@@ -293,6 +293,19 @@ static int child_session(struct child_args *a)
             return -1;
         }
     }
+    const struct pp_spawn_ext *x = a->ext;
+    if (x->pass_fd >= 0 && x->pass_target >= 0) {
+        if (x->pass_fd == x->pass_target) {
+            int fl = fcntl(x->pass_fd, F_GETFD);
+            if (fl < 0 || fcntl(x->pass_fd, F_SETFD, fl & ~FD_CLOEXEC) < 0) {
+                stage_set(a, "dup2", x->pass_target, errno);
+                return -1;
+            }
+        } else if (dup2(x->pass_fd, x->pass_target) < 0) {
+            stage_set(a, "dup2", x->pass_target, errno);
+            return -1;
+        }
+    }
     return 0;
 }
 

@@ -24,6 +24,8 @@ struct pp_spawn_ext {
     int no_new_privs;
     int ppid_shim;
     int tty_fd; /* >= 0: the job's group becomes this terminal's foreground group */
+    int pass_fd; /* >= 0: dup2'd onto pass_target in the child, after stdio (s6's notification fd) */
+    int pass_target;
     char stage[80];
 };
 int pp_spawn_ex(const char *file, char *const argv[], char *const envp[], const char *cwd, int fd_in,

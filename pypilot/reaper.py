@@ -108,13 +108,15 @@ def spawn(
     no_new_privs: bool = False,
     ppid_shim: bool = False,
     tty_fd: int = -1,
+    pass_fd: tuple[int, int] | None = None,
 ) -> int:
     """Start ``argv`` (looked up in PATH) in a new process group; return its PID.
 
     Stdio fds of -1 are inherited. The child gets an empty signal mask and default dispositions.
     The keyword options are applied in the child before exec (credentials: ``groups`` are set, then
     ``gid``, then ``uid``; ``rlimits`` are ``(RLIMIT_*, soft, hard)`` with -1 for unlimited; ``tty_fd``:
-    that terminal's foreground group becomes the child's). Without any of them the child is started by
+    that terminal's foreground group becomes the child's; ``pass_fd``: ``(fd, target)``, ``fd`` put at
+    ``target`` in the child). Without any of them the child is started by
     posix_spawnp; with one, by the C clone path; a failure of either is a ``SpawnError`` for this start.
     """
     if not argv:
@@ -127,7 +129,7 @@ def spawn(
     c_cwd = ffi.new("char[]", os.fsencode(cwd)) if cwd else ffi.NULL
     pid = ffi.new("int *")
     plain = (uid is None and gid is None and groups is None and umask is None and not rlimits
-             and not no_new_privs and not ppid_shim and tty_fd < 0)
+             and not no_new_privs and not ppid_shim and tty_fd < 0 and pass_fd is None)
     if plain:  # the hot path, unchanged
         ret = lib.pp_spawn(args[0], c_argv, c_envp, c_cwd, stdin, stdout, stderr, int(new_group), pid)
         if ret < 0:
@@ -148,6 +150,7 @@ def spawn(
     ext.no_new_privs = int(no_new_privs)
     ext.ppid_shim = int(ppid_shim)
     ext.tty_fd = tty_fd
+    ext.pass_fd, ext.pass_target = pass_fd if pass_fd is not None else (-1, -1)
     ret = lib.pp_spawn_ex(args[0], c_argv, c_envp, c_cwd, stdin, stdout, stderr, int(new_group), ext, pid)
     if ret < 0:
         stage = ffi.string(ext.stage).decode()
