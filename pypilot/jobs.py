@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from typing import Protocol
 
     from pypilot.health import HealthChecks
+    from pypilot.readiness import Readiness
 else:
     Protocol = object
 
@@ -143,6 +144,7 @@ class Job:
         self.passes_in_a_row = self.fails_in_a_row = 0
         self.started_at: float | None = None
         self.env_generation: int | None = None  # the context's, at this job's last spawn
+        self.readiness = self._readiness()  # beyond CP: `ready`, the job's own word (readiness.py)
 
     @property
     def completed(self) -> bool:
@@ -258,6 +260,7 @@ class Job:
             "lastExit": self.last_exit,
             "failuresInARow": self.failures_in_a_row,
             "backoffUntil": round(backoff.deadline - self.ctx.loop.now(), 3) if backoff is not None else None,
+            **({"readiness": self.readiness.snapshot()} if self.readiness is not None else {}),
         }
 
     def _state_name(self) -> str:
@@ -281,7 +284,7 @@ class Job:
         if self.started_at is None or self.ctx.loop.now() - self.started_at < health.initial_delay:
             return
         if self.check_request is None:
-            if self.cfg.has_service and self.ctx.discovery is not None:
+            if self.cfg.has_service and self.ctx.discovery is not None and self._ready_yet():
                 self.ctx.discovery.heartbeat(self)  # a port-only service is healthy while it runs
             return
         if self.ctx.health is None or self.check_in_flight:
@@ -301,6 +304,8 @@ class Job:
     def _on_check_result(self, ok: bool) -> None:
         """Rows 4/5: a passing check publishes ``healthy`` every time, a failing one ``unhealthy``."""
         health = self.cfg.health
+        if ok and not self._ready_yet():
+            return  # `ready` gates the first healthy; the check takes over after it
         if ok:
             self.passes_in_a_row, self.fails_in_a_row = self.passes_in_a_row + 1, 0
             if health is None or self.passes_in_a_row >= health.success_threshold:
@@ -446,7 +451,8 @@ class Job:
         assert status is not None and self.command is not None
         self.last_exit = reaper.exit_code(status)
         ran_for = self.ctx.loop.now() - self.command.started_at
-        self._count_run(ran_for, failed=status != 0)
+        said_stopping = self.readiness is not None and self.readiness.stopping  # STOPPING=1: not a crash
+        self._count_run(ran_for, failed=status != 0 and not said_stopping)
         if status == 0:
             logs.debug(f"{self.name} exited without error")
             self._exited(True, Event(ev.EXIT_SUCCESS, self.name))
@@ -536,6 +542,8 @@ class Job:
         self._cancel_all()
         self._to(State.COMPLETED)
         self._stop_process()
+        if self.readiness is not None:
+            self.readiness.close()
         if self.cfg.has_service and self.ctx.discovery is not None:
             self.ctx.discovery.deregister(self)
         self.ctx.bus.unsubscribe(self)
@@ -551,6 +559,47 @@ class Job:
         sent = cmd.signal(self.cfg.stop_signal)
         self._once("kill", self.ctx.stop_grace(self), cmd.kill)
         return sent
+
+    # --- readiness (beyond CP: `ready`, `watchdog`) -------------------------------------------------
+
+    def _readiness(self) -> Readiness | None:
+        if self.cfg.ready is None or self.command is None:
+            return None
+        from pypilot.readiness import Readiness
+
+        cmd = self.command
+        r = Readiness(self.cfg.ready, self.name, self.ctx.loop, self._on_ready, self._on_watchdog,
+                      lambda: cmd.pid)
+        cmd.readiness = r
+        return r
+
+    def _ready_yet(self) -> bool:
+        return self.readiness is None or self.readiness.ready
+
+    def _on_ready(self) -> None:
+        """READY=1, or the notification fd's newline: healthy, as a passing check would make it."""
+        if self.halted or self.status == MAINTENANCE:
+            return
+        logs.debug(f"{self.name} is ready")
+        self.passes_in_a_row, self.fails_in_a_row = 1, 0
+        self.status = HEALTHY
+        self.ctx.bus.publish(Event(ev.HEALTHY, self.name))
+        if self.cfg.has_service and self.ctx.discovery is not None:
+            self.ctx.discovery.heartbeat(self)
+
+    def _on_watchdog(self) -> None:
+        """No WATCHDOG=1 within ``watchdog``: the job is hung; unhealthy, then restarted on the stop path."""
+        if self.halted or self.command is None or not self.command.running:
+            return
+        note = f"watchdog timeout: no WATCHDOG=1 for {self.cfg.ready.watchdog if self.cfg.ready else 0:g}s"
+        logs.warn(f"{self.name} {note}, restarting it", job=self.name)
+        was, self.status = self.status, UNHEALTHY
+        self.ctx.bus.publish(Event(ev.UNHEALTHY, self.name))
+        if was != UNHEALTHY and self.cfg.has_service and self.ctx.discovery is not None:
+            self.ctx.discovery.unhealthy(self, note)
+        if self.state is State.ACTIVE:
+            self._to(State.RESTARTING)
+        self._stop_process()
 
     # --- timers ----------------------------------------------------------------------------------
 

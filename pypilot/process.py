@@ -18,6 +18,7 @@ from pypilot.loop import Loop, Timer
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pypilot.config.model import ProcessConfig
+    from pypilot.readiness import Readiness
 
 ExitCallback = Callable[[int | None, str | None], None]  # (wait status, or None + start error)
 
@@ -29,6 +30,16 @@ def _stdin() -> int:
     if _devnull < 0:
         _devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     return _devnull
+
+
+def _forget_devnull() -> None:
+    """A forked worker closes every fd PID 1 had: its checks must open their own /dev/null, not pass
+    whatever fd now has that number (or none: "bad file descriptor") as the check's stdin."""
+    global _devnull
+    _devnull = -1
+
+
+os.register_at_fork(after_in_child=_forget_devnull)
 
 
 def setenv(key: str, value: str) -> None:
@@ -127,6 +138,7 @@ class Command:
         self._on_exit: ExitCallback | None = None
         self._timer: Timer | None = None
         self._output: _Output | None = None
+        self.readiness: Readiness | None = None  # the job's ready channel: env and an fd for each spawn
 
     @property
     def running(self) -> bool:
@@ -144,6 +156,8 @@ class Command:
         try:
             pid = self._spawn(out)
         except OSError as e:
+            if self.readiness is not None:
+                self.readiness.spawned(None)
             if rd >= 0:
                 os.close(rd)
                 os.close(out)
@@ -156,6 +170,8 @@ class Command:
             os.close(out)
             self._output = _Output(self.loop, rd, self._log_line)
         self.pid = pid
+        if self.readiness is not None:
+            self.readiness.spawned(pid)
         self.pidfd = reaper.pidfd_open(pid)
         self.started_at = self.loop.now()
         # CP sends SIGTERM to whatever is left of the group when the leader exits
@@ -167,8 +183,12 @@ class Command:
         logs.debug(f"{self.name}.Run start")
 
     def _spawn(self, out: int) -> int:
-        if self.process is None and not self.interactive:
+        if self.process is None and not self.interactive and self.readiness is None:
             return reaper.spawn(self.argv, stdin=_stdin(), stdout=out, stderr=out)  # as CP: the hot path
+        extra: dict[str, str] = {}
+        pass_fd = None
+        if self.readiness is not None:  # `ready`: NOTIFY_SOCKET in its environment, or its notification fd
+            extra, pass_fd = self.readiness.spawn_args()
         tty = -1
         stdin = _stdin()
         if self.interactive:
@@ -179,16 +199,18 @@ class Command:
             except OSError:
                 pass
         p = self.process
-        if p is None:
-            return reaper.spawn(self.argv, stdin=stdin, stdout=out, stderr=out, tty_fd=tty)
         env = None
-        if p.env:
+        if extra or (p is not None and p.env):
             env = dict(os.environ)
-            for key, value in p.env:
+            for key, value in p.env if p is not None else ():
                 if value is None:
                     env.pop(key, None)
                 else:
                     env[key] = value
+            env.update(extra)
+        if p is None:
+            return reaper.spawn(self.argv, env=env, stdin=stdin, stdout=out, stderr=out, tty_fd=tty,
+                                pass_fd=pass_fd)
         uid, gid, groups = p.uid, p.gid, p.groups
         euid = os.geteuid()
         if euid != 0 and uid in (None, euid) and gid in (None, os.getegid()):
@@ -196,7 +218,7 @@ class Command:
         return reaper.spawn(
             self.argv, env=env, cwd=p.workdir, stdin=stdin, stdout=out, stderr=out, uid=uid, gid=gid,
             groups=groups, umask=p.umask, rlimits=p.rlimits, no_new_privs=p.no_new_privileges,
-            ppid_shim=p.ppid_shim, tty_fd=tty)
+            ppid_shim=p.ppid_shim, tty_fd=tty, pass_fd=pass_fd)
 
     def signal(self, sig: int) -> bool:
         """Signal the command's whole process group; False when nothing is left to signal."""
@@ -234,6 +256,8 @@ class Command:
         if self.env_name:
             unsetenv(f"CONTAINERPILOT_{self.env_name}_PID")
         self.pid = 0
+        if self.readiness is not None:
+            self.readiness.exited()
         if self._output is not None:  # take what the leader wrote; stragglers may write on
             self._output.on_readable()
             self._output = None

@@ -428,6 +428,11 @@ def format_status(data: dict[str, Any]) -> str:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    for job in data.get("jobs") or []:  # what a `ready: "notify"` job said of itself (STATUS=, STOPPING=1)
+        said = job.get("readiness") or {}
+        if said.get("statusText") or said.get("stopping"):
+            note = " (stopping)" if said.get("stopping") else ""
+            lines.append(f"{job.get('name')}: {said.get('statusText') or ''}{note}".rstrip())
     lines.append("")
     lines.append(
         f"maintenance: {'on' if data.get('maintenance') else 'off'}"
