@@ -5,6 +5,7 @@ health check. Event order is read from the log: a payload prints before it notif
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,3 +142,29 @@ def test_readiness_gates_the_first_healthy_of_a_health_checked_job_then_the_chec
         bad.touch()  # after readiness the check decides
         p.wait_log(r"db went unhealthy")
         wait_for(lambda: status(p)["db"]["status"] == "unhealthy", 10, "the failing check to count")
+
+
+@pytest.mark.skipif(shutil.which("systemd-notify") is None, reason="systemd-notify is not installed")
+def test_systemd_notify_itself_marks_the_job_ready() -> None:
+    script = "sleep 0.3; echo notifying; systemd-notify --ready --status='via systemd-notify'; exec sleep 100"
+    with Pilot({"jobs": [{"name": "db", "exec": ["sh", "-c", script], "ready": "notify"},
+                         dependent("app", "db")]}) as p:
+        assert index(p, r"db notifying") < index(p, r"app started")
+        assert status(p)["db"]["readiness"]["statusText"] == "via systemd-notify"
+
+
+def test_stopping_1_shows_in_status_and_its_failing_exit_is_not_counted_as_a_crash() -> None:
+    def job(name: str, *steps: str) -> dict[str, Any]:
+        notify = " ".join(f"'{a}'" for a in [*NOTIFIER, *steps])
+        return {"name": name, "exec": ["sh", "-c", f"{notify} & sleep 0.6; exit 3"], "ready": "notify",
+                "restarts": 1}
+
+    jobs = [job("app", "send:READY=1", "send:STOPPING=1\\nSTATUS=draining", "sleep:1"),
+            job("crash", "send:READY=1", "sleep:1"), {"name": "keeper", "exec": ["sleep", "100"]}]
+    with Pilot({"jobs": jobs}) as p:
+        wait_for(lambda: status(p).get("app", {}).get("readiness", {}).get("stopping"), 10, "STOPPING=1")
+        assert "app: draining (stopping)" in cli(p, "status").stdout
+        both = lambda: status(p)["app"]["runs"] == 2 and status(p)["crash"]["runs"] == 2  # noqa: E731
+        wait_for(both, 10, "both restarted")
+        snap = status(p)
+        assert snap["app"]["failuresInARow"] == 0 and snap["crash"]["failuresInARow"] >= 1
