@@ -111,7 +111,8 @@ class Readiness:
             return os.path.join(self._dir, "notify.sock")
         import tempfile  # only a config with `ready: "notify"` pays for it
 
-        base = "/run" if os.access("/run", os.W_OK | os.X_OK) else None
+        # $TMPDIR when set, else /run (a container's tmpfs: nothing outlives it), else the temp dir
+        base = os.environ.get("TMPDIR") or ("/run" if os.access("/run", os.W_OK | os.X_OK) else None)
         self._dir = tempfile.mkdtemp(prefix="pypilot-notify-", dir=base)
         # search only: a job running as another user reaches its socket, nobody lists the directory; who
         # may notify is decided by the sender's credentials, not by the file's mode

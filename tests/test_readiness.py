@@ -9,6 +9,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,16 @@ from tests.pid1 import PAYLOADS, Pilot, wait_for
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (PID namespaces)")
 
 NOTIFIER = [sys.executable, str(PAYLOADS / "notifier.py")]
+
+
+@pytest.fixture(autouse=True)
+def notify_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """pypilot's notify sockets in a short directory of this test's (TMPDIR), gone afterwards even when
+    pypilot was SIGKILLed; short, since a unix socket's path has at most 107 bytes."""
+    path = tempfile.mkdtemp(prefix="pp-")
+    monkeypatch.setenv("TMPDIR", path)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def cli(p: Pilot, *args: str) -> subprocess.CompletedProcess[str]:
@@ -65,7 +77,7 @@ def stop(p: Pilot) -> None:
     p.wait_exit()
 
 
-def test_a_dependent_starts_only_after_ready_1_and_status_shows() -> None:
+def test_a_dependent_starts_only_after_ready_1_and_status_shows(notify_dir: str) -> None:
     jobs = [notifier("db", "send:STATUS=warming up", "sleep:1", "send:READY=1\\nSTATUS=serving", "forever"),
             dependent("app", "db")]
     with Pilot({"jobs": jobs}) as p:
@@ -82,7 +94,7 @@ def test_a_dependent_starts_only_after_ready_1_and_status_shows() -> None:
         assert status(p)["db"]["status"] == "healthy"
         assert "db: serving" in cli(p, "status").stdout
         sock = notify_socket(p, "notifier.py")
-        assert os.path.exists(sock)  # the socket and its directory exist while the job does ...
+        assert sock.startswith(notify_dir) and os.path.exists(sock)  # there while the job is ...
         stop(p)
         assert not os.path.exists(os.path.dirname(sock))  # ... and go with it
 
@@ -103,7 +115,7 @@ def test_a_notify_from_outside_the_job_is_ignored_and_mainpid_is_honoured() -> N
 @pytest.mark.timeout(60)
 def test_a_silent_job_is_restarted_by_its_watchdog_and_a_pinging_one_is_not() -> None:
     jobs = [notifier("silent", "send:READY=1", "forever", watchdog="1s"),
-            notifier("pinger", "send:READY=1", "ping:0.2", watchdog="1s")]
+            notifier("pinger", "send:READY=1", "ping:0.2", watchdog="3s")]  # slack for a slow start
     with Pilot({"jobs": jobs}) as p:
         p.wait_log(r"silent watchdog timeout: no WATCHDOG=1 for 1s, restarting it", timeout=15)
         wait_for(lambda: status(p).get("silent", {}).get("runs", 0) >= 2, 15, "the silent job's second run")
@@ -156,7 +168,7 @@ def test_systemd_notify_itself_marks_the_job_ready() -> None:
 def test_stopping_1_shows_in_status_and_its_failing_exit_is_not_counted_as_a_crash() -> None:
     def job(name: str, *steps: str) -> dict[str, Any]:
         notify = " ".join(f"'{a}'" for a in [*NOTIFIER, *steps])
-        return {"name": name, "exec": ["sh", "-c", f"{notify} & sleep 0.6; exit 3"], "ready": "notify",
+        return {"name": name, "exec": ["sh", "-c", f"{notify} & wait; exit 3"], "ready": "notify",
                 "restarts": 1}
 
     jobs = [job("app", "send:READY=1", "send:STOPPING=1\\nSTATUS=draining", "sleep:1"),
