@@ -5,7 +5,7 @@ namespace, on the same C payloads, in one run, and reports ratios. Needs root (`
 missing peers first. Writes ``benchmarks/results/raw-<time>.{json,md,png}``; a full run also refreshes
 ``latest.*``. ``--quick`` is the CI smoke test (< 2 min): small storms, one repeat, short windows; it asserts
 nothing about speed but exits 1 if a measure crashes or pypilot fails one. Measures: launch, reap, idle,
-restart, dispatch, spawn, control, profile, bundle.
+restart, dispatch, spawn, control, profile, bundle, tree.
 """
 
 from __future__ import annotations
@@ -21,7 +21,21 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from . import bundle, control, dispatch, idle, launch, payloads, peers, profile, reap, report, restart, spawn
+from . import (
+    bundle,
+    control,
+    dispatch,
+    idle,
+    launch,
+    payloads,
+    peers,
+    profile,
+    reap,
+    report,
+    restart,
+    spawn,
+    tree,
+)
 from .common import RESULTS_DIR, Result, Settings, log
 from .harness import Collector, Context, Workspace
 
@@ -35,6 +49,7 @@ MEASURES: dict[str, ModuleType] = {
     "control": control,
     "profile": profile,
     "bundle": bundle,
+    "tree": tree,
 }
 
 
@@ -87,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", default="", help="comma-separated systems to run (default: all available)")
     ap.add_argument("--no-install", action="store_true", help="do not install missing peers")
     ap.add_argument("--no-chart", action="store_true", help="skip the PNG (and installing matplotlib)")
+    ap.add_argument("--containerpilot", metavar="PATH", help="ContainerPilot 3.8 binary")
     ap.add_argument("--render", metavar="JSON", help="only redraw the table and chart of a results JSON")
     args = ap.parse_args(argv)
     if args.render:
@@ -101,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in only if m not in MEASURES]
     if unknown:
         ap.error(f"unknown measure(s) {unknown}; choose from {', '.join(MEASURES)}")
+    if args.containerpilot:
+        peers.ContainerPilot.path = Path(args.containerpilot)
     settings = Settings.make(args.quick, args.repeats)
     if not args.no_install:
         peers.ensure_installed()

@@ -336,6 +336,27 @@ class Pypilot(Peer):
         return Launch([self.binary(), "-config", str(path)], _env(), control=str(sock))
 
 
+CONTAINERPILOT = REPO.parent / "shared" / "bin" / "containerpilot"  # --containerpilot PATH overrides
+
+
+class ContainerPilot(Pypilot):
+    """ContainerPilot 3.8 itself (a static Go binary): it reads the very config pypilot is given."""
+
+    name = "ContainerPilot 3.8"
+    supervisor = control = False  # no DEBUG exit lines to time; its control API is not compared here
+    path = Path(os.environ.get("CONTAINERPILOT", str(CONTAINERPILOT)))
+
+    def available(self) -> bool:
+        return self.path.is_file() and os.access(self.path, os.X_OK)
+
+    def binary(self) -> str:
+        return str(self.path)
+
+    def version(self) -> str:
+        out = run([self.binary(), "-version"], timeout=20, check=False).stdout.split()
+        return out[1] if len(out) > 1 else "?"
+
+
 class BarePython(Peer):
     """Not an init: the launch baseline of issue #3, a bare ``python3 -I -S`` that execs the payload."""
 
@@ -353,7 +374,7 @@ class BarePython(Peer):
         return Launch([exe, "-I", "-S", "-c", code, *job.argv], _env())
 
 
-INITS: list[Peer] = [Pypilot(), Tini(), DumbInit(), S6(), Runit(), Supervisord(), Circus()]
+INITS: list[Peer] = [Pypilot(), ContainerPilot(), Tini(), DumbInit(), S6(), Runit(), Supervisord(), Circus()]
 BASELINE = BarePython()
 
 

@@ -1,0 +1,242 @@
+"""Full-featured tree memory (issue #15): pypilot and ContainerPilot 3.8 on the same config, in one run.
+
+Config (JSON, read by both): Consul (a real ``consul agent -dev`` on loopback, one for the whole measure,
+else the stand-in ``tests/consul_standin.py``), telemetry on (scraped once, 4 s in), N service jobs (the
+``stamp`` payload, each with a port and an exec health check ``true`` every 1 s, TTL 5) and 1 watch; N = 3
+and N = 20. Both systems run at once, each as PID 1 of its own PID namespace, with service names of their
+own in the one agent.
+
+8 s after start, RSS and PSS (``smaps_rollup``) are summed over the init's own processes: those whose
+executable is PID 1's (pypilot's workers are forks of PID 1; the jobs and their health checks are other
+executables and are excluded). Then the system's own ``-ping`` is run once against its control socket, as
+the image's ``HEALTHCHECK`` does (it starts pypilot's control worker), and 3 s later the tree is read again
+(``*_ping`` rows). Per process (pypilot): RSS and thread count, in the note. ``repeats`` rounds; each row
+says its sample count (n).
+
+``tree3_breakdown``: pypilot's processes after the ping of the last N = 3 round, RSS by mapping (the
+interpreter and libpython, each extension module's package, other shared libraries, heap and anonymous
+memory), so that benchmarks/README.md can say where each MiB goes (a row per process, its parts in the note).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import procstat
+from .common import REPO, log
+from .harness import STAMP, Context
+from .nsrun import InitTimeout, NsInit
+from .peers import Launch, Pypilot, _env, free_port
+
+SAMPLE_AT_S = 8.0
+AFTER_PING_S = 3.0
+SIZES = (3, 20)
+CONSUL = REPO.parent / "shared" / "bin" / "consul"
+
+
+@contextlib.contextmanager
+def consul_agent() -> Iterator[str]:
+    """``host:port`` of a Consul agent on loopback for the measure's lifetime."""
+    port = free_port()
+    if CONSUL.exists():
+        data = tempfile.mkdtemp(prefix="bench-consul-")
+        p1, p2, p3 = free_port(), free_port(), free_port()
+        argv = [
+            str(CONSUL), "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+            "-http-port", str(port), "-data-dir", data,
+            "-hcl", f"ports {{ dns = -1, serf_lan = {p1}, serf_wan = {p2}, server = {p3} }}",
+        ]  # fmt: skip
+    else:
+        data = ""
+        argv = [sys.executable, str(REPO / "tests" / "consul_standin.py"), "--port", str(port)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status/leader", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise OSError("Consul agent did not answer") from None
+                time.sleep(0.05)
+        time.sleep(0.3)  # a -dev agent elects itself just after its HTTP listener opens
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if data:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def config(stamp: str, consul: str, services: int, tag: str, workdir: Path, json5: bool = False) -> Path:
+    """The full-featured config; ``tag`` keeps each system's service names apart in the one agent."""
+    port = free_port()
+    jobs = [
+        {
+            "name": f"{tag}svc{i}",
+            "exec": [stamp],
+            "port": 9000 + i,
+            "interfaces": ["static:127.0.0.1"],
+            "health": {"exec": "true", "interval": 1, "ttl": 5},
+        }
+        for i in range(services)
+    ]
+    cfg = {
+        "consul": consul,
+        "logging": {"level": "INFO"},
+        "control": {"socket": str(workdir / "ctl.sock")},
+        "jobs": jobs,
+        "watches": [{"name": f"{tag}upstream", "interval": 5}],
+        "telemetry": {"port": port, "interfaces": ["static:127.0.0.1"]},
+    }
+    path = workdir / ("full.json5" if json5 else "full.json")
+    path.write_text(json.dumps(cfg, indent=1))
+    return path
+
+
+def own_pids(ns: NsInit) -> list[int]:
+    """The init's own processes: those running PID 1's executable (jobs and checks excluded)."""
+    tree = ns.tree()
+    if not tree:
+        return []
+    exe = procstat.exe(tree[0])
+    return [pid for pid in tree if procstat.exe(pid) == exe]
+
+
+def threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+def _scrape(cfg: Path) -> None:
+    port = json.loads(cfg.read_text())["telemetry"]["port"]
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    except OSError as exc:
+        log(f"telemetry scrape failed: {exc}")
+
+
+def _sample(ctx: Context, measure: str, name: str, ns: NsInit) -> list[int]:
+    pids = own_pids(ns)
+    sizes = [procstat.smaps(pid) for pid in pids]
+    per = ", ".join(f"{r / 1024:.1f} MiB/{threads(pid)} thr" for pid, (r, _) in zip(pids, sizes, strict=True))
+    ctx.col.add(
+        f"{measure}_rss", name, "MiB", sum(r for r, _ in sizes) / 1024, note=f"{len(pids)} procs: {per}"
+    )
+    ctx.col.add(f"{measure}_pss", name, "MiB", sum(p for _, p in sizes) / 1024)
+    if sizes:
+        ctx.col.add(f"{measure}_pid1_rss", name, "MiB", sizes[0][0] / 1024)
+    return pids
+
+
+def breakdown(pid: int) -> dict[str, float]:
+    """RSS of one process by what is mapped, in MiB: interpreter, each package's extensions, libs, heap."""
+    out: dict[str, float] = {}
+    current = "?"
+    try:
+        with open(f"/proc/{pid}/smaps") as fh:
+            for line in fh:
+                head = line.split(None, 1)[0]
+                if "-" in head and not head.endswith(":"):
+                    parts = line.split()
+                    path = parts[5] if len(parts) > 5 else ""
+                    current = _kind(path)
+                elif head == "Rss:":
+                    out[current] = out.get(current, 0.0) + int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v >= 0.01}
+
+
+def _kind(path: str) -> str:
+    if not path or path.startswith("[anon") or path == "[heap]":
+        return "heap + anonymous (Python objects, arenas, malloc)"
+    if path.startswith("["):
+        return path
+    name = os.path.basename(path)
+    if name.startswith("python3") or name.startswith("libpython"):
+        return "interpreter (python3 / libpython)"
+    if "site-packages/" in path:
+        return "extension: " + path.split("site-packages/", 1)[1].split("/", 1)[0]
+    if "lib-dynload/" in path:
+        return "stdlib extensions (lib-dynload)"
+    if name.startswith("libc.") or name.startswith("ld-linux") or name.startswith("libm."):
+        return "libc, libm, loader"
+    return "other: " + name.split(".so")[0]
+
+
+def _start(ctx: Context, peer: Pypilot, consul: str, services: int, k: int) -> tuple[NsInit, Launch, Path]:
+    wd = ctx.ws.fresh()
+    tag = f"{'cp' if peer.name != 'pypilot' else 'pp'}{k}"
+    cfg = config(ctx.p("stamp"), consul, services, tag, wd)
+    launch = Launch([peer.binary(), "-config", str(cfg)], _env(), control=str(wd / "ctl.sock"))
+    return NsInit(launch.argv, launch.env, cwd=wd), launch, cfg
+
+
+def measure(ctx: Context) -> None:
+    systems = [p for p in ctx.peers if isinstance(p, Pypilot)]  # pypilot and ContainerPilot 3.8
+    if not any(p.name != "pypilot" for p in systems):
+        log("tree: ContainerPilot 3.8 not found: pypilot alone (no quoted figure for this config)")
+    rounds = max(1, ctx.s.repeats if not ctx.s.quick else 1)
+    k = 0
+    detail: dict[int, dict[str, float]] = {}
+    with consul_agent() as consul:
+        for _ in range(rounds):
+            for services in SIZES:
+                measure_name = f"tree{services}"
+                with contextlib.ExitStack() as stack:
+                    running: dict[str, tuple[NsInit, Path]] = {}
+                    for peer in systems:
+                        k += 1
+                        ns, _, cfg = _start(ctx, peer, consul, services, k)
+                        running[peer.name] = (stack.enter_context(ns), cfg)
+                    t0 = time.monotonic()
+                    for name, (ns, _) in list(running.items()):
+                        try:
+                            ns.wait_for(STAMP, timeout=20)
+                        except InitTimeout as exc:
+                            ctx.col.fail(f"{measure_name}_rss", name, "MiB", exc)
+                            del running[name]
+                    time.sleep(max(0.0, t0 + 4.0 - time.monotonic()))
+                    for _, cfg in running.values():
+                        _scrape(cfg)
+                    time.sleep(max(0.0, t0 + SAMPLE_AT_S - time.monotonic()))
+                    for name, (ns, _) in running.items():
+                        _sample(ctx, measure_name, name, ns)
+                    for name, (_, cfg) in running.items():
+                        binary = next(p.binary() for p in systems if p.name == name)
+                        res = subprocess.run(
+                            [binary, "-config", str(cfg), "-ping"],
+                            capture_output=True,
+                            timeout=30,
+                            check=False,
+                        )
+                        if res.returncode != 0:
+                            ctx.col.fail(
+                                f"{measure_name}_ping_rss", name, "MiB", f"-ping exit {res.returncode}"
+                            )
+                    time.sleep(AFTER_PING_S)
+                    for name, (ns, _) in running.items():
+                        pids = _sample(ctx, f"{measure_name}_ping", name, ns)
+                        if name == "pypilot" and services == SIZES[0]:
+                            detail = {i: breakdown(pid) for i, pid in enumerate(pids)}
+    for i, parts in detail.items():
+        note = "; ".join(f"{what} {mib:.1f}" for what, mib in parts.items())
+        ctx.col.add("tree3_breakdown", f"pypilot process {i}", "MiB", sum(parts.values()), note=note)
