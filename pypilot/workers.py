@@ -1,9 +1,10 @@
 """Worker processes: how PID 1 starts them, hears from them, and replaces them when they die.
 
-PID 1 does no I/O that can block (checks, Consul, HTTP); workers do. A worker is a child forked with
-multiprocessing's ``fork`` context from the single-threaded PID 1 (so the fork is safe) and then
-forgotten by multiprocessing: its exit comes through the reaper like any other, never ``join``/``poll``
-(a second waiter would race the reaper). PID 1 and a worker talk over a socketpair in small messages
+PID 1 does no I/O that can block (checks, Consul, HTTP); workers do. A worker is a child forked
+(``os.fork``) from the single-threaded PID 1, so the fork is safe; its exit comes through the reaper
+like any other (no second waiter). PID 1 imports nothing to start one (multiprocessing cost it
+~3 MiB), and the worker freezes what it inherited out of its collector's reach, so those pages stay
+shared. PID 1 and a worker talk over a socketpair in small messages
 (``pypilot.channel``: the framing, and the worker's end); ``Channel`` here is PID 1's end, and a
 worker's ``log`` messages are written to PID 1's log here, for every worker. A dead worker is started
 again, after a delay that grows while it keeps dying.
@@ -14,12 +15,17 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable
 
 from pypilot import logs
 from pypilot.channel import Decoder, Message, encode
 from pypilot.loop import Loop
 from pypilot.reaper import Reaper, describe
+
+TYPE_CHECKING = False  # typing is not imported at start-up
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 __all__ = ["Channel", "Message", "Worker"]
 
@@ -116,6 +122,31 @@ def _child(main: WorkerMain, sock: socket.socket, pass_fds: tuple[int, ...] = ()
     main(sock)
 
 
+def _run_child(main: WorkerMain, sock: socket.socket) -> NoReturn:
+    """The forked worker's whole life: it never returns into PID 1's code (its loop, its reaper)."""
+    import gc
+
+    # Everything inherited from PID 1 goes to the permanent generation: the worker's collector never
+    # walks it (a walk writes every object's header), so those pages stay shared with PID 1.
+    gc.freeze()
+    code = 0
+    try:
+        _child(main, sock)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
 class Worker:
     """One worker process, kept running: started on demand, replaced when it dies."""
 
@@ -139,20 +170,14 @@ class Worker:
         self._delay = self.RESTART_MIN
 
     def start(self) -> None:
-        import multiprocessing
-        import multiprocessing.process
-
         since = self.reaper.generation
         ours, theirs = socket.socketpair()
-        proc = multiprocessing.get_context("fork").Process(
-            target=_child, args=(self.main, theirs), name=f"pypilot-{self.name}", daemon=False
-        )
-        proc.start()
-        # forget it: multiprocessing would otherwise waitpid() it from _cleanup(), racing our reaper
-        multiprocessing.process._children.discard(proc)  # type: ignore[attr-defined]
+        pid = os.fork()  # PID 1 has one thread, so the child's copy of it is whole
+        if pid == 0:  # pragma: no cover - the worker; its coverage is the worker tests'
+            ours.close()
+            _run_child(self.main, theirs)
         theirs.close()
-        assert proc.pid is not None
-        self.pid = proc.pid
+        self.pid = pid
         self.reaper.register(self.pid, self._on_exit, since=since)
         self.channel = Channel(self.loop, ours, self._deliver, lambda: None)
         logs.debug(f"worker {self.name} started as pid {self.pid}")
