@@ -17,6 +17,7 @@ from .targets import check
 
 ORDER = [
     "pypilot",
+    "pypilot (JSON5 config)",
     "ContainerPilot 3.8",
     "tini",
     "dumb-init",
@@ -56,6 +57,20 @@ TITLES = {
     "bundle_full_tree_pages": "Self-contained build vs pip install: full-featured tree, distinct pages held",
     "bundle_size_disk": "Self-contained build: size on disk",
     "bundle_size_gzip": "Self-contained build: size as a gzip -6 tarball",
+    "tree3_rss": "Full-featured tree, 3 services: RSS of the init's own processes, 8 s after start",
+    "tree3_pss": "Full-featured tree, 3 services: PSS, 8 s after start",
+    "tree3_pid1_rss": "Full-featured tree, 3 services: PID 1 alone, RSS",
+    "tree3_ping_rss": "Full-featured tree, 3 services, after one -ping (control worker up): RSS",
+    "tree3_ping_pss": "Full-featured tree, 3 services, after one -ping: PSS",
+    "tree3_ping_pid1_rss": "Full-featured tree, 3 services, after one -ping: PID 1 alone, RSS",
+    "tree20_rss": "Full-featured tree, 20 services: RSS, 8 s after start",
+    "tree20_pss": "Full-featured tree, 20 services: PSS, 8 s after start",
+    "tree20_pid1_rss": "Full-featured tree, 20 services: PID 1 alone, RSS",
+    "tree20_ping_rss": "Full-featured tree, 20 services, after one -ping: RSS",
+    "tree20_ping_pss": "Full-featured tree, 20 services, after one -ping: PSS",
+    "tree20_ping_pid1_rss": "Full-featured tree, 20 services, after one -ping: PID 1 alone, RSS",
+    "tree3_breakdown": "Where pypilot's MiB go: RSS of each process by mapping (3 services, after -ping)",
+    "tree_libs": "Where pypilot's MiB go: RSS of a fresh interpreter importing each part in turn",
 }
 
 
@@ -103,7 +118,7 @@ def markdown(results: list[Result], meta: dict[str, object]) -> str:
         "Peers: " + ", ".join(f"{k} {v}" for k, v in dict(meta["versions"]).items()) + ".",
         "",
     ]  # type: ignore[call-overload]
-    lines += ["## Targets (issues #8, #13)", "", "| target | pypilot | verdict |", "|---|---|---|"]
+    lines += ["## Targets (issues #8, #13, #15)", "", "| target | pypilot | verdict |", "|---|---|---|"]
     keyed = {(r.measure, r.peer): r for r in results}
     for v in check(keyed):
         verdict = "n/a" if v.ok is None else "meets" if v.ok else "**misses**"

@@ -182,6 +182,65 @@ def _kind(path: str) -> str:
     return "other: " + name.split(".so")[0]
 
 
+LADDER = (  # what each process imports, in the order the tree pays for it
+    ("interpreter with site", ""),
+    ("PID 1's modules", "pypilot.cli pypilot.supervisor pypilot.jobs pypilot.health pypilot.workers"),
+    ("+ discovery, control plane (PID 1 side)", "pypilot.discovery pypilot.control.plane"),
+    ("+ threading, http.client (workers)", "threading http.client"),
+    ("+ ssl", "ssl"),
+    ("+ requests (urllib3, idna, charset_normalizer, certifi)", "requests"),
+    ("+ py-consul", "consul"),
+    ("+ pypilot.consul", "pypilot.consul"),
+    ("+ prometheus_client", "prometheus_client"),
+    ("+ pypilot.telemetry", "pypilot.telemetry"),
+    ("+ asyncio (falcon.util.sync imports it)", "asyncio"),
+    ("+ falcon", "falcon"),
+    ("+ waitress", "waitress"),
+    (
+        "+ pypilot.control.app, server, worker",
+        "pypilot.control.app pypilot.control.server pypilot.control.worker",
+    ),
+)
+LADDER_CODE = """
+import sys, importlib
+def rss():
+    return int(open('/proc/self/statm').read().split()[1]) * 4096 / 1048576
+out = [rss()]
+for step in sys.argv[1:]:
+    for mod in step.split():
+        importlib.import_module(mod)
+    out.append(rss())
+print(' '.join(f'{x:.3f}' for x in out))
+"""
+
+
+def _python_of(script: str) -> str:
+    """The interpreter a pypilot launcher script runs (its shebang), else this one."""
+    with open(script, "rb") as fh:
+        first = fh.readline(512)
+    if first.startswith(b"#!"):
+        interp = first[2:].decode(errors="replace").split()
+        if interp and os.path.exists(interp[0]):
+            return interp[0]
+    return sys.executable
+
+
+def libs(ctx: Context, python: str) -> None:
+    """``tree_libs``: RSS added by each part, imported in turn into one fresh interpreter."""
+    for _ in range(max(1, ctx.s.repeats)):
+        steps = [mods for _, mods in LADDER[1:]]
+        res = subprocess.run(
+            [python, "-c", LADDER_CODE, *steps], capture_output=True, text=True, timeout=60, check=False
+        )
+        if res.returncode != 0:
+            ctx.col.fail("tree_libs", LADDER[0][0], "MiB", res.stderr.strip()[-200:] or "failed")
+            return
+        values = [float(x) for x in res.stdout.split()]
+        for i, (label, _) in enumerate(LADDER):
+            added = values[i] - values[i - 1] if i else values[0]
+            ctx.col.add("tree_libs", label, "MiB", added, note=f"total {values[i]:.1f} MiB")
+
+
 def _start(ctx: Context, peer: Pypilot, consul: str, services: int, k: int) -> tuple[NsInit, Launch, Path]:
     wd = ctx.ws.fresh()
     tag = f"{'cp' if peer.name != 'pypilot' else 'pp'}{k}"
@@ -237,6 +296,9 @@ def measure(ctx: Context) -> None:
                         pids = _sample(ctx, f"{measure_name}_ping", name, ns)
                         if name == "pypilot" and services == SIZES[0]:
                             detail = {i: breakdown(pid) for i, pid in enumerate(pids)}
+    mine = [p for p in systems if p.name == "pypilot"]
+    if mine:
+        libs(ctx, _python_of(mine[0].binary()))
     for i, parts in detail.items():
         note = "; ".join(f"{what} {mib:.1f}" for what, mib in parts.items())
         ctx.col.add("tree3_breakdown", f"pypilot process {i}", "MiB", sum(parts.values()), note=note)
