@@ -109,17 +109,16 @@ def parse_json5(text: str, warnings: list[str] | None = None) -> dict[str, Any] 
     ``-validate`` goes to ``warnings``.
 
     A config that is plain JSON (the usual output of a template or a generator) is read by the stdlib's
-    json: it is JSON5's subset, read the same way, and importing it costs ~6 ms before the first spawn
+    JSON scanner (``_json``, without ``json`` and the ``re`` it imports): it is JSON5's subset, read the
+    same way, and importing it costs ~0.3 ms before the first spawn
     where pyjson5 (pprint, dataclasses, decimal, …) or orjson (uuid, dataclasses, …) cost ~20 ms, and
     pyjson5 3.6 MiB of PID 1 for as long as it runs (measured: benchmarks, profile). Anything else, and
     every error message, is pyjson5's.
     """
     raw: Any
     try:
-        import json
-
-        raw = json.loads(text)
-    except (ValueError, RecursionError):
+        raw = _plain_json(text)
+    except Exception:  # anything that is not plain JSON is pyjson5's to read, or to name the error of
         pass
     else:
         if raw is None or isinstance(raw, dict):
@@ -149,6 +148,31 @@ def parse_json5(text: str, warnings: list[str] | None = None) -> dict[str, Any] 
         f"could not parse configuration: json: cannot unmarshal {kind} into Go value of type "
         "map[string]interface {}"
     )
+
+
+_JSON_SPACE = " \t\n\r"
+
+
+class _ScanContext:
+    """What the C scanner reads off ``json.JSONDecoder``, without ``json`` (whose decoder imports
+    ``re``: ~3 ms before the first spawn, of a budget of a few)."""
+
+    strict = True
+    object_hook = object_pairs_hook = None
+    parse_float, parse_int = float, int
+    parse_constant = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}.__getitem__
+    memo: dict[str, str] = {}
+
+
+def _plain_json(text: str) -> Any:
+    """``json.loads(text)`` for a text that is plain JSON; raises (anything) for one that is not."""
+    import _json
+
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    value, end = _json.make_scanner(_ScanContext())(text, start)  # type: ignore[arg-type]
+    if text[end:].strip(_JSON_SPACE):
+        raise ValueError("extra data")
+    return value
 
 
 def _without_open_trailing_comment(text: str, pyjson5: Any) -> Any:
