@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pypilot.config.loader import _plain_json, parse_json5
+from pypilot.config.loader import _as_json, _plain_json, parse_json5
 
 TEXTS = [
     '{"a": [1, 2.5, -3e2, true, false, null, "x\\u00e9\\n"], "b": {}}',
@@ -48,3 +48,42 @@ def test_a_json5_config_still_parses() -> None:
     assert parse_json5("// comment\n{jobs: [{name: 'a', exec: 'true',},],}") == {
         "jobs": [{"name": "a", "exec": "true"}]
     }
+
+
+EVERYDAY_JSON5 = [
+    "// a comment\n{jobs: [{name: 'a', exec: 'true',},], /* block */ 'k': \"v\\\"q\", $x_1: -1.5e3,}",
+    '{a: "x\\\\", b: "q\\\\\\"r", c: "/* not a comment */", d: "http://x//y"}',
+    "{true: 1, null: [1, 2,\n], inf: -Infinity}",
+]
+BEYOND = ["{a: 0x10}", "{a: +1}", "{a: .5}", "{a: 'it\\'s'}", "{a: '\"'}", "{a: 1} /* open", "{a\u00a0: 1}"]
+
+
+@pytest.mark.parametrize("text", EVERYDAY_JSON5)
+def test_everyday_json5_is_read_as_pyjson5_reads_it(text: str) -> None:
+    import pyjson5
+
+    assert repr(_plain_json(_as_json(text))) == repr(pyjson5.decode(text))
+    assert repr(parse_json5(text)) == repr(pyjson5.decode(text))
+
+
+@pytest.mark.parametrize("text", BEYOND)
+def test_json5_beyond_the_everyday_kind_is_left_to_pyjson5(text: str) -> None:
+    import pyjson5
+
+    with pytest.raises((ValueError, StopIteration)):
+        _plain_json(_as_json(text))
+    try:
+        expected = repr(pyjson5.decode(text))
+    except pyjson5.Json5Exception:
+        return
+    assert repr(parse_json5(text)) == expected
+
+
+def test_a_json5_config_imports_no_pyjson5() -> None:
+    code = (
+        "import sys; from pypilot.config.loader import parse_json5; before = set(sys.modules); "
+        "print(parse_json5(\"// c\\n{jobs: [{name: 'a', exec: 'true',},],}\")); "
+        "print(sorted(m for m in ('json', 're', 'pyjson5', 'orjson') if m in set(sys.modules) - before))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["{'jobs': [{'name': 'a', 'exec': 'true'}]}", "[]"]
