@@ -2,7 +2,9 @@
 
 Memory: every system is started at once, and 2 s after its job stamped, RSS and PSS are summed from
 ``/proc/<pid>/smaps_rollup`` over the init's whole tree minus the payload (s6-svscan + s6-supervise,
-runsvdir + runsv, ...); PID 1's own RSS is reported too. Median of ``repeats`` rounds.
+runsvdir + runsv, ...); PID 1's own RSS is reported too. Median of ``repeats`` rounds. Then pypilot and
+ContainerPilot 3.8 get one ``-ping`` each (what an image's ``HEALTHCHECK`` does; it starts pypilot's control
+worker) and 3 s later the tree is read again: ``idle_ping_tree_rss``/``_pss``.
 CPU: one more round, all at once; after 2 s of settling, per-thread ``schedstat`` (on-CPU ns, timeslices) and
 voluntary + involuntary context switches are read twice, ``idle_window_s`` apart (30 s in a full run).
 Wake-ups per second = context switches in the window / window (an idle event loop should have none).
@@ -11,12 +13,13 @@ Wake-ups per second = context switches in the window / window (an idle event loo
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import time
 
 from . import procstat
 from .harness import STAMP, Context
 from .nsrun import InitTimeout, NsInit
-from .peers import Job
+from .peers import Job, Pypilot
 
 SETTLE_S = 2.0
 
@@ -42,11 +45,31 @@ def _init_pids(ns: NsInit, payload: str) -> list[int]:
     return [pid for pid in ns.tree() if procstat.exe(pid) != payload]
 
 
+def _after_ping(ctx: Context, ready: dict[str, NsInit], payload: str) -> None:
+    pinged = []
+    for peer in ctx.peers:
+        if isinstance(peer, Pypilot) and peer.name in ready:
+            config = ready[peer.name].argv[-1]
+            res = subprocess.run([peer.binary(), "-config", config, "-ping"], capture_output=True, timeout=30)
+            if res.returncode != 0:
+                ctx.col.fail("idle_ping_tree_rss", peer.name, "MiB", f"-ping exited {res.returncode}")
+            else:
+                pinged.append(peer.name)
+    time.sleep(3.0)
+    for name in pinged:
+        pids = _init_pids(ready[name], payload)
+        sizes = [procstat.smaps(pid) for pid in pids]
+        rss, pss = sum(r for r, _ in sizes) / 1024, sum(p for _, p in sizes) / 1024
+        ctx.col.add("idle_ping_tree_rss", name, "MiB", rss, note=f"{len(pids)} processes")
+        ctx.col.add("idle_ping_tree_pss", name, "MiB", pss)
+
+
 def measure(ctx: Context) -> None:
     payload = ctx.p("stamp")
     for _ in range(ctx.s.repeats):
         with contextlib.ExitStack() as stack:
-            for name, ns in _start_all(ctx, stack).items():
+            ready = _start_all(ctx, stack)
+            for name, ns in ready.items():
                 pids = _init_pids(ns, payload)
                 sizes = [procstat.smaps(pid) for pid in pids]
                 ctx.col.add(
@@ -58,6 +81,7 @@ def measure(ctx: Context) -> None:
                 )
                 ctx.col.add("idle_tree_pss", name, "MiB", sum(p for _, p in sizes) / 1024)
                 ctx.col.add("idle_pid1_rss", name, "MiB", sizes[0][0] / 1024 if sizes else 0.0)
+            _after_ping(ctx, ready, payload)
     with contextlib.ExitStack() as stack:
         ready = _start_all(ctx, stack)
         pids = {name: _init_pids(ns, payload) for name, ns in ready.items()}
