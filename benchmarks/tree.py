@@ -133,13 +133,28 @@ def _scrape(cfg: Path) -> None:
         log(f"telemetry scrape failed: {exc}")
 
 
+def private_kib(pid: int) -> int:
+    """Pages only this process maps (Private_Clean + Private_Dirty), KiB: what it costs on its own."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    total += int(line.split()[1])
+    except OSError:
+        pass
+    return total
+
+
 def _sample(ctx: Context, measure: str, name: str, ns: NsInit) -> list[int]:
     pids = own_pids(ns)
     sizes = [procstat.smaps(pid) for pid in pids]
-    per = ", ".join(f"{r / 1024:.1f} MiB/{threads(pid)} thr" for pid, (r, _) in zip(pids, sizes, strict=True))
-    ctx.col.add(
-        f"{measure}_rss", name, "MiB", sum(r for r, _ in sizes) / 1024, note=f"{len(pids)} procs: {per}"
+    per = ", ".join(
+        f"{r / 1024:.1f} MiB RSS ({private_kib(pid) / 1024:.1f} private)/{threads(pid)} thr"
+        for pid, (r, _) in zip(pids, sizes, strict=True)
     )
+    rss = sum(r for r, _ in sizes) / 1024
+    ctx.col.add(f"{measure}_rss", name, "MiB", rss, note=f"{len(pids)} procs: {per}")
     ctx.col.add(f"{measure}_pss", name, "MiB", sum(p for _, p in sizes) / 1024)
     if sizes:
         ctx.col.add(f"{measure}_pid1_rss", name, "MiB", sizes[0][0] / 1024)
