@@ -36,7 +36,7 @@ TITLES = {
     "idle_pid1_rss": "Idle memory, PID 1 alone, RSS",
     "idle_ping_tree_rss": "Idle memory after one -ping (control worker up), whole init tree, RSS",
     "idle_ping_tree_pss": "Idle memory after one -ping (control worker up), whole init tree, PSS",
-    "launch_cpu": "Launch: PID 1's CPU time when its first job reads it (schedstat; robust to load)",
+    "launch_cpu": "Launch: PID 1's CPU time when its first job reads it (schedstat; an upper bound)",
     "idle_wakeups": "Idle wake-ups (context switches)",
     "idle_cpu": "Idle CPU time",
     "restart_gap_clean": "Restart gap, first restart after a clean exit",
