@@ -199,7 +199,9 @@ def _kind(path: str) -> str:
 
 LADDER = (  # what each process imports, in the order the tree pays for it
     ("interpreter with site", ""),
-    ("PID 1's modules", "pypilot.cli pypilot.supervisor pypilot.jobs pypilot.health pypilot.workers"),
+    ("PID 1's modules", "pypilot.cli pypilot.config pypilot.supervisor pypilot.jobs pypilot.health"),
+    ("+ psutil (PID 1, for the interfaces specs)", "psutil"),
+    ("+ pypilot.workers, pypilot.channel (PID 1 at its first worker)", "pypilot.workers pypilot.channel"),
     ("+ discovery, control plane (PID 1 side)", "pypilot.discovery pypilot.control.plane"),
     ("+ threading, http.client (workers)", "threading http.client"),
     ("+ ssl", "ssl"),
