@@ -129,6 +129,16 @@ def _run_child(main: WorkerMain, sock: socket.socket) -> NoReturn:
     # Everything inherited from PID 1 goes to the permanent generation: the worker's collector never
     # walks it (a walk writes every object's header), so those pages stay shared with PID 1.
     gc.freeze()
+    try:  # PID 1's stdin is not the worker's (nor its checks'): /dev/null, as multiprocessing gave it
+        null = os.open(os.devnull, os.O_RDONLY)
+        if null != 0:  # 0 if PID 1 had no stdin at all: then it is in place already
+            os.dup2(null, 0)
+            os.close(null)
+    except OSError:
+        pass
+    process = sys.modules.get("pypilot.process")
+    if process is not None:  # its cached /dev/null fd is one of those _child closes: open a new one
+        process._devnull = -1  # type: ignore[attr-defined]
     code = 0
     try:
         _child(main, sock)
