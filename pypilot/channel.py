@@ -1,8 +1,9 @@
 """The messages between PID 1 and a worker: their framing, and the worker's end of the socketpair.
 
-A message is an orjson object behind its 4-byte big-endian length; ``encode`` makes one, ``Decoder``
-takes a byte stream in any pieces and gives back whole messages (a length over ``MAX_MESSAGE`` or a
-body that is not a JSON object is a ``ValueError``: the stream cannot be trusted after it).
+A message is a JSON object (what orjson writes) behind its 4-byte big-endian length; ``encode`` makes
+one, ``Decoder`` takes a byte stream in any pieces and gives back whole messages (a length over
+``MAX_MESSAGE`` or a body that is not a JSON object is a ``ValueError``: the stream cannot be trusted
+after it).
 
 ``WorkerLink`` is every worker's end (health, control, discovery); PID 1's end is
 ``workers.Channel``, which never blocks. A worker may block, so its end is plain: ``send`` from any
@@ -19,17 +20,75 @@ import socket
 import struct
 import threading
 from collections.abc import Callable
-from typing import Any
 
-import orjson
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-Message = dict[str, Any]
+Message = dict[str, "Any"]
 _LEN = struct.Struct(">I")
 MAX_MESSAGE = 16 << 20
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN and Infinity are not JSON: orjson's to refuse
+
+
+class _Json:
+    """The stdlib's C JSON encoder and scanner, without ``json`` (it imports ``re``) or orjson (uuid,
+    dataclasses, inspect, typing: 2.4 MiB of PID 1 at its first worker, measured: benchmarks/tree.py).
+    Whatever they do not take as plain JSON (NaN, a type only orjson knows, a surrogate) goes to
+    orjson, so what is sent and refused is orjson's."""
+
+    def __init__(self) -> None:
+        import _json
+
+        self.dumps = _json.make_encoder(
+            None, self._unknown, _json.encode_basestring, None, ":", ",", False, False, False
+        )
+        self.strict, self.object_hook, self.object_pairs_hook = True, None, None
+        self.parse_float, self.parse_int, self.parse_constant = float, int, _no_constant
+        self.memo: dict[str, str] = {}
+        self.scan = _json.make_scanner(self)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _unknown(obj: object) -> object:
+        raise TypeError(type(obj).__name__)
+
+
+_json_c: _Json | None = None
+
+
+def _dumps(msg: Message) -> bytes:
+    global _json_c
+    try:
+        if _json_c is None:
+            _json_c = _Json()
+        return "".join(_json_c.dumps(msg, 0)).encode("utf-8")
+    except Exception:
+        import orjson
+
+        return orjson.dumps(msg)
+
+
+def _loads(body: bytes) -> Any:
+    global _json_c
+    try:
+        if _json_c is None:
+            _json_c = _Json()
+        text = body.decode("utf-8")
+        value, end = _json_c.scan(text, 0)
+        if end == len(text):
+            return value
+    except Exception:
+        pass
+    import orjson
+
+    return orjson.loads(body)  # JSONDecodeError is a ValueError
+
+
 def encode(msg: Message) -> bytes:
-    body = orjson.dumps(msg)
+    body = _dumps(msg)
     if len(body) > MAX_MESSAGE:
         raise ValueError(f"message of {len(body)} bytes is over the limit")
     return _LEN.pack(len(body)) + body
@@ -67,7 +126,7 @@ class Decoder:
             raise ValueError(f"message of {size} bytes is over the limit")
         if len(self._buf) < 4 + size:
             return None
-        msg = orjson.loads(bytes(self._buf[4 : 4 + size]))  # JSONDecodeError is a ValueError
+        msg = _loads(bytes(self._buf[4 : 4 + size]))
         if not isinstance(msg, dict):
             raise ValueError(f"a message must be a JSON object, not {type(msg).__name__}")
         del self._buf[: 4 + size]
