@@ -244,6 +244,10 @@ def _as_json(text: str) -> str:
                 out.pop()
             if out and out[-1] == ",":
                 out.pop()
+                while out and out[-1] == " ":
+                    out.pop()
+                if not out or out[-1] in "{[,:":
+                    raise ValueError("a comma with nothing before it")  # JSON5 refuses {,} and [,]
             out.append(c)
             i += 1
         elif c in "{[:,-.0123456789":
