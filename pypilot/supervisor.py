@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pypilot import events as ev
 from pypilot import joblogs, logs, reaper
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from pypilot.control.plane import ControlPlane
     from pypilot.health import HealthChecks
-    from pypilot.reload import Reload
+    from pypilot.reload import Progress, Step
 
     class DiscoveryService(Registry, Protocol):
         """Service discovery as the supervisor drives it (``pypilot.discovery.Discovery``)."""
@@ -44,6 +44,17 @@ if TYPE_CHECKING:
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 EVENT_SIGNALS: dict[int, str] = {signal.SIGHUP: "SIGHUP", signal.SIGUSR2: "SIGUSR2"}
 KILL_WAIT = 2.0  # after the final SIGKILL sweep: how long for the kernel to finish the kills
+STARTUP = Event(ev.STARTUP, ev.GLOBAL)
+
+
+class Reloading:
+    """The supervisor's note of the reload it is carrying out (``Progress`` decides its steps)."""
+
+    def __init__(self, progress: Progress, new: Config, done: Callable[[bool, str], None]) -> None:
+        self.progress, self.new, self.done = progress, new, done
+        self.leaving: list[Job] = []  # the jobs being stopped: the next step waits for their processes
+        self.restore: list[JobConfig] = []  # the configs a rollback starts again
+        self.grace: Timer | None = None
 
 
 class Supervisor:
@@ -75,7 +86,7 @@ class Supervisor:
         self.wire_stopping_dependents()
         self._shutting_down = False
         self.maintenance_on = False
-        self._reload: Reload | None = None
+        self._reload: Reloading | None = None
         self._sweeping = False
         self._escapees_termed = False
         self._deadline: Timer | None = None
@@ -189,14 +200,12 @@ class Supervisor:
                 logs.debug(f"ignoring signal {signo} from pid {sender}")
         if chld:
             self.reaper.drain()
-            if self._reload is not None:
-                self._reload.step()
             if self._sweeping:
                 self._progress()
 
     def _on_event(self, event: Event) -> None:
         if self._reload is not None:
-            self._reload.on_event(event)
+            self._on_reload_event(self._reload, event)
 
     # --- the control plane's view: every control request ends in one of these --------------------
 
@@ -251,15 +260,131 @@ class Supervisor:
             logs.error(f"reload rejected, the running config is kept: {e}")
             done(False, f"invalid config: {e}")
             return
-        from pypilot.reload import Reload
+        from pypilot.reload import Progress, plan
 
-        self._reload = Reload(self, new, done)
-        self._reload.begin()
+        running = [(j.cfg, j.env_generation not in (None, self.env_generation)) for j in self.jobs]
+        r = self._reload = Reloading(Progress(plan(running, new.jobs, new.control.reload)), new, done)
+        r.leaving = [j for j in self.jobs if j.name not in r.progress.plan.keep]
+        r.restore = [j.cfg for j in r.leaving]
+        logs.info(
+            f"reloading: keeping {len(self.jobs) - len(r.leaving)} job(s), stopping {len(r.leaving)}, "
+            f"starting {len(r.progress.plan.start)}"
+        )
+        self._quit(r.leaving)
 
-    def reload_finished(self, reload: Reload) -> None:
-        self._reload = None
+    # --- carrying out a reload: its ``Progress`` decides, these apply --------------------------------
+
+    def _quit(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            if not job.completed:
+                job.receive(Event(ev.QUIT, job.name))
+        self._reload_gone()
+
+    def _reload_gone(self) -> None:
+        """Once the leaving jobs' processes are gone (an old and a new job of one name must not both
+        publish that name's exits), the next jobs start."""
+        r = self._reload
+        if r is None or any(j.command is not None and j.command.running for j in r.leaving):
+            return
+        for job in r.leaving:
+            job.force_complete()  # hooks still waiting on a trigger that went with the old config
+        r.leaving = []
+        self._reload_step(r.progress.gone())
+
+    def _on_reload_event(self, r: Reloading, event: Event) -> None:
+        code, source = event
+        if code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED) and any(j.name == source for j in r.leaving):
+            self._reload_gone()
+        elif code == ev.HEALTHY:
+            self._reload_step(r.progress.came_up(source))
+        elif code == ev.EXIT_FAILED and (job := self.job(source)) is not None and job.last_exit == 127:
+            self._reload_step(r.progress.could_not_start(source))
+
+    def _reload_step(self, step: Step | None) -> None:
+        r = self._reload
+        if step is None or r is None:
+            return
+        if step.action == "start":
+            self._reload_start(r)
+        elif step.action == "rollback":
+            logs.error(f"reload failed, rolling back to the previous config: {step.reason}")
+            r.leaving = [j for j in self.jobs if j.name not in r.progress.plan.keep]
+            self.bus.publish(Event(ev.ERROR, f"reload rolled back: {step.reason}"))
+            self._quit(r.leaving)
+        elif step.action == "restore":
+            old_order = [cfg.name for cfg in self.config.jobs]
+            for job in self._add_jobs(r.restore, old_order, r.progress.plan.keep):
+                job.receive(STARTUP)
+            self._reload_finished(False, step.reason or "rolled back")
+        elif step.action == "commit":
+            self._reload_commit(r)
+
+    def _reload_start(self, r: Reloading) -> None:
+        fresh = self._add_jobs(r.progress.plan.start, [cfg.name for cfg in r.new.jobs], r.progress.plan.keep)
+        step = r.progress.started(j.name for j in fresh if j.command is not None and j.start_event == STARTUP)
+        if step is None:
+            default = r.new.control.reload_grace
+            grace = min(j.cfg.when.timeout or default for j in fresh if j.name in r.progress.up)
+            r.grace = self.loop.call_later(grace, self._reload_grace_expired)
+        for job in fresh:
+            job.receive(STARTUP)
+        self._reload_step(step or self._reload_spawned(r))
+
+    def _add_jobs(self, cfgs: Sequence[JobConfig], order: list[str], keep: Sequence[str]) -> list[Job]:
+        """The kept jobs and new ones made from ``cfgs``, in ``order``: subscribed and armed."""
+        fresh = [Job(cfg, self) for cfg in cfgs]
+        rank = {name: i for i, name in enumerate(order)}
+        kept = [j for j in self.jobs if j.name in keep]
+        self.jobs = sorted(kept + fresh, key=lambda j: rank.get(j.name, len(rank)))
+        self.wire_stopping_dependents()
+        for job in fresh:
+            self.bus.subscribe(job)
+        for job in fresh:
+            job.run()
+        return fresh
+
+    def _reload_spawned(self, r: Reloading) -> Step | None:
+        """A watched job without a health check has come up once its process is running."""
+        first: Step | None = None
+        for job in self.jobs:
+            if job.name in r.progress.up and job.cfg.health is None and job.command is not None:
+                step = r.progress.came_up(job.name) if job.command.running else None
+                first = first or step
+        return first
+
+    def _reload_grace_expired(self) -> None:
+        r = self._reload
+        if r is not None:
+            r.grace = None
+            self._reload_step(self._reload_spawned(r) or r.progress.grace_expired())
+
+    def _reload_commit(self, r: Reloading) -> None:
+        old_control, self.config = self.config.control, r.new
+        if r.new.control != old_control:  # a new socket, once this reload's answer has gone out on the old
+            self.loop.call_later(1.0, self.restart_control)
+        if self.discovery is not None:
+            self.discovery.reconfigure(r.new)
+        for job in self.jobs:  # beyond CP: a kept job can re-read what the new config changed around it
+            if job.name not in r.progress.plan.keep or not job.cfg.reload_signal:
+                continue
+            if job.signal(job.cfg.reload_signal):
+                logs.info(f"sent reload signal {job.cfg.reload_signal} to {job.name}", job=job.name)
+        try:
+            logs.configure(r.new.logging.level, r.new.logging.format, r.new.logging.output)
+        except ValueError as e:
+            logs.error(str(e))
+        logs.info("control: reloaded app via control plane")
+        self._reload_finished(True, "reloaded")
+
+    def _reload_finished(self, ok: bool, message: str) -> None:
+        r, self._reload = self._reload, None
+        if r is None:
+            return
+        if r.grace is not None:  # or the timer keeps this reload, its old jobs and config, for the grace
+            r.grace.cancel()
         if not self._shutting_down and self.jobs and all(j.completed for j in self.jobs):
             self.loop.call_soon(self._sweep)
+        r.done(ok, message)
 
     def job(self, name: str) -> Job | None:
         return next((job for job in self.jobs if job.name == name), None)
@@ -268,9 +393,8 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """Graceful stop of every job; the global stopTimeout is a deadline for all of it."""
-        if self._reload is not None:
-            self._reload.abort("pypilot is shutting down")
-            self._reload = None
+        if self._reload is not None:  # every job is stopping anyway
+            self._reload_finished(False, "pypilot is shutting down")
         if not self._shutting_down:
             self._shutting_down = True
             grace = max(self.config.stop_timeout, 0.0)
