@@ -84,7 +84,7 @@ if TYPE_CHECKING:
     from typing import Protocol
 
     class Subscriber(Protocol):
-        def receive(self, event: Event) -> None: ...
+        def receive(self, event: Event) -> object: ...  # a job answers continue/halt; the bus ignores it
 
 
 class Bus:

@@ -2,7 +2,8 @@
 
 Each ``Job`` is a state machine fed by the bus (``receive``) and by its own timers. It decides and
 asks for effects: spawn or signal its command, publish events, tell the supervisor it completed.
-``receive`` is CP's dispatch table, first match wins; the ``_on_*`` handlers are its cells. Where a job
+``receive`` is CP's dispatch table, first match wins; each row is an ``_on_*`` handler that answers
+``Flow.CONTINUE`` or ``Flow.HALT`` (completed), as CP's job loop does. Where a job
 is in its lifecycle is one ``State``, every allowed move in ``TRANSITIONS``; its health is ``status``.
 Its command comes from the context (``Context.command``), and its own exits reach ``_on_exec_exit``
 directly, queued in the bus order ahead of what that handler publishes.
@@ -37,6 +38,13 @@ else:
 
 IDLE, UNKNOWN, HEALTHY, UNHEALTHY, MAINTENANCE = "idle", "unknown", "healthy", "unhealthy", "maintenance"
 SIGNAL_SOURCES = ("SIGHUP", "SIGUSR2")
+
+
+class Flow(enum.Enum):
+    """What a ``receive`` handler tells the job's loop (CP's job loop): go on, or this job is over."""
+
+    CONTINUE = "continue"
+    HALT = "halt"  # completed: it takes no more events
 
 
 class State(enum.Enum):
@@ -182,35 +190,36 @@ class Job:
         if timeout and not self.interval and (self.start_event is not None or self.pending_triggers):
             self._once("wait-timeout", timeout, self._on_start_timeout)
 
-    def receive(self, event: Event) -> None:
-        """CP's dispatch table (§4.4): the first row that matches handles the event. The job's own
-        exits are not among them: ``_on_process_exit`` hands them to ``_on_exec_exit`` directly."""
+    def receive(self, event: Event) -> Flow:
+        """CP's dispatch table (§4.4): the first row that matches handles the event, and its handler
+        says whether the job goes on. The job's own exits are not among them: ``_on_process_exit``
+        hands them to ``_on_exec_exit`` directly."""
         state = self.state
         if state is State.COMPLETED:
-            return
+            return Flow.HALT
         if state is State.HALTING:
-            if event == self.stopping_wait:
-                self._finish_cleanup()
-            return
+            return self._on_halting(event)
         code, source = event
         if source == self.check_source and code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED):
-            if self.status != MAINTENANCE:
-                self._on_check_result(code == ev.EXIT_SUCCESS)
-        elif code in (ev.QUIT, ev.SHUTDOWN) and (source == self.name or event == (ev.SHUTDOWN, ev.GLOBAL)):
-            self._on_quit(event)
-        elif code == ev.ENTER_MAINTENANCE and source == ev.GLOBAL:
-            self._on_enter_maintenance(event)
-        elif code == ev.EXIT_MAINTENANCE and source == ev.GLOBAL:
-            self._on_exit_maintenance(event)
-        elif code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED) and source == self.name:
-            return  # already handled, before it was published
-        elif code == ev.SIGNAL:
-            if event == self.start_event:
-                self._start_exec()
-        elif event == self.start_event:
-            self._on_start()
-        elif event in self.pending_triggers:
-            self._on_trigger(event)
+            return self._on_check_event(code)
+        if code in (ev.QUIT, ev.SHUTDOWN) and (source == self.name or event == (ev.SHUTDOWN, ev.GLOBAL)):
+            return self._on_quit(event)
+        if code == ev.ENTER_MAINTENANCE and source == ev.GLOBAL:
+            return self._on_enter_maintenance(event)
+        if code == ev.EXIT_MAINTENANCE and source == ev.GLOBAL:
+            return self._on_exit_maintenance(event)
+        if code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED) and source == self.name:
+            return Flow.CONTINUE  # already handled, before it was published
+        if code == ev.SIGNAL:
+            return self._on_signal(event)
+        if event == self.start_event:
+            return self._on_start()
+        if event in self.pending_triggers:
+            return self._on_trigger(event)
+        return Flow.CONTINUE
+
+    def _flow(self) -> Flow:
+        return Flow.HALT if self.state is State.COMPLETED else Flow.CONTINUE
 
     # --- operator commands (control API, CP #571) ------------------------------------------------
 
@@ -301,6 +310,23 @@ class Job:
             logs.warn(f"{self.check_source} failed: {detail}")
         self.ctx.bus.publish(Event(ev.EXIT_SUCCESS if ok else ev.EXIT_FAILED, self.check_source))
 
+    def _on_halting(self, event: Event) -> Flow:
+        """Cleanup has begun: only the preStop dependent's ``stopped`` moves it on."""
+        if event == self.stopping_wait:
+            self._finish_cleanup()
+        return self._flow()
+
+    def _on_check_event(self, code: str) -> Flow:
+        if self.status != MAINTENANCE:  # a check finishing in maintenance changes nothing
+            self._on_check_result(code == ev.EXIT_SUCCESS)
+        return self._flow()
+
+    def _on_signal(self, event: Event) -> Flow:
+        """SIGHUP/SIGUSR2: a job triggered by that signal runs (once/each do not apply, CP)."""
+        if event == self.start_event:
+            self._start_exec()
+        return self._flow()
+
     def _on_check_result(self, ok: bool) -> None:
         """Rows 4/5: a passing check publishes ``healthy`` every time, a failing one ``unhealthy``."""
         health = self.cfg.health
@@ -321,34 +347,38 @@ class Job:
                 if was != UNHEALTHY and self.cfg.has_service and self.ctx.discovery is not None:
                     self.ctx.discovery.unhealthy(self, self.check_detail)  # Consul hears it at once
 
-    def _on_enter_maintenance(self, event: Event) -> None:
+    def _on_enter_maintenance(self, event: Event) -> Flow:
         self.status = MAINTENANCE
         if self.cfg.has_service and self.ctx.discovery is not None:
             self.ctx.discovery.deregister(self)
         if event == self.start_event:
-            self._on_start()
+            return self._on_start()
+        return self._flow()
 
-    def _on_exit_maintenance(self, event: Event) -> None:
+    def _on_exit_maintenance(self, event: Event) -> Flow:
         self.status = UNKNOWN
         if event == self.start_event:
-            self._on_start()
+            return self._on_start()
+        return self._flow()
 
-    def _on_trigger(self, event: Event) -> None:
+    def _on_trigger(self, event: Event) -> Flow:
         """One of ``when.all``'s triggers fired; the last one starts the job."""
         self.pending_triggers.discard(event)
         if not self.pending_triggers:
-            self._on_start()
+            return self._on_start()
+        return self._flow()
 
-    def _on_start(self) -> None:
+    def _on_start(self) -> Flow:
         if self.starts_remain == 0:
             self.start_event = None
             self._halt()
-            return
+            return self._flow()
         if self.starts_remain != UNLIMITED:
             self.starts_remain -= 1
             if self.starts_remain == 0 or self.restarts_remain == 0:
                 self.start_event = None
         self._start_exec()
+        return self._flow()
 
     def _on_tick(self) -> None:
         if self.halted:
@@ -404,7 +434,7 @@ class Job:
         if self.cfg.main:
             self.ctx.main_job_ended(self)
 
-    def _on_quit(self, event: Event) -> None:
+    def _on_quit(self, event: Event) -> Flow:
         self.restarts_remain = 0
         self._cancel("backoff")
         hook = self.start_event is not None and self.start_event.code in (ev.STOPPING, ev.STOPPED)
@@ -412,15 +442,15 @@ class Job:
             # preStop/postStop-style jobs outlive shutdown and run once more on their trigger
             if self.starts_remain == UNLIMITED:
                 self.starts_remain = 1
-            return
+            return Flow.CONTINUE
         if event == self.start_event and self.command is not None:
             # CP never ran a `once: shutdown` job (the quit row matched first); run it now, then stop
             self.starts_remain = 1
-            self._on_start()
-            return
+            return self._on_start()
         self.starts_remain = 0
         self.start_event = None
         self._halt()
+        return self._flow()
 
     # --- effects ---------------------------------------------------------------------------------
 

@@ -107,11 +107,6 @@ class Progress:
         late = sorted(name for name, up in self.up.items() if not up)
         return self._rollback(f"job(s) {', '.join(late)} did not come up within the reload grace period")
 
-    def abort(self) -> bool:
-        """Shutdown overrides the reload; False if it had already ended."""
-        ended, self.phase = self.phase == "done", "done"
-        return not ended
-
     def _commit_if_all_up(self) -> Step | None:
         if all(self.up.values()):
             self.phase = "done"

@@ -304,19 +304,21 @@ class Supervisor:
         r = self._reload
         if step is None or r is None:
             return
-        if step.action == "start":
+        from pypilot.reload import COMMIT, RESTORE, ROLLBACK, START
+
+        if step.action == START:
             self._reload_start(r)
-        elif step.action == "rollback":
+        elif step.action == ROLLBACK:
             logs.error(f"reload failed, rolling back to the previous config: {step.reason}")
             r.leaving = [j for j in self.jobs if j.name not in r.progress.plan.keep]
             self.bus.publish(Event(ev.ERROR, f"reload rolled back: {step.reason}"))
             self._quit(r.leaving)
-        elif step.action == "restore":
+        elif step.action == RESTORE:
             old_order = [cfg.name for cfg in self.config.jobs]
             for job in self._add_jobs(r.restore, old_order, r.progress.plan.keep):
                 job.receive(STARTUP)
             self._reload_finished(False, step.reason or "rolled back")
-        elif step.action == "commit":
+        elif step.action == COMMIT:
             self._reload_commit(r)
 
     def _reload_start(self, r: Reloading) -> None:

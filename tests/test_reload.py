@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from pypilot.config.model import HealthConfig, JobConfig
-from pypilot.reload import plan
+from pypilot.reload import COMMIT, RESTORE, ROLLBACK, START, Progress, Step, plan
 from tests.pid1 import Pilot, wait_for
 
 A, B, C = JobConfig(name="a", exec=("sleep", "1")), JobConfig(name="b", exec=("sleep", "2")), JobConfig(
@@ -38,6 +38,64 @@ def test_plan_diff_counts_a_changed_spawn_environment_as_a_change() -> None:
 def test_plan_is_stable_for_an_identical_config() -> None:
     assert plan([(A, False)], [A], "diff") == (("a",), (), (), frozenset())
     assert plan([], [], "restart") == ((), (), (), frozenset())
+
+
+# --- the progress of one reload ---------------------------------------------------------------
+
+
+def progress(watch: set[str]) -> Progress:
+    return Progress(plan([(A, False)], [A, B, C], "restart")._replace(watch=frozenset(watch)))
+
+
+def test_progress_starts_the_new_jobs_only_once_the_old_ones_are_gone() -> None:
+    p = progress({"b"})
+    assert p.came_up("b") is None  # an old job of that name turning healthy is not the new one
+    assert p.gone() == Step(START)
+    assert p.gone() is None  # the stop phase is over: a late exit starts nothing twice
+
+
+def test_progress_commits_once_every_watched_job_came_up() -> None:
+    p = progress({"b", "c"})
+    p.gone()
+    assert p.started(["a", "b", "c"]) is None
+    assert p.up == {"b": False, "c": False}  # `a` runs its old config again: not watched
+    assert p.came_up("a") is None and p.came_up("b") is None
+    assert p.came_up("c") == Step(COMMIT)
+    assert p.came_up("b") is None and p.grace_expired() is None  # over: nothing after the commit
+
+
+def test_progress_commits_at_once_when_nothing_is_watched() -> None:
+    p = progress(set())
+    p.gone()
+    assert p.started(["a", "b"]) == Step(COMMIT)
+
+
+def test_progress_rolls_back_a_job_that_cannot_start_then_restores_once_it_is_gone() -> None:
+    p = progress({"b"})
+    p.gone()
+    p.started(["b"])
+    assert p.could_not_start("a") is None  # not watched
+    step = p.could_not_start("b")
+    assert step == Step(ROLLBACK, "job b could not start its exec")
+    assert p.came_up("b") is None and p.grace_expired() is None  # rolling back: no commit now
+    assert p.gone() == Step(RESTORE, "job b could not start its exec")
+    assert p.gone() is None
+
+
+def test_progress_grace_expiry_names_the_late_jobs() -> None:
+    p = progress({"b", "c"})
+    p.gone()
+    p.started(["b", "c"])
+    p.came_up("b")
+    assert p.grace_expired() == Step(ROLLBACK, "job(s) c did not come up within the reload grace period")
+
+
+def test_progress_a_job_that_came_up_and_exits_127_later_does_not_roll_back() -> None:
+    p = progress({"b", "c"})
+    p.gone()
+    p.started(["b", "c"])
+    p.came_up("b")
+    assert p.could_not_start("b") is None
 
 
 # --- end to end ----------------------------------------------------------------------------------
