@@ -167,3 +167,17 @@ def test_diff_reload_restarts_a_job_whose_environment_changed_by_putenv() -> Non
         assert cli(p, "-reload").returncode == 0
         last = wait_for(lambda: "1003" in (found := pids(p)) and found, 10, "the changed job")
         assert last["1001"] == after["1001"]
+
+
+def test_diff_reload_rolls_back_a_changed_job_that_never_turns_healthy_within_the_grace() -> None:
+    cfg = {"control": {"reload": "diff", "reloadGrace": "2s"}, "jobs": JOBS}
+    with Pilot(cfg) as p:
+        before = wait_for(lambda: len(found := pids(p)) == 2 and found, 10, "both jobs")
+        sick = {"name": "two", "exec": "sleep 1003", "health": {"exec": "false", "interval": 1, "ttl": 5}}
+        rewrite(p, {**cfg, "jobs": [JOBS[0], sick]})
+        r = cli(p, "-reload")
+        assert r.returncode == 1 and "two did not come up within the reload grace period" in r.stderr
+        after = wait_for(lambda: len(found := pids(p)) == 2 and "1002" in found and found, 10, "old two")
+        assert after["1001"] == before["1001"]  # kept through the reload and its rollback
+        assert after["1002"] != before["1002"]  # the old config's job started again
+        assert p.alive()
