@@ -5,6 +5,8 @@ reaper, and the jobs react on the bus. Shutdown (SIGTERM/SIGINT/SIGQUIT, or ever
 in two phases bounded by one deadline, the global ``stopTimeout``: the jobs stop through their normal
 stopping/stopped path, then the escapees are swept (``kill(-1)`` as PID 1, the direct children as a
 subreaper) and pypilot returns as soon as nothing is left, never sleeping a fixed time (CP #479).
+A reload is carried out here, and only here are the jobs and the config replaced: ``reload.Progress``
+decides each step from the bus events and the grace timer the supervisor hands it.
 """
 
 from __future__ import annotations
@@ -395,12 +397,12 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """Graceful stop of every job; the global stopTimeout is a deadline for all of it."""
-        if self._reload is not None:  # every job is stopping anyway
-            self._reload_finished(False, "pypilot is shutting down")
         if not self._shutting_down:
             self._shutting_down = True
             grace = max(self.config.stop_timeout, 0.0)
             self._deadline = self.loop.call_later(grace, self._kill_everything)
+        if self._reload is not None:  # overridden: every job is stopping anyway
+            self._reload_finished(False, "pypilot is shutting down")
         self.bus.publish(Event(ev.SHUTDOWN, ev.GLOBAL))
         if not self.jobs or all(j.completed for j in self.jobs):
             self.loop.call_soon(self._sweep)

@@ -3,6 +3,7 @@ end to end with pypilot as PID 1."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -181,3 +182,21 @@ def test_diff_reload_rolls_back_a_changed_job_that_never_turns_healthy_within_th
         assert after["1001"] == before["1001"]  # kept through the reload and its rollback
         assert after["1002"] != before["1002"]  # the old config's job started again
         assert p.alive()
+
+
+def test_shutdown_overrides_a_reload_waiting_for_its_grace_and_exits_at_once() -> None:
+    cfg = {"control": {"reload": "diff", "reloadGrace": "60s"}, "jobs": JOBS}
+    with Pilot(cfg) as p:
+        wait_for(lambda: len(pids(p)) == 2, 10, "both jobs")
+        sick = {"name": "two", "exec": "sleep 1003", "health": {"exec": "false", "interval": 1, "ttl": 5}}
+        rewrite(p, {**cfg, "jobs": [JOBS[0], sick]})
+        reload = subprocess.Popen(
+            [sys.executable, "-m", "pypilot", "-reload", "-config", str(p.config_path)],
+            stderr=subprocess.PIPE, text=True, cwd=Pilot.ROOT,
+        )
+        wait_for(lambda: "1003" in pids(p), 10, "the reload's new job")
+        p.signal(signal.SIGTERM)
+        assert p.wait_exit(timeout=10) == 0  # not after the 60 s grace, and no rollback restarts `two`
+        reload.communicate(timeout=30)
+        assert reload.returncode == 1  # never reported as reloaded
+        assert not p.lines("rolling back|reloaded app")
