@@ -85,7 +85,8 @@ class Progress:
         return None
 
     def started(self, watched: Iterable[str]) -> Step | None:
-        """The plan's jobs have started; ``watched``: those that must come up (exec, on ``startup``)."""
+        """The plan's jobs are armed, their ``startup`` next; ``watched``: those with an exec that
+        runs on ``startup`` (of them, the ones with a new or changed config must come up)."""
         self.up = {name: False for name in watched if name in self.plan.watch}
         return self._commit_if_all_up()
 
