@@ -17,17 +17,35 @@ from __future__ import annotations
 import os
 
 from pypilot import events as ev
-from pypilot import logs
 from pypilot.events import Event
 
 TYPE_CHECKING = False  # not typing's: PID 1 imports this before its first spawn, typing costs ~2 ms
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Protocol
 
     from pypilot.config.model import Config
     from pypilot.jobs import Job
-    from pypilot.loop import Timer
+    from pypilot.loop import Loop, Timer
+    from pypilot.reaper import Reaper
     from pypilot.workers import Worker
+
+    class Counted(Protocol):
+        def request_counts(self) -> dict[tuple[int, str], int]: ...
+
+    class Owner(Protocol):
+        """What discovery needs of the supervisor that owns it."""
+
+        loop: Loop
+        reaper: Reaper
+        bus: ev.Bus
+        jobs: list[Job]
+
+        @property
+        def control(self) -> Counted | None: ...
+
+        def job(self, name: str) -> Job | None: ...
+
+        def deadline_remaining(self) -> float | None: ...
 
     Message = dict[str, Any]
 
@@ -89,7 +107,7 @@ def _make_worker(owner: Discovery) -> Worker:
 class Discovery:
     """PID 1's handle on the discovery worker; implements ``jobs.Registry``."""
 
-    def __init__(self, sup: Any, config: Config) -> None:
+    def __init__(self, sup: Owner, config: Config) -> None:
         self.sup = sup
         self.config = config
         self.hostname = os.uname().nodename  # = gethostname(), without importing socket in PID 1
@@ -164,10 +182,8 @@ class Discovery:
         if self._self_timer is not None:
             self._self_timer.cancel()
         if bound is None:
-            bound = STOP_BOUND_MAX
-            deadline = getattr(self.sup, "_deadline", None)
-            if deadline is not None and not deadline.cancelled:
-                bound = deadline.deadline - self.sup.loop.now() - 0.5
+            left = self.sup.deadline_remaining()
+            bound = STOP_BOUND_MAX if left is None else left - 0.5
         bound = min(max(bound, 0.2), STOP_BOUND_MAX)
         if self.worker is not None:
             self.worker.send({"op": "stop", "bound": bound})
@@ -198,7 +214,7 @@ class Discovery:
             if job.name == SELF_SERVICE and self.config.telemetry is not None:
                 status = "healthy"  # CP: always healthy, maintenance included
             jobs.append([job.name, status, job.cfg.has_service, job.cfg.ip or "", job.cfg.port])
-        http = _control_counts(self.sup)
+        http = self.sup.control.request_counts() if self.sup.control is not None else {}
         return {
             "jobs": jobs,
             "watches": [w.name for w in self.config.watches],
@@ -276,9 +292,7 @@ class Discovery:
 
     def _on_message(self, msg: Message) -> None:
         op = msg.get("op")
-        if op == "log":
-            logs.write_raw(str(msg["data"]).encode("utf-8", "backslashreplace"))
-        elif op == "watch":
+        if op == "watch":
             self._on_watch(msg)
         elif op == "deregistered":
             svc = self.services.get(str(msg["id"]))
@@ -330,15 +344,3 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     return value
 
-
-def _control_counts(sup: Any) -> dict[tuple[Any, Any], int]:
-    """The control plane's per (code, path) request counts, wherever the supervisor keeps them:
-    ``sup.control_http_requests``, or the ``requests`` dict of its control plane object."""
-    counts = getattr(sup, "control_http_requests", None)
-    if isinstance(counts, dict):
-        return counts
-    for attr in ("control", "control_plane", "plane"):
-        counts = getattr(getattr(sup, attr, None), "requests", None)
-        if isinstance(counts, dict):
-            return counts
-    return {}

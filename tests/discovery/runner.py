@@ -4,7 +4,7 @@ entry point itself, ``tests/discovery/harness.py``).
 ``python -m tests.discovery.runner CONFIG CONTROL_SOCKET`` is ``pypilot -config CONFIG`` (it calls
 ``pypilot.__main__.run``) with one addition: a unix socket, served by PID 1's own loop, where the benchmark
 sends one JSON request per connection: ``status`` (``sup.status()`` plus the loop's ``max_lateness``),
-``reset_lateness``, ``maintenance``, ``metric``, ``http_counts``, and ``probe``/``probe_stats`` (timer
+``reset_lateness``, ``maintenance``, ``metric``, and ``probe``/``probe_stats`` (timer
 lateness percentiles of PID 1's loop).
 """
 
@@ -94,9 +94,6 @@ class TestControl:
                 return {"n": 0}
             pick = lambda q: samples[min(int(q * len(samples)), len(samples) - 1)]  # noqa: E731
             return {"n": len(samples), "p50": pick(0.5), "p99": pick(0.99), "max": samples[-1]}
-        if cmd == "http_counts":
-            sup.control_http_requests = {(c, p): n for c, p, n in req["counts"]}  # type: ignore[attr-defined]
-            return {}
         raise ValueError(f"unknown command {cmd}")
 
 
