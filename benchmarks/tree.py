@@ -48,6 +48,7 @@ CONSUL = REPO.parent / "shared" / "bin" / "consul"
 def consul_agent() -> Iterator[str]:
     """``host:port`` of a Consul agent on loopback for the measure's lifetime."""
     port = free_port()
+    ready = "/v1/status/leader"  # a real -dev agent: up once it has elected itself
     if CONSUL.exists():
         data = tempfile.mkdtemp(prefix="bench-consul-")
         p1, p2, p3 = free_port(), free_port(), free_port()
@@ -58,13 +59,14 @@ def consul_agent() -> Iterator[str]:
         ]  # fmt: skip
     else:
         data = ""
+        ready = "/v1/agent/self"  # the stand-in has no leader endpoint (404)
         argv = [sys.executable, str(REPO / "tests" / "consul_standin.py"), "--port", str(port)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status/leader", timeout=1).read()
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{ready}", timeout=1).read()
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
