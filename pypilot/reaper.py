@@ -135,28 +135,67 @@ def spawn(
         if ret < 0:
             raise SpawnError(-ret, os.strerror(-ret), argv[0])
         return int(pid[0])
+    opts = _SpawnOptions(uid, gid, groups, umask, rlimits, no_new_privs, ppid_shim, tty_fd, pass_fd)
+    return _spawn_ex(args[0], c_argv, c_envp, c_cwd, (stdin, stdout, stderr), new_group, opts, argv[0], cwd)
+
+
+class _SpawnOptions:
+    """What the clone path applies in the child before exec (see ``spawn``)."""
+
+    __slots__ = ("gid", "groups", "no_new_privs", "pass_fd", "ppid_shim", "rlimits", "tty_fd", "uid", "umask")
+
+    def __init__(
+        self,
+        uid: int | None,
+        gid: int | None,
+        groups: Sequence[int] | None,
+        umask: int | None,
+        rlimits: Sequence[tuple[int, int, int]],
+        no_new_privs: bool,
+        ppid_shim: bool,
+        tty_fd: int,
+        pass_fd: tuple[int, int] | None,
+    ) -> None:
+        self.uid, self.gid, self.groups, self.umask, self.rlimits = uid, gid, groups, umask, rlimits
+        self.no_new_privs, self.ppid_shim = no_new_privs, ppid_shim
+        self.tty_fd, self.pass_fd = tty_fd, pass_fd
+
+
+def _spawn_ex(
+    file: object,
+    c_argv: object,
+    c_envp: object,
+    c_cwd: object,
+    stdio: tuple[int, int, int],
+    new_group: bool,
+    o: _SpawnOptions,
+    argv0: str,
+    cwd: str | None,
+) -> int:
+    """The clone path: the options set in the child; a failed step is a ``SpawnError`` naming it."""
+    pid = ffi.new("int *")
     ext = ffi.new("struct pp_spawn_ext *")
-    ext.uid = -1 if uid is None else uid
-    ext.gid = -1 if gid is None else gid
-    c_groups = ffi.new("unsigned int[]", list(groups or ()) or [0])
-    ext.ngroups = -1 if groups is None else len(groups)
+    ext.uid = -1 if o.uid is None else o.uid
+    ext.gid = -1 if o.gid is None else o.gid
+    c_groups = ffi.new("unsigned int[]", list(o.groups or ()) or [0])
+    ext.ngroups = -1 if o.groups is None else len(o.groups)
     ext.groups = c_groups
-    ext.umask = -1 if umask is None else umask
-    c_res = ffi.new("int[]", [r[0] for r in rlimits] or [0])
-    c_soft = ffi.new("long long[]", [r[1] for r in rlimits] or [0])
-    c_hard = ffi.new("long long[]", [r[2] for r in rlimits] or [0])
-    ext.nrlimits = len(rlimits)
+    ext.umask = -1 if o.umask is None else o.umask
+    c_res = ffi.new("int[]", [r[0] for r in o.rlimits] or [0])
+    c_soft = ffi.new("long long[]", [r[1] for r in o.rlimits] or [0])
+    c_hard = ffi.new("long long[]", [r[2] for r in o.rlimits] or [0])
+    ext.nrlimits = len(o.rlimits)
     ext.rlimit_res, ext.rlimit_soft, ext.rlimit_hard = c_res, c_soft, c_hard
-    ext.no_new_privs = int(no_new_privs)
-    ext.ppid_shim = int(ppid_shim)
-    ext.tty_fd = tty_fd
-    ext.pass_fd, ext.pass_target = pass_fd if pass_fd is not None else (-1, -1)
-    ret = lib.pp_spawn_ex(args[0], c_argv, c_envp, c_cwd, stdin, stdout, stderr, int(new_group), ext, pid)
+    ext.no_new_privs = int(o.no_new_privs)
+    ext.ppid_shim = int(o.ppid_shim)
+    ext.tty_fd = o.tty_fd
+    ext.pass_fd, ext.pass_target = o.pass_fd if o.pass_fd is not None else (-1, -1)
+    ret = lib.pp_spawn_ex(file, c_argv, c_envp, c_cwd, *stdio, int(new_group), ext, pid)
     if ret < 0:
         stage = ffi.string(ext.stage).decode()
         if stage in ("", "exec"):
-            raise SpawnError(-ret, os.strerror(-ret), argv[0])
-        err = SpawnError(-ret, f"{_stage_text(stage, cwd)}: {os.strerror(-ret)}", argv[0])
+            raise SpawnError(-ret, os.strerror(-ret), argv0)
+        err = SpawnError(-ret, f"{_stage_text(stage, cwd)}: {os.strerror(-ret)}", argv0)
         err.stage = _stage_text(stage, cwd)
         raise err
     return int(pid[0])
