@@ -22,6 +22,10 @@ from __future__ import annotations
 
 from pypilot import __version__
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["GIT_HASH", "SUBCOMMANDS", "VERSION_TEXT", "Options", "UsageError", "parse_args", "usage"]
 
 try:  # written by release builds; a checkout is a dev build
@@ -231,17 +235,7 @@ def parse_args(argv: list[str], prog: str = "pypilot") -> Options:
             raise fail(f"flag provided but not defined: -{name}")
         kind = _FLAGS[name][0]
         if kind == "bool":
-            if has_value:
-                if value in _TRUE:
-                    flag_on = True
-                elif value in _FALSE:
-                    flag_on = False
-                else:
-                    raise fail(f'invalid boolean value "{value}" for -{name}: '
-                               f'strconv.ParseBool: parsing "{value}": invalid syntax')
-            else:
-                flag_on = True
-            setattr(opts, name, flag_on)
+            setattr(opts, name, _bool_flag(name, value if has_value else None, fail))
             continue
         if not has_value:
             if i >= len(argv):
@@ -266,7 +260,23 @@ def parse_args(argv: list[str], prog: str = "pypilot") -> Options:
                    "must be 'enable' or 'disable'")
     opts.putenv = list(multi["putenv"].items())
     opts.putmetric = list(multi["putmetric"].items())
-    rest = list(argv[i:])
+    _positional(opts, list(argv[i:]), dashdash, fail, prog)
+    return opts
+
+
+def _bool_flag(name: str, value: str | None, fail: Callable[[str], UsageError]) -> bool:
+    """A bool flag takes only ``-f`` or ``-f=v`` (Go's strconv.ParseBool words)."""
+    if value is None or value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise fail(f'invalid boolean value "{value}" for -{name}: '
+               f'strconv.ParseBool: parsing "{value}": invalid syntax')
+
+
+def _positional(opts: Options, rest: list[str], dashdash: bool, fail: Callable[[str], UsageError],
+                prog: str) -> None:
+    """What follows the flags: tini mode's command after ``--``, or a subcommand and its arguments."""
     if dashdash:
         if not rest:
             raise fail("-- needs a command to run: pypilot -- CMD [ARGS...]")
@@ -274,21 +284,21 @@ def parse_args(argv: list[str], prog: str = "pypilot") -> Options:
             raise fail("-config and a command after -- cannot be used together: the command is the whole "
                        "config (tini mode)")
         opts.exec_argv = rest
-        return opts
-    if rest:
-        word = rest[0]
-        if word == "help":
-            opts.help = True
-            raise UsageError("", usage(prog))
-        if word not in SUBCOMMANDS:
-            raise fail(f'unknown subcommand "{word}": the subcommands are {", ".join(SUBCOMMANDS)} '
-                       "(anything else is a flag)")
-        if opts.command != "run":
-            raise fail(f"-{opts.command} and the {word} subcommand cannot be used together")
-        opts.args = rest
-        opts.subcommand = word
-        _parse_subcommand(opts, word, rest[1:], prog)
-    return opts
+        return
+    if not rest:
+        return
+    word = rest[0]
+    if word == "help":
+        opts.help = True
+        raise UsageError("", usage(prog))
+    if word not in SUBCOMMANDS:
+        raise fail(f'unknown subcommand "{word}": the subcommands are {", ".join(SUBCOMMANDS)} '
+                   "(anything else is a flag)")
+    if opts.command != "run":
+        raise fail(f"-{opts.command} and the {word} subcommand cannot be used together")
+    opts.args = rest
+    opts.subcommand = word
+    _parse_subcommand(opts, word, rest[1:], prog)
 
 
 def _parse_subcommand(opts: Options, sub: str, argv: list[str], prog: str) -> None:
