@@ -347,6 +347,11 @@ def _parse_subcommand(opts: Options, sub: str, argv: list[str], prog: str) -> No
             value = argv[i]
             i += 1
         setattr(opts, name, value)
+    _subcommand_words(opts, sub, words, fail)
+
+
+def _subcommand_words(opts: Options, sub: str, words: list[str], fail: Callable[[str], UsageError]) -> None:
+    """A subcommand's positional words: none for status, NAME for logs, NAME ACTION [SIGNAL] for job."""
     if sub == "status":
         if words:
             raise fail(f"unexpected argument {words[0]!r}")
