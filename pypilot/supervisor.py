@@ -348,10 +348,12 @@ class Supervisor:
         return fresh
 
     def _reload_spawned(self, r: Reloading) -> Step | None:
-        """A watched job without a health check has come up once its process is running."""
+        """A watched job without a health check has come up once its process is running (one with
+        ``ready`` once it says so: its READY publishes ``healthy``)."""
         first: Step | None = None
         for job in self.jobs:
-            if job.name in r.progress.up and job.cfg.health is None and job.command is not None:
+            waits_for_healthy = job.cfg.health is not None or job.cfg.ready is not None
+            if job.name in r.progress.up and not waits_for_healthy and job.command is not None:
                 step = r.progress.came_up(job.name) if job.command.running else None
                 first = first or step
         return first

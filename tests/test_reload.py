@@ -200,3 +200,21 @@ def test_shutdown_overrides_a_reload_waiting_for_its_grace_and_exits_at_once() -
         reload.communicate(timeout=30)
         assert reload.returncode == 1  # never reported as reloaded
         assert not p.lines("rolling back|reloaded app")
+
+
+def test_diff_reload_waits_for_a_changed_jobs_readiness_and_rolls_back_without_it() -> None:
+    """A job with ``ready`` has come up when it says so, not when its process is running."""
+    cfg = {"control": {"reload": "diff", "reloadGrace": "2s"}, "jobs": JOBS}
+    with Pilot(cfg) as p:
+        before = wait_for(lambda: len(found := pids(p)) == 2 and found, 10, "both jobs")
+        silent = {"name": "two", "exec": "sleep 1003", "ready": {"fd": 3}}  # running, never ready
+        rewrite(p, {**cfg, "jobs": [JOBS[0], silent]})
+        r = cli(p, "-reload")
+        assert r.returncode == 1 and "two did not come up within the reload grace period" in r.stderr
+        after = wait_for(lambda: len(found := pids(p)) == 2 and "1002" in found and found, 10, "old two")
+        assert after["1001"] == before["1001"]
+        ready = {"name": "two", "exec": ["sh", "-c", "echo >&3; exec sleep 1004"], "ready": {"fd": 3}}
+        rewrite(p, {**cfg, "jobs": [JOBS[0], ready]})
+        r = cli(p, "-reload")
+        assert r.returncode == 0, r.stderr
+        assert "1004" in wait_for(lambda: "1004" in (found := pids(p)) and found, 10, "the ready two")
