@@ -381,18 +381,28 @@ class Events:
     on_head = on_get
 
 
+def _queued(q: queue.Queue[dict[str, Any] | None]) -> Iterator[dict[str, Any] | bytes]:
+    """A stream's messages as they come, a keep-alive comment after each quiet ``KEEPALIVE``, and an
+    ``overflow`` event to end with when PID 1 dropped the stream (its queue overflowed)."""
+    while True:
+        try:
+            msg = q.get(timeout=KEEPALIVE)
+        except queue.Empty:
+            yield b": keep-alive\n\n"
+            continue
+        if msg is None:
+            yield b"event: overflow\ndata: {}\n\n"
+            return
+        yield msg
+
+
 def _stream(link: Link, q: queue.Queue[dict[str, Any] | None], closed: Callable[[], None]) -> Iterator[bytes]:
     try:
         yield b": pypilot events\n\n"
-        while True:
-            try:
-                msg = q.get(timeout=KEEPALIVE)
-            except queue.Empty:
-                yield b": keep-alive\n\n"
+        for msg in _queued(q):
+            if isinstance(msg, bytes):
+                yield msg
                 continue
-            if msg is None:
-                yield b"event: overflow\ndata: {}\n\n"
-                return
             data = {k: msg[k] for k in ("seq", "code", "source", "name", "time") if k in msg}
             yield (
                 f"id: {msg.get('seq')}\nevent: {msg.get('code')}\ndata: ".encode()
@@ -467,15 +477,10 @@ def _log_stream(link: Link, name: str, first: list[dict[str, Any]], q: queue.Que
         for entry in first:
             last = max(last, int(entry.get("seq") or 0))
             yield _line_event(entry)
-        while True:
-            try:
-                msg = q.get(timeout=KEEPALIVE)
-            except queue.Empty:
-                yield b": keep-alive\n\n"
+        for msg in _queued(q):
+            if isinstance(msg, bytes):
+                yield msg
                 continue
-            if msg is None:
-                yield b"event: overflow\ndata: {}\n\n"
-                return
             seq = int(msg.get("seq") or 0)
             if seq <= last:  # PID 1 sent it before our snapshot was taken: it is in ``first``
                 continue
