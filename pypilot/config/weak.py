@@ -83,8 +83,10 @@ def go_kind(v: Any) -> str:
 
 
 def go_quote(s: str) -> str:
-    """Go ``%q`` of a string, as strconv's and mapstructure's messages print it (only error paths
-    call this, so pypilot.gofmt loads only then)."""
+    """Go ``%q`` of a string, as strconv's and mapstructure's messages print it (pypilot.gofmt loads
+    only for a string that needs escaping)."""
+    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
+        return f'"{s}"'  # what strconv.Quote gives such a string; most names are, at every start
     from pypilot.gofmt import quote
 
     return quote(s)
