@@ -33,6 +33,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include "reaper.h"
 
 #ifndef SYS_pidfd_open
@@ -636,4 +640,21 @@ int pp_has_children(void)
 int pp_set_subreaper(void)
 {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0 ? -errno : 0;
+}
+
+int pp_malloc_tune(int mmap_threshold, int arena_max)
+{
+#ifdef __GLIBC__
+    /* a fixed threshold also stops glibc raising it after each free of a big block, which kept
+     * every 1 MiB request body of a flood in the heap, counted in RSS long after it was answered */
+    if (mmap_threshold > 0 && !mallopt(M_MMAP_THRESHOLD, mmap_threshold))
+        return -EINVAL;
+    if (arena_max > 0 && !mallopt(M_ARENA_MAX, arena_max))
+        return -EINVAL;
+    return 0;
+#else
+    (void)mmap_threshold;
+    (void)arena_max;
+    return -ENOSYS;
+#endif
 }

@@ -35,5 +35,8 @@ int pp_kill_group(int pgid, int sig, int pidfd);
 int pp_kill(int pid, int sig);
 int pp_set_subreaper(void);
 int pp_has_children(void);
+/* glibc's mallopt for a threaded worker: big buffers straight from mmap (returned when freed), at most
+ * `arena_max` arenas. -ENOSYS where the libc has no mallopt. */
+int pp_malloc_tune(int mmap_threshold, int arena_max);
 
 #endif

@@ -61,6 +61,11 @@ def set_subreaper() -> None:
     _check(lib.pp_set_subreaper(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
+def malloc_tune(mmap_threshold: int, arena_max: int) -> bool:
+    """mallopt for a threaded worker; False where the libc cannot (musl), which only costs memory."""
+    return bool(lib.pp_malloc_tune(mmap_threshold, arena_max) == 0)
+
+
 class SpawnError(OSError):
     """The command could not be started; the message names it. ``stage`` says which step before the
     exec failed (``setuid 1000``, ``chdir /srv``, ``setrlimit nofile``); "" for the exec itself."""

@@ -91,6 +91,7 @@ class Supervisor:
         self._reload: Reloading | None = None
         self._sweeping = False
         self._escapees_termed = False
+        self._killing = False  # the final SIGKILL sweep has begun
         self._deadline: Timer | None = None
 
     def wire_stopping_dependents(self) -> None:
@@ -433,6 +434,8 @@ class Supervisor:
             self._escapees_termed = True
             self._signal_everyone(signal.SIGTERM)
             self.reaper.drain()
+        elif self._killing:  # a subreaper's new orphans: the parent of each had not died at the sweep
+            self._signal_everyone(signal.SIGKILL)
         if not self._has_children():
             self.loop.stop()
 
@@ -445,7 +448,7 @@ class Supervisor:
             job.halt_now()
         for job in self.jobs:  # jobs still waiting on a hook that never came
             job.force_complete()
-        self._sweeping = self._escapees_termed = True
+        self._sweeping = self._escapees_termed = self._killing = True
         self._signal_everyone(signal.SIGKILL)
         self.reaper.drain()
         if not self._has_children():
@@ -462,7 +465,7 @@ class Supervisor:
         if self.is_pid1:
             reaper.kill(-1, sig)  # everyone in our PID namespace but us
             return
-        for pid in _children_of(os.getpid()):
+        for pid in _descendants_of(os.getpid()):  # not only children: a child's setsid child as well
             reaper.kill(pid, sig)
 
     @staticmethod
@@ -472,9 +475,10 @@ class Supervisor:
         return bool(lib.pp_has_children() > 0)
 
 
-def _children_of(ppid: int) -> list[int]:
-    """Direct children by /proc (as a subreaper every orphaned descendant becomes one)."""
-    out = []
+def _descendants_of(root: int) -> list[int]:
+    """Every process below ``root``, by one scan of /proc (as a subreaper each orphaned descendant
+    becomes a child, but one whose parent is still dying is not ours yet)."""
+    parent: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -483,6 +487,10 @@ def _children_of(ppid: int) -> list[int]:
                 fields = f.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == ppid:
-            out.append(int(entry))
+        parent.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], list(parent.get(root, ()))
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(parent.get(pid, ()))
     return out

@@ -172,12 +172,21 @@ class PeerCheckedListener(socket.socket):
         raise ConnectionAbortedError(errno.ECONNABORTED, f"uid {uid} may not use the control socket")
 
 
+MMAP_THRESHOLD = 128 << 10
+ARENAS = 2
+
+
 def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
     import logging
     import signal
 
+    from pypilot import reaper
     from pypilot.control.app import make_app
     from pypilot.control.server import THREADS, make_server
+
+    # 16 threads each with an arena, and glibc's sliding mmap threshold, kept a flood's request bodies
+    # as RSS after they were answered: big blocks come from mmap and a few arenas serve every thread
+    reaper.malloc_tune(MMAP_THRESHOLD, ARENAS)
 
     # _child resets every disposition to default, SIGPIPE included: a client that hangs up while we
     # write to it would kill the worker. Ignore it, as Python itself does, and get EPIPE instead.

@@ -96,3 +96,24 @@ def test_returns_within_50ms_of_the_last_exit(pid1: bool, out: Path) -> None:
               f"{(last - start) * 1000:.0f} ms after SIGTERM, pypilot {lag * 1000:.1f} ms after that")
         assert exits["main-delay"] < min(v for k, v in exits.items() if k != "main-delay")  # job first
         assert 0 <= lag <= 0.05
+
+
+def test_subreaper_sweep_finds_a_childs_setsid_child_while_the_child_still_lives() -> None:
+    """The CI failure this pins: the final SIGKILL went to pypilot's direct children only, while the
+    job's own process (SIGKILLed a moment before) had not died yet, so its setsid child was nobody's
+    child of ours and survived; pypilot then waited 2 s for it."""
+    import subprocess
+
+    from pypilot.supervisor import _descendants_of
+
+    tree = subprocess.Popen(["sh", "-c", "setsid sleep 60 & echo $!; exec sleep 60"], stdout=subprocess.PIPE)
+    try:
+        assert tree.stdout is not None
+        grandchild = int(tree.stdout.readline())
+        assert set(_descendants_of(os.getpid())) >= {tree.pid, grandchild}
+        assert psutil.Process(grandchild).ppid() == tree.pid  # not ours: below a child still alive
+    finally:
+        for p in psutil.Process(tree.pid).children(recursive=True):
+            p.kill()
+        tree.kill()
+        tree.wait()
