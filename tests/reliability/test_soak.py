@@ -2,7 +2,8 @@
 job, runs health checks (one passing, one failing), a periodic job, and takes control calls through
 the real CLI in a loop: ``-ping``, ``status --json``, ``-putenv`` and ``-reload`` with two alternating
 configs (a job changed each time). PID 1's RSS, open fds and thread count are sampled every round;
-their least-squares slopes after a warm-up round must be about flat, and zombies must not grow.
+their least-squares slopes after a minute of the same traffic (RSS rises to a plateau in it) must be
+about flat, and zombies must not grow.
 Nothing is lost: every control call succeeds, every reload applies, the churning job's exits in the
 log match the runs the status API counts, and the last putenv value reaches the jobs."""
 
@@ -60,7 +61,9 @@ def control_round(p: Pilot, i: int) -> None:
 @pytest.mark.parametrize(
     "seconds",
     [
-        pytest.param(60, id="60s"),
+        # CI's form: a minute, sampled after a minute of the same traffic; in the first minute PID 1's
+        # RSS rises ~100-130 KiB/min to a plateau (measured: 18.3 -> 18.4 MiB), a slope that would fail
+        pytest.param(60, id="60s", marks=pytest.mark.timeout(420)),
         # its own timeout: the suite's 300 s would kill it (#15, #20)
         pytest.param(600, id="10min", marks=[pytest.mark.slow, pytest.mark.timeout(900)]),
     ],
@@ -72,9 +75,14 @@ def test_soak_rss_fds_threads_flat_no_zombie_growth(seconds: int) -> None:
         control_round(p, 1)  # warm-up: the control worker, the reload and config modules, the CLI paths
         reloads(p, 400)  # and the allocator's working size for reloads (see the burst test below)
         control_round(p, 2)
+        rounds = 2
+        settle = time.monotonic() + (60 if seconds < 300 else 0)  # the long form drops its first 2 minutes
+        while time.monotonic() < settle:
+            rounds += 1
+            control_round(p, rounds)
+        warm = rounds
         samples: list[Sample] = [sample(p)]
         start = time.monotonic()
-        rounds = 2
         while time.monotonic() - start < seconds:
             rounds += 1
             control_round(p, rounds)
@@ -88,8 +96,8 @@ def test_soak_rss_fds_threads_flat_no_zombie_growth(seconds: int) -> None:
         state = jobs(p)
         churn_runs = state["churn"]["runs"]
         print(
-            f"\nsoak {elapsed:.0f}s: {rounds - 2} rounds ({4 * (rounds - 2)} CLI calls, "
-            f"{rounds - 2} reloads), churn runs {churn_runs}; "
+            f"\nsoak {elapsed:.0f}s: {rounds - warm} rounds ({4 * (rounds - warm)} CLI calls, "
+            f"{rounds - warm} reloads) after {warm - 2} to warm up, churn runs {churn_runs}; "
             f"RSS {samples[0].rss / MiB:.1f} -> {samples[-1].rss / MiB:.1f} MiB, "
             f"slope {rss / 1024:.1f} KiB/min; fds {samples[0].fds} -> {samples[-1].fds}, "
             f"slope {fds:.2f}/min; "
@@ -98,8 +106,9 @@ def test_soak_rss_fds_threads_flat_no_zombie_growth(seconds: int) -> None:
         )
         print("RSS series KiB:", [s.rss // 1024 for s in samples[:: max(len(samples) // 20, 1)]])
         assert p.alive()
-        assert rounds - 2 >= seconds / 5  # the loop really ran control traffic all along
-        assert abs(rss) < 128 * 1024, f"RSS grows {rss / 1024:.1f} KiB/min"
+        assert rounds - warm >= seconds / 5  # the loop really ran control traffic all along
+        # on the plateau 13 KiB/min; a leak of 1 KiB a round would be 130
+        assert abs(rss) < 64 * 1024, f"RSS grows {rss / 1024:.1f} KiB/min"
         assert samples[-1].rss - samples[0].rss < 1 * MiB
         if seconds >= 300:
             # PID 1 grew 58 KiB/min for 10 minutes with no plateau (#15, glibc's setenv keeping every
