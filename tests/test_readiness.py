@@ -141,15 +141,17 @@ def test_fd_readiness_with_echo_to_fd_3_then_the_read_end_is_closed(tmp_path: Pa
 
 def test_readiness_gates_the_first_healthy_of_a_health_checked_job_then_the_check_takes_over(
         tmp_path: Path) -> None:
-    bad = tmp_path / "bad"
+    bad, ready = tmp_path / "bad", tmp_path / "ready"
     check = {"exec": ["sh", "-c", f'echo checked; ! [ -e "{bad}" ]'], "interval": 1, "ttl": 10}
-    jobs = [notifier("db", "sleep:2.5", "send:READY=1", "forever", health=check),
+    jobs = [notifier("db", f"until:{ready}", "send:READY=1", "forever", health=check),
             dependent("app", "db"),
             {"name": "down", "exec": ["echo", "db went unhealthy"],
              "when": {"source": "db", "once": "unhealthy"}}]
     with Pilot({"jobs": jobs}) as p:
         p.wait_log(r"check\.db checked", count=2)  # passing checks before READY=1 ...
         assert status(p)["db"]["status"] != "healthy" and status(p)["app"]["runs"] == 0  # ... are not healthy
+        ready.touch()
+        p.wait_log(r"app started")
         assert index(p, r"db sending 'READY=1'") < index(p, r"app started")
         bad.touch()  # after readiness the check decides
         p.wait_log(r"db went unhealthy")

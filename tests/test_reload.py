@@ -8,6 +8,8 @@ import subprocess
 import sys
 from typing import Any
 
+import psutil
+
 from pypilot.config.model import HealthConfig, JobConfig
 from pypilot.reload import COMMIT, RESTORE, ROLLBACK, START, Progress, Step, plan
 from tests.pid1 import Pilot, wait_for
@@ -105,7 +107,10 @@ def test_progress_a_job_that_came_up_and_exits_127_later_does_not_roll_back() ->
 def pids(p: Pilot) -> dict[str, int]:
     out = {}
     for proc in p.children():
-        cmd = proc.cmdline()
+        try:
+            cmd = proc.cmdline()
+        except psutil.Error:  # exited (a zombie until PID 1 reaps it) since it was listed
+            continue
         if cmd[:1] == ["sleep"]:
             out[cmd[1]] = proc.pid
     return out

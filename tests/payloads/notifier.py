@@ -1,7 +1,8 @@
 """A job that speaks the sd_notify protocol on $NOTIFY_SOCKET, step by step from its arguments:
 
 ``send:TEXT`` (``\\n`` for a newline) sends TEXT from this process, after printing ``sending TEXT``;
-``sleep:S``; ``ping:S`` sends WATCHDOG=1 every S seconds, for good; ``detached:TEXT`` sends TEXT from a child
+``sleep:S``; ``until:PATH`` waits for PATH to exist (the test decides when);
+``ping:S`` sends WATCHDOG=1 every S seconds, for good; ``detached:TEXT`` sends TEXT from a child
 that left the job's process group (setsid), then keeps that child alive; ``mainpid:TEXT`` does the same
 after naming that child in ``MAINPID=``; ``forever`` sleeps until killed.
 """
@@ -42,6 +43,9 @@ for step in sys.argv[1:]:
         send(arg)
     elif kind == "sleep":
         time.sleep(float(arg))
+    elif kind == "until":
+        while not os.path.exists(arg):
+            time.sleep(0.02)
     elif kind == "ping":
         while True:
             send("WATCHDOG=1")
