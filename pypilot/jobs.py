@@ -421,7 +421,8 @@ class Job:
                 self._start_exec()
             return
         if not success and (self.restart_limit > 0 or self.starts_remain == 0):  # #21: the default too
-            logs.warn(f"{self.name} failed and has no restarts left ({self.restart_limit} used)")
+            if not self.cfg.interactive:  # tini mode's command: its exit code is pypilot's and says it
+                logs.warn(f"{self.name} failed and has no restarts left ({self.restart_limit} used)")
             self.ctx.bus.publish(Event(ev.GAVE_UP, self.name))
         if self.starts_remain != 0:
             if self.queued_runs:
@@ -488,7 +489,10 @@ class Job:
             self._exited(True, Event(ev.EXIT_SUCCESS, self.name))
         else:
             err = reaper.describe(status)
-            logs.error(f"{self.name} exited with error: {err}")
+            if self.cfg.interactive:  # tini mode: the exit code is pypilot's own, tini prints nothing
+                logs.info(f"{self.name} exited with error: {err}")
+            else:
+                logs.error(f"{self.name} exited with error: {err}")
             self._exited(False, Event(ev.EXIT_FAILED, self.name), Event(ev.ERROR, f"{self.name}: {err}"))
 
     def _exited(self, success: bool, *events: Event) -> None:

@@ -41,6 +41,13 @@ class TiniPilot(Pilot):
 def test_exit_code_is_the_commands(script: str, code: int) -> None:
     with TiniPilot(["sh", "-c", script]) as p:
         assert p.wait_exit() == code
+        assert p.log() == ""  # as tini: the exit code says it, pypilot's own stderr stays quiet
+
+
+def test_a_command_that_cannot_start_is_named_on_stderr_and_exits_127() -> None:
+    with TiniPilot(["no-such-command-x"]) as p:
+        assert p.wait_exit() == 127
+        assert p.log().count("\n") == 1 and "unable to start no-such-command-x:" in p.log(), p.log()
 
 
 def test_sigterm_to_pypilot_stops_the_command_and_exits_128_plus_15() -> None:
