@@ -17,12 +17,18 @@ def main(argv: list[str] | None = None) -> int:
     __import__("pypilot.environ").environ.restore()  # first: jobs and templates see the container's environ
     from pypilot.cli import UsageError, parse_args
 
+    args = sys.argv[1:] if argv is None else argv
+    check = bool(args) and args[0] == "-upgrade-check"  # an in-place upgrade's check of this image
     try:
-        opts = parse_args(sys.argv[1:] if argv is None else argv)
+        opts = parse_args(args[1:] if check else args)
     except UsageError as e:
         (sys.stdout if e.to_stdout else sys.stderr).write(e.text)
         return e.code
     command = opts.command
+    if check:
+        from pypilot.upgrade import check_main
+
+        return check_main(opts.exec_argv)
     if command == "version":
         from pypilot.cli import VERSION_TEXT
 
@@ -81,6 +87,10 @@ def run(config_path: str | None, command: list[str] | None = None) -> int:
     from pypilot import logs, reaper
 
     sigfd = reaper.setup_signals()  # first: no thread may exist yet, and none may see a signal
+    if "PYPILOT_UPGRADE_FD" in os.environ:  # exec'd by an in-place upgrade: take the state over
+        from pypilot.upgrade import resume
+
+        return resume(sigfd, command)
     os.environ["CONTAINERPILOT_PID"] = str(os.getpid())
     from pypilot.config import ConfigError, load
 

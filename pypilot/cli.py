@@ -53,13 +53,16 @@ _FLAGS: dict[str, tuple[str, str]] = {
     "ping": ("bool", "Check that the ContainerPilot control socket is up."),
     # beyond CP
     "validate": ("bool", "Check the configuration file, print every error and quit (exit 1 if any)."),
+    "upgrade": ("string", "Upgrade the running pypilot in place: PID 1 checks the pypilot at this\n"
+                          "\tpath, then continues as it (exec), every job kept running.\n"
+                          "\tExits 1 if it was refused or rolled back."),
     "socket": ("string", "Control socket for the client commands (-reload, -ping, status, job, ...).\n"
                          "\tDefaults to PYPILOT_SOCKET, else control.socket of the config."),
 }
 
-_SOCKET_NOTE = ("Client commands (-reload, -maintenance, -putenv, -putmetric, -ping, status, job, logs) "
-                "find the socket\nfrom -socket, else $PYPILOT_SOCKET, else control.socket of the config "
-                "(-config or "
+_SOCKET_NOTE = ("Client commands (-reload, -upgrade, -maintenance, -putenv, -putmetric, -ping, status, job, "
+                "logs) find the socket\nfrom -socket, else $PYPILOT_SOCKET, else control.socket of the "
+                "config (-config or "
                 "$CONTAINERPILOT;\nread leniently: a config that does not validate still gives its socket), "
                 "else\n/var/run/containerpilot.socket.\n")
 
@@ -84,6 +87,7 @@ class Options:
         self.template = False
         self.out = ""
         self.reload = False
+        self.upgrade = ""  # -upgrade PATH
         self.maintenance = ""
         self.putenv: list[tuple[str, str]] = []  # last duplicate wins, in first-seen order
         self.putmetric: list[tuple[str, str]] = []
@@ -114,7 +118,8 @@ class Options:
         """What to do, by CP's precedence: version > template > reload > maintenance > putenv > putmetric
         > ping > (pypilot) validate > a subcommand > run."""
         for name, on in (("version", self.version), ("template", self.template), ("reload", self.reload),
-                         ("maintenance", bool(self.maintenance)), ("putenv", bool(self.putenv)),
+                         ("upgrade", bool(self.upgrade)), ("maintenance", bool(self.maintenance)),
+                         ("putenv", bool(self.putenv)),
                          ("putmetric", bool(self.putmetric)), ("ping", self.ping),
                          ("validate", self.validate)):
             if on:

@@ -189,6 +189,37 @@ class Discovery:
             self.worker.send({"op": "stop", "bound": bound})
             self.worker.stopped = True  # its exit is expected now: no replacement
 
+    def handover(self, fds: list[int]) -> dict[str, Any]:
+        """The worker (adopted as it runs: its registrations and TTL clocks never stop, so Consul
+        sees no flap), the service table, the event counters, the watches and the self-service timer."""
+        timer = self._self_timer
+        return {
+            "worker": self.worker.handover(fds) if self.worker is not None else None,
+            "started": self.started,
+            "services": {
+                sid: {"body": v.body, "initial": v.initial, "critical": v.critical, "leaving": v.leaving}
+                for sid, v in self.services.items()
+            },
+            "event_counts": [[c, src, n] for (c, src), n in self.event_counts.items()],
+            "watches": [[list(k), v] for k, v in self.watches.items()],
+            "self_tick_at": timer.deadline if timer is not None and not timer.cancelled else None,
+        }
+
+    def resume(self, s: dict[str, Any]) -> None:
+        for sid, v in s["services"].items():
+            svc = self.services[sid] = _Service(v["body"])
+            svc.initial, svc.critical, svc.leaving = v["initial"], v["critical"], v["leaving"]
+        self.event_counts = {(c, src): int(n) for c, src, n in s["event_counts"]}
+        for key, entry in s["watches"]:
+            if tuple(key) in self.watches:
+                self.watches[tuple(key)].update(entry)
+        self.started = bool(s["started"])
+        if s["worker"] is not None:
+            self.worker = _make_worker(self)
+            self.worker.adopt(s["worker"])
+        if s["self_tick_at"] is not None:
+            self._self_timer = self.sup.loop.call_at(float(s["self_tick_at"]), self._self_tick)
+
     def reconfigure(self, config: Config) -> None:
         """A reload: new consul settings, watches or metrics (services follow the jobs' own calls)."""
         self.config = config

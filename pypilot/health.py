@@ -53,6 +53,24 @@ class HealthChecks:
             return
         self._inflight[self._next_id] = callback
 
+    def handover(self, fds: list[int]) -> dict[str, object]:
+        """The worker, and the checks in flight by the job they are for (their results come after)."""
+        inflight = {str(i): getattr(cb, "__self__", None) for i, cb in self._inflight.items()}
+        return {
+            "worker": self.worker.handover(fds),
+            "inflight": {i: job.name for i, job in inflight.items() if job is not None},
+            "next_id": self._next_id,
+            "env_sent": self._env_sent,
+        }
+
+    def resume(self, s: dict[str, Any], callbacks: dict[str, ResultCallback]) -> None:
+        """Adopt the worker; ``callbacks``: each job's result callback, by job name."""
+        self.worker.adopt(s["worker"])
+        self._next_id, self._env_sent = int(s["next_id"]), s["env_sent"]
+        for i, name in s["inflight"].items():
+            if name in callbacks:
+                self._inflight[int(i)] = callbacks[name]
+
     def stop(self) -> None:
         self.worker.stop()
         self._fail_all("pypilot is stopping")

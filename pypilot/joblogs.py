@@ -88,6 +88,12 @@ class JobOutput:
         else:
             self._write_file(text, now)
 
+    def restore(self, seq: int, lines: list[Entry]) -> None:
+        """An in-place upgrade: the recent lines the previous image kept, and its line count."""
+        self.seq = seq
+        self.lines, self.sizes = deque(lines), deque(_size(e[2]) for e in lines)
+        self.bytes = sum(self.sizes)
+
     def recent(self, n: int | None = None) -> list[Entry]:
         if n is None or n >= len(self.lines):
             return list(self.lines)
@@ -217,6 +223,10 @@ def for_job(cfg: JobConfig) -> JobOutput:
 
 def get(name: str) -> JobOutput | None:
     return _outputs.get(name)
+
+
+def all_outputs() -> dict[str, JobOutput]:
+    return dict(_outputs)
 
 
 def set_listener(listener: LineListener | None) -> None:

@@ -29,7 +29,8 @@ from pypilot.process import Command
 
 TYPE_CHECKING = False  # typing's costs start-up time; mypy reads this name as True
 if TYPE_CHECKING:
-    from typing import Protocol
+    from collections.abc import Callable
+    from typing import Any, Protocol
 
     from pypilot.health import HealthChecks
     from pypilot.readiness import Readiness
@@ -38,6 +39,10 @@ else:
 
 IDLE, UNKNOWN, HEALTHY, UNHEALTHY, MAINTENANCE = "idle", "unknown", "healthy", "unhealthy", "maintenance"
 SIGNAL_SOURCES = ("SIGHUP", "SIGUSR2")
+
+
+def _nothing() -> None:
+    pass
 
 
 class Flow(enum.Enum):
@@ -594,6 +599,74 @@ class Job:
         self._once("kill", self.ctx.stop_grace(self), cmd.kill)
         return sent
 
+    # --- an in-place upgrade (``pypilot.handover``): all of this job's state, and back ----------------
+
+    def handover(self, fds: list[int]) -> dict[str, object]:
+        """Everything this job is, as plain values: timers as absolute monotonic deadlines (the clock
+        survives the exec), its process as a PID; the fds that must survive the exec go to ``fds``."""
+        return {
+            "name": self.name, "state": self.state.value, "status": self.status, "runs": self.runs,
+            "last_exit": self.last_exit, "failures_in_a_row": self.failures_in_a_row,
+            "short_runs_in_a_row": self.short_runs_in_a_row, "told_quick_exit": self.told_quick_exit,
+            "start_event": list(self.start_event) if self.start_event is not None else None,
+            "starts_remain": self.starts_remain, "pending_triggers": sorted(map(list, self.pending_triggers)),
+            "restarts_remain": self.restarts_remain, "queued_runs": self.queued_runs,
+            "check_in_flight": self.check_in_flight, "check_detail": self.check_detail,
+            "passes_in_a_row": self.passes_in_a_row, "fails_in_a_row": self.fails_in_a_row,
+            "started_at": self.started_at, "env_generation": self.env_generation,
+            "timers": {name: t.deadline for name, t in self._timers.items() if not t.cancelled},
+            "has_exec": self.command is not None,
+            "command": self.command.handover(fds) if self.command is not None else None,
+            "readiness": self.readiness.handover(fds) if self.readiness is not None else None,
+        }
+
+    def check_handover(self, s: dict[str, Any]) -> None:
+        """Raise ValueError (naming what) unless ``s`` is a state this job can take over."""
+        State(s["state"])
+        unknown = set(s["timers"]) - set(self._timer_callbacks())
+        if unknown:
+            raise ValueError(f"job {self.name}: unknown timer(s) {sorted(unknown)}")
+        if s["has_exec"] != (self.command is not None):
+            raise ValueError(f"job {self.name}: its exec was added or removed since the config was loaded")
+
+    def resume(self, s: dict[str, Any]) -> None:
+        """Take over ``s`` (from ``handover``) instead of ``run``: nothing is started or signalled."""
+        self.check_handover(s)
+        self.state, self.status, self.runs = State(s["state"]), s["status"], s["runs"]
+        self.last_exit, self.failures_in_a_row = s["last_exit"], s["failures_in_a_row"]
+        self.short_runs_in_a_row, self.told_quick_exit = s["short_runs_in_a_row"], s["told_quick_exit"]
+        self.start_event = Event(*s["start_event"]) if s["start_event"] is not None else None
+        self.starts_remain, self.restarts_remain = s["starts_remain"], s["restarts_remain"]
+        self.pending_triggers = {Event(c, src) for c, src in s["pending_triggers"]}
+        self.queued_runs, self.check_in_flight = s["queued_runs"], s["check_in_flight"]
+        self.check_detail = s["check_detail"]
+        self.passes_in_a_row, self.fails_in_a_row = s["passes_in_a_row"], s["fails_in_a_row"]
+        self.started_at, self.env_generation = s["started_at"], s["env_generation"]
+        if self.readiness is not None and s["readiness"] is not None:
+            self.readiness.resume(s["readiness"])
+        if self.command is not None and s["command"] is not None:
+            self.command.resume(s["command"], self._on_process_exit)
+        callbacks = self._timer_callbacks()
+        for name, deadline in s["timers"].items():
+            period, fn = callbacks[name]
+            if period:
+                self._every(name, period, fn, first=deadline)
+            else:
+                self._once(name, 0.0, fn, at=deadline)
+
+    def _timer_callbacks(self) -> dict[str, tuple[float, Callable[[], None]]]:
+        """Each timer a job arms, by name: (its period, 0 for a one-shot; what it calls)."""
+        health = self.cfg.health.interval if self.cfg.health is not None else 0.0
+        cmd = self.command
+        return {
+            "run-every": (self.interval or 0.0, self._on_tick),
+            "heartbeat": (health, self._on_heartbeat),
+            "wait-timeout": (0.0, self._on_start_timeout),
+            "backoff": (0.0, self._start_exec),
+            "kill": (0.0, cmd.kill if cmd is not None else _nothing),
+            "stopping-timeout": (0.0, self._finish_cleanup),
+        }
+
     # --- readiness (beyond CP: `ready`, `watchdog`) -------------------------------------------------
 
     def _readiness(self) -> Readiness | None:
@@ -637,21 +710,23 @@ class Job:
 
     # --- timers ----------------------------------------------------------------------------------
 
-    def _once(self, name: str, delay: float, fn: object) -> None:
+    def _once(self, name: str, delay: float, fn: object, at: float | None = None) -> None:
         self._cancel(name)
 
         def fire() -> None:
             self._timers.pop(name, None)
             fn()  # type: ignore[operator]
 
-        self._timers[name] = self.ctx.loop.call_later(delay, fire)
+        loop = self.ctx.loop
+        self._timers[name] = loop.call_at(at, fire) if at is not None else loop.call_later(delay, fire)
 
-    def _every(self, name: str, period: float, fn: object) -> None:
+    def _every(self, name: str, period: float, fn: object, first: float | None = None) -> None:
         def tick() -> None:
             self._timers[name] = self.ctx.loop.call_later(period, tick)
             fn()  # type: ignore[operator]
 
-        self._timers[name] = self.ctx.loop.call_later(period, tick)
+        loop = self.ctx.loop
+        self._timers[name] = loop.call_at(first, tick) if first is not None else loop.call_later(period, tick)
 
     def _cancel(self, name: str) -> None:
         timer = self._timers.pop(name, None)

@@ -17,6 +17,8 @@ from pypilot.loop import Loop, Timer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from pypilot.config.model import ProcessConfig
     from pypilot.readiness import Readiness
 
@@ -219,6 +221,37 @@ class Command:
             self.argv, env=env, cwd=p.workdir, stdin=stdin, stdout=out, stderr=out, uid=uid, gid=gid,
             groups=groups, umask=p.umask, rlimits=p.rlimits, no_new_privs=p.no_new_privileges,
             ppid_shim=p.ppid_shim, tty_fd=tty, pass_fd=pass_fd)
+
+    def handover(self, fds: list[int]) -> dict[str, object] | None:
+        """The running process (None if none) for an in-place upgrade: its PID, when it started, its
+        timeout's deadline, its output pipe (the fd goes to ``fds``) and the half line read so far."""
+        if not self.pid:
+            return None
+        out = self._output
+        if out is not None:
+            fds.append(out.fd)
+        return {
+            "pid": self.pid,
+            "started_at": self.started_at,
+            "timeout_at": self._timer.deadline if self._timer is not None else None,
+            "output_fd": out.fd if out is not None else -1,
+            "partial": out.splitter._pending.hex() if out is not None else "",  # the half line
+        }
+
+    def resume(self, s: dict[str, Any] | None, on_exit: ExitCallback) -> None:
+        """Adopt the process ``handover`` described: its exit (perhaps a zombie already) comes
+        through the reaper as if this image had spawned it."""
+        if s is None:
+            return
+        self._on_exit = on_exit
+        self.pid, self.started_at = int(s["pid"]), float(s["started_at"])
+        if s["output_fd"] >= 0:
+            self._output = _Output(self.loop, int(s["output_fd"]), self._log_line)
+            self._output.splitter._pending = bytes.fromhex(s["partial"])
+        self.pidfd = reaper.pidfd_open(self.pid)
+        self.reaper.register(self.pid, self._on_reaped, group_signal=signal.SIGTERM)
+        if s["timeout_at"] is not None:
+            self._timer = self.loop.call_at(float(s["timeout_at"]), self._on_timeout)
 
     def signal(self, sig: int) -> bool:
         """Signal the command's whole process group; False when nothing is left to signal."""

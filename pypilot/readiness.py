@@ -104,6 +104,38 @@ class Readiness:
     def snapshot(self) -> dict[str, object]:
         return {"ready": self.ready, "statusText": self.status_text, "stopping": self.stopping}
 
+    # --- an in-place upgrade (``pypilot.handover``) ---------------------------------------------------
+
+    def handover(self, fds: list[int]) -> dict[str, object]:
+        """What was said and the listening fds (to ``fds``: they survive the exec, so a job's next
+        datagram or newline reaches the new image)."""
+        sock_fd = self._sock.fileno() if self._sock is not None else -1
+        fds.extend(fd for fd in (sock_fd, self._read_fd) if fd >= 0)
+        watchdog = self._watchdog
+        return {
+            "ready": self.ready, "status_text": self.status_text, "stopping": self.stopping,
+            "main_pid": self.main_pid, "told_stranger": self._told_stranger, "dir": self._dir,
+            "sock_fd": sock_fd, "read_fd": self._read_fd,
+            "watchdog_at": watchdog.deadline if watchdog is not None and not watchdog.cancelled else None,
+        }
+
+    def resume(self, s: dict[str, object]) -> None:
+        self.ready, self.stopping = bool(s["ready"]), bool(s["stopping"])
+        text = s["status_text"]
+        self.status_text = text if isinstance(text, str) else None
+        self.main_pid, self._told_stranger = int(str(s["main_pid"])), bool(s["told_stranger"])
+        self._dir = str(s["dir"])
+        sock_fd, read_fd = int(str(s["sock_fd"])), int(str(s["read_fd"]))
+        if sock_fd >= 0:
+            self._sock = socket.socket(fileno=sock_fd)
+            self.loop.add_reader(sock_fd, self._on_datagram)
+        if read_fd >= 0:
+            self._read_fd = read_fd
+            self.loop.add_reader(read_fd, self._on_pipe)
+        at = s["watchdog_at"]
+        if isinstance(at, float | int):
+            self._watchdog = self.loop.call_at(float(at), self._watchdog_expired)
+
     # --- sd_notify ---------------------------------------------------------------------------------
 
     def _bind(self) -> str:

@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 
         def watch_status(self) -> list[dict[str, Any]]: ...
 
+        def handover(self, fds: list[int]) -> dict[str, Any]: ...
+
+        def resume(self, s: dict[str, Any]) -> None: ...
+
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 EVENT_SIGNALS: dict[int, str] = {signal.SIGHUP: "SIGHUP", signal.SIGUSR2: "SIGUSR2"}
 KILL_WAIT = 2.0  # after the final SIGKILL sweep: how long for the kernel to finish the kills
@@ -93,6 +97,9 @@ class Supervisor:
         self._escapees_termed = False
         self._killing = False  # the final SIGKILL sweep has begun
         self._deadline: Timer | None = None
+        from pypilot.upgrade import Upgrader
+
+        self.upgrader = Upgrader(self)
 
     def wire_stopping_dependents(self) -> None:
         """A job whose trigger is another's ``stopping`` makes that job wait for its ``stopped``."""
@@ -144,7 +151,9 @@ class Supervisor:
 
     # --- the loop -----------------------------------------------------------------------------------
 
-    def run(self) -> int:
+    def run(self, resumed: bool = False) -> int:
+        """Supervise until the end; ``resumed``: the jobs were taken over from the image before (an
+        in-place upgrade), so nothing is started and ``startup`` is not published again."""
         if not self.is_pid1:
             try:
                 reaper.set_subreaper()  # orphans of our jobs still come to us, like `tini -s`
@@ -154,14 +163,11 @@ class Supervisor:
         logs.attach(self.loop)
         self.bus.listen(self._on_event)
         for job in self.jobs:  # every job subscribes before anything runs: no lost `startup`
-            self.bus.subscribe(job)
-        for job in self.jobs:
-            job.run()
-        self.bus.publish(Event(ev.STARTUP, ev.GLOBAL))
-        if self.discovery is not None:
-            self.discovery.start()
-        self._start_control()  # after the first spawns: they are what start-up time is about
-        self.reaper.drain()
+            if not job.completed:
+                self.bus.subscribe(job)
+        if not resumed:
+            self._start()
+        self.reaper.drain()  # after an upgrade: the exits that came during the exec, at once
         while True:
             try:
                 self.loop.run()
@@ -170,6 +176,14 @@ class Supervisor:
                 return self.container_exit_code()
             except Exception as e:  # the loop's own machinery failed: PID 1 must not die of it
                 logs.exception("event loop failed; resuming", e)
+
+    def _start(self) -> None:
+        for job in self.jobs:
+            job.run()
+        self.bus.publish(Event(ev.STARTUP, ev.GLOBAL))
+        if self.discovery is not None:
+            self.discovery.start()
+        self._start_control()  # after the first spawns: they are what start-up time is about
 
     def _start_control(self) -> None:
         from pypilot.control.plane import ControlPlane
@@ -216,6 +230,15 @@ class Supervisor:
     def shutting_down(self) -> bool:
         return self._shutting_down
 
+    @property
+    def reloading(self) -> bool:
+        return self._reload is not None
+
+    def upgrade(self, path: str, reply: Callable[[int, Any], None]) -> None:
+        """POST /v3/upgrade: check ``path``, then become it (``pypilot.upgrade``); ``reply`` is called
+        once: 422 refused, or 202 just before the exec."""
+        self.upgrader.start(path, reply)
+
     def deadline_remaining(self) -> float | None:
         """Seconds until the shutdown deadline's final SIGKILL, or None while none is set."""
         deadline = self._deadline
@@ -230,6 +253,7 @@ class Supervisor:
             "maintenance": self.maintenance_on,
             "jobs": [job.snapshot() for job in self.jobs],
             "watches": self.discovery.watch_status() if self.discovery is not None else [],
+            "pypilot": self.upgrader.status(),
         }
 
     def set_env(self, env: dict[str, str]) -> None:

@@ -25,7 +25,7 @@ from pypilot.reaper import Reaper, describe
 
 TYPE_CHECKING = False  # typing is not imported at start-up
 if TYPE_CHECKING:
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
 __all__ = ["Channel", "Message", "Worker"]
 
@@ -88,6 +88,24 @@ class Channel:
         if self._decoder.error is not None:  # whole messages came before a malformed frame
             logs.error(f"bad message from worker: {self._decoder.error}")
             self.close()
+
+    def handover(self, fds: list[int]) -> dict[str, object]:
+        """The socket's fd (to ``fds``), what is not sent yet and what was read of a message not yet
+        whole: the new image goes on mid-stream, the worker sees nothing."""
+        fds.append(self.sock.fileno())
+        return {"fd": self.sock.fileno(), "out": self._out.hex(), "in": self._decoder._buf.hex()}
+
+    @classmethod
+    def adopt(
+        cls, loop: Loop, s: dict[str, object], on_message: Callable[[Message], None],
+        on_close: Callable[[], None],
+    ) -> Channel:
+        chan = cls(loop, socket.socket(fileno=int(str(s["fd"]))), on_message, on_close)
+        chan._decoder._buf += bytes.fromhex(str(s["in"]))
+        if s["out"]:
+            chan._out += bytes.fromhex(str(s["out"]))
+            loop.call_soon(chan._flush)
+        return chan
 
     def close(self) -> None:
         if self.closed:
@@ -191,6 +209,27 @@ class Worker:
         self.reaper.register(self.pid, self._on_exit, since=since)
         self.channel = Channel(self.loop, ours, self._deliver, lambda: None)
         logs.debug(f"worker {self.name} started as pid {self.pid}")
+
+    def handover(self, fds: list[int]) -> dict[str, object]:
+        """This worker for an in-place upgrade: its process is a child and stays one across the exec,
+        and its channel's fd is inherited, so the new image adopts it as it is (it runs the old code
+        until it is replaced: it dies, or pypilot restarts it)."""
+        chan = self.channel.handover(fds) if self.channel is not None and not self.channel.closed else None
+        return {"pid": self.pid, "channel": chan, "stopped": self.stopped, "restarts": self.restarts,
+                "delay": self._delay}
+
+    def adopt(self, s: dict[str, Any]) -> None:
+        """Take over the worker ``handover`` described (one that was dead is started again soon)."""
+        self.stopped, self.restarts, self._delay = bool(s["stopped"]), int(s["restarts"]), float(s["delay"])
+        if s["pid"]:
+            self.pid = int(s["pid"])
+            self.reaper.register(self.pid, self._on_exit)
+        if s["channel"] is not None:
+            self.channel = Channel.adopt(self.loop, s["channel"], self._deliver, lambda: None)
+        elif self.pid:  # a worker whose channel broke is on its way out: its exit restarts it
+            os.kill(self.pid, signal.SIGTERM)
+        if not self.pid and self.restarts and not self.stopped:  # it died: its restart was pending
+            self.loop.call_soon(self._restart)
 
     def _deliver(self, msg: Message) -> None:
         if msg.get("op") == "log":  # a worker's log line (``WorkerLink.forward_logs``)

@@ -45,6 +45,7 @@ MAX_BODY = 1 << 20
 TEXT = "text/plain; charset=utf-8"
 ERROR_HEADER = "X-Pypilot-Error"
 KEEPALIVE = 15.0  # seconds between comments on an idle event stream (finds clients that left)
+UPGRADE_TIMEOUT = 20.0  # PID 1 answers once the target's check is over (bounded at 10 s there)
 
 
 GO_STATUS_TEXT = {  # Go 1.9's http.StatusText for the codes this app sends
@@ -296,6 +297,22 @@ class Reload(_CP):
                 resp.set_header(ERROR_HEADER, _header_safe(str(data.get("error", ""))))
 
 
+class Upgrade:
+    """POST /v3/upgrade: PID 1 checks the target (it may take a few seconds) and answers 202 or 422."""
+
+    def __init__(self, forward: Forward) -> None:
+        self.forward = forward
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = read_json(req, 400)
+        if not isinstance(body, dict) or not isinstance(body.get("path"), str) or not body["path"]:
+            raise Rejected(400, 'the body must be a JSON object like {"path": "/opt/new/bin/pypilot"}')
+        status, data = self.forward("upgrade", UPGRADE_TIMEOUT, path=body["path"])
+        json(resp, status, data)
+        if status >= 400 and isinstance(data, dict):
+            resp.set_header(ERROR_HEADER, _header_safe(str(data.get("error", ""))))
+
+
 class Status:
     def __init__(self, forward: Forward) -> None:
         self.forward = forward
@@ -532,5 +549,6 @@ def _resource(route: Route, forward: Forward) -> object | None:
         return Events(forward, forward.slots)
     if route.kind == "logs":
         return JobLogs(forward, forward.slots)
-    kinds: dict[str, type[Any]] = {"environ": Environ, "metric": Metric, "reload": Reload, "status": Status}
+    kinds: dict[str, type[Any]] = {"environ": Environ, "metric": Metric, "reload": Reload, "status": Status,
+                                   "upgrade": Upgrade}
     return kinds[route.kind](forward)

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import orjson
 
-CONTROL_COMMANDS = ("reload", "maintenance", "putenv", "putmetric", "ping")
+CONTROL_COMMANDS = ("reload", "upgrade", "maintenance", "putenv", "putmetric", "ping")
 POSITIONAL = ("status", "job", "logs")
 ERROR_HEADER = "X-Pypilot-Error"
 
@@ -221,6 +221,8 @@ def run_subcommand(opts: Any, out: TextIO | None = None, err: TextIO | None = No
             result = _json_or_none(resp)
             if isinstance(result, dict) and result.get("reloaded") is False:
                 raise Failed(f"reload failed: {result.get('error', 'unknown error')}")
+        elif command == "upgrade":
+            _upgrade(sock, opts.upgrade)
         elif command == "maintenance":
             which = "enable" if opts.maintenance == "enable" else "disable"
             check(request(sock, "POST", f"/v3/maintenance/{which}"))
@@ -243,6 +245,48 @@ def run_subcommand(opts: Any, out: TextIO | None = None, err: TextIO | None = No
     except Failed as e:
         return fatal(prefix + str(e) + _origin(e, origin), err)
     return 0
+
+
+UPGRADE_WAIT = 30.0  # for the new image to confirm (or the old one to say it rolled back)
+
+
+def _pypilot_status(sock: str) -> dict[str, Any] | None:
+    """The status's ``pypilot`` section; None while PID 1 does not answer (it is exec'ing)."""
+    try:
+        resp = request(sock, "GET", "/v3/status", timeout=5.0)
+    except Failed:
+        return None
+    data = _json_or_none(resp) if resp.status == 200 else None
+    section = data.get("pypilot") if isinstance(data, dict) else None
+    return section if isinstance(section, dict) else None
+
+
+def _upgrade(sock: str, path: str) -> None:
+    """POST /v3/upgrade, then wait for the outcome: ``upgrades`` grows (done) or a new failed
+    ``last_upgrade`` (rolled back, or the exec failed)."""
+    import os
+    import time
+
+    before = _pypilot_status(sock)
+    if before is None:
+        check(request(sock, "GET", "/v3/status"))  # unreachable, or an answer that says why
+        raise Failed("the server's status has no pypilot section: it cannot upgrade in place")
+    body = {"path": os.path.abspath(path)}
+    resp = request(sock, "POST", "/v3/upgrade", body, timeout=25.0, accept_json=True)
+    if resp.status != 202:
+        check(resp)
+        raise Failed(f"upgrade refused: {_body_reason(resp)}")
+    deadline = time.monotonic() + UPGRADE_WAIT
+    while time.monotonic() < deadline:
+        now = _pypilot_status(sock)
+        if now is not None:
+            last = now.get("last_upgrade") or {}
+            if int(now.get("upgrades", 0)) > int(before.get("upgrades", 0)):
+                return
+            if last and last != before.get("last_upgrade") and last.get("ok") is False:
+                raise Failed(f"upgrade failed: {last.get('message')}")
+        time.sleep(0.02)
+    raise Failed(f"no new pypilot confirmed the upgrade within {UPGRADE_WAIT:g}s")
 
 
 def _origin(e: Failed, origin: str) -> str:

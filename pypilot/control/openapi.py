@@ -261,6 +261,35 @@ _PATHS: dict[str, dict[str, Any]] = {
             },
         }
     },
+    "/v3/upgrade": {
+        "post": {
+            "operationId": "upgrade",
+            "summary": "Continue PID 1 as the pypilot at `path` (an in-place upgrade, docs/upgrade.md): "
+            "checked first by running it in its check mode, then exec'd with every job's state.",
+            "requestBody": _json_body(
+                {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}}, True
+            ),
+            "responses": {
+                "202": {
+                    "description": "The check passed; PID 1 execs `path` now. Poll `GET /v3/status`: "
+                    "`pypilot.upgrades` grows once the new image runs, `pypilot.last_upgrade.ok` is false "
+                    "if it was rolled back.",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "400": {"description": "The body is not a JSON object with a string `path`.",
+                        "content": _ERR},
+                "405": _ref("MethodNotAllowed"),
+                "413": _ref("TooLarge"),
+                "422": {
+                    "description": "Refused, nothing changed: not an executable, not a pypilot, its "
+                    "check failed, a state format it does not know, or pypilot is busy (shutdown, reload, "
+                    "upgrade).",
+                    "content": _ERR,
+                },
+                "503": _ref("Unavailable"),
+            },
+        }
+    },
 }
 
 

@@ -72,6 +72,8 @@ class Supervised(Protocol):
 
     def reload(self, done: Callable[[bool, str], None]) -> None: ...
 
+    def upgrade(self, path: str, reply: Reply) -> None: ...
+
     def job(self, name: str) -> Any: ...  # a ControlledJob; Any: Supervisor returns a Job
 
 
@@ -108,6 +110,7 @@ class ControlPlane:
             "job": self._job,
             "subscribe": self._subscribe,
             "logs": self._logs,
+            "upgrade": self._upgrade,
         }
         assert set(self._handlers) == KINDS, "every route's request kind has its handler"
 
@@ -128,6 +131,38 @@ class ControlPlane:
         self._listening = True
         logs.info(f"control: serving at {self.path}")
         return True
+
+    def handover(self, fds: list[int]) -> dict[str, Any] | None:
+        """The listening fd (never closed: clients wait in its backlog across the exec), the worker
+        (adopted as it runs, open event streams and all) and the counters; None without a socket."""
+        if self.sock is None:
+            return None
+        fds.append(self.sock.fileno())
+        return {
+            "fd": self.sock.fileno(),
+            "listening": self._listening,
+            "worker": self.worker.handover(fds) if self.worker is not None else None,
+            "requests": [[code, path, n] for (code, path), n in self.requests.items()],
+            "streaming": self.streaming,
+            "followed": sorted(self.followed),
+            "events_seen": self.events_seen,
+        }
+
+    def adopt(self, s: dict[str, Any]) -> None:
+        """Take over what ``handover`` described instead of binding a new socket."""
+        self.sock = socket.socket(fileno=int(s["fd"]))
+        self.requests = {(int(c), str(p)): int(n) for c, p, n in s["requests"]}
+        self.streaming, self.followed = bool(s["streaming"]), set(s["followed"])
+        self.events_seen = int(s["events_seen"])
+        self.sup.bus.listen(self._on_event)
+        joblogs.set_listener(self._on_job_line)
+        self._listener_added = True
+        if s["worker"] is not None:
+            self.worker = self._make_worker()
+            self.worker.adopt(s["worker"])
+        if s["listening"]:
+            self.sup.loop.add_reader(self.sock.fileno(), self._on_first_connection)
+            self._listening = True
 
     def _bind(self) -> socket.socket:
         from pypilot.control.socketfile import bind
@@ -154,16 +189,16 @@ class ControlPlane:
         self.sup.loop.remove_reader(self.sock.fileno())
         self._listening = False
         if self.worker is None:
-            self.worker = _ControlWorker(
-                "control",
-                self._worker_main,
-                self.sup.loop,
-                self.sup.reaper,
-                self._on_message,
-                self._on_worker_death,
-            )
-            self.worker.on_started = self._send_listener
+            self.worker = self._make_worker()
         self.worker.start()
+
+    def _make_worker(self) -> _ControlWorker:
+        worker = _ControlWorker(
+            "control", self._worker_main, self.sup.loop, self.sup.reaper, self._on_message,
+            self._on_worker_death,
+        )
+        worker.on_started = self._send_listener
+        return worker
 
     def _worker_main(self, chan: socket.socket) -> None:
         from pypilot.control.worker import worker_main
@@ -318,6 +353,13 @@ class ControlPlane:
                 reply(200, {"reloaded": False, "error": message})
 
         self.sup.reload(done)
+
+    def _upgrade(self, msg: Message, reply: Reply) -> None:
+        path = msg.get("path")
+        if not isinstance(path, str) or not path:
+            reply(400, {"error": "the upgrade needs a path (a string)"})
+            return
+        self.sup.upgrade(path, reply)
 
     def _job(self, msg: Message, reply: Reply) -> None:
         name, action = msg.get("name"), msg.get("action")

@@ -43,6 +43,7 @@ ROUTES: dict[str, Route] = {
         Route("/v3/openapi.json", _GET, False, None),
         *(Route(f"/v3/jobs/{{name}}/{a}", _POST, False, "job") for a in JOB_ACTIONS),
         Route("/v3/jobs/{name}/logs", _GET, False, "logs"),  # ?n=N&follow=1
+        Route("/v3/upgrade", _POST, False, "upgrade"),  # {"path": PATH}: PID 1 execs that pypilot
     )
 }
 KINDS = frozenset(r.kind for r in ROUTES.values() if r.kind is not None)
