@@ -654,6 +654,11 @@ class Job:
             else:
                 self._once(name, 0.0, fn, at=deadline)
 
+    def next_tick(self) -> float | None:
+        """When a short interval (a second or less) next runs this job; None for any other job."""
+        timer = self._timers.get("run-every")
+        return timer.deadline if timer is not None and self.interval and self.interval <= 1.0 else None
+
     def _timer_callbacks(self) -> dict[str, tuple[float, Callable[[], None]]]:
         """Each timer a job arms, by name: (its period, 0 for a one-shot; what it calls)."""
         health = self.cfg.health.interval if self.cfg.health is not None else 0.0

@@ -76,9 +76,13 @@ class Upgrader:
     # --- the request: check, then exec ------------------------------------------------------------
 
     def start(self, path: str, reply: Reply) -> None:
+        if self.busy:  # the one in progress keeps its record
+            logs.error(f"upgrade: refused: an upgrade to {self.busy} is in progress")
+            reply(422, {"error": f"an upgrade to {self.busy} is in progress"})
+            return
         why = self._not_now(path)
         if why:
-            self._refuse(reply, why)
+            self._refuse(reply, why, path)
             return
         logs.info(f"upgrade: checking {path}")
         self.busy = path
@@ -86,11 +90,9 @@ class Upgrader:
             self._spawn_check(path, reply)
         except Exception as e:  # OSError from the spawn; anything else is ours to report, not to die of
             self._end_check()
-            self._refuse(reply, f"cannot run {path}: {e}")
+            self._refuse(reply, f"cannot run {path}: {e}", path)
 
     def _not_now(self, path: str) -> str:
-        if self.busy:
-            return f"an upgrade to {self.busy} is in progress"
         if self.sup.shutting_down:
             return "pypilot is shutting down"
         if self.sup.reloading:
@@ -101,8 +103,10 @@ class Upgrader:
             return f"{path}: not an executable file"
         return ""
 
-    def _refuse(self, reply: Reply, why: str) -> None:
+    def _refuse(self, reply: Reply, why: str, path: str) -> None:
+        """Nothing changed: the refusal is answered, logged and kept as the last upgrade (not ok)."""
         self.busy = ""
+        self.last = {"at": time.time(), "from": self_path(), "to": path, "ok": False, "message": why}
         logs.error(f"upgrade: refused: {why}")
         reply(422, {"error": why})
 
@@ -160,7 +164,7 @@ class Upgrader:
         lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
         if status == 0 and CHECK_OK in lines:
             reply(202, {"upgrading": True, "to": path})
-            self.sup.loop.call_soon(lambda: self._exec(path))  # after the reply is on its way
+            self.sup.loop.call_at(self._quiet_moment(), lambda: self._exec(path))  # after the reply
             return
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9:
             why = f"{path}: its check did not answer within {CHECK_TIMEOUT:g}s"
@@ -169,7 +173,13 @@ class Upgrader:
             why = f"{path} is not a pypilot ({said})"
         else:
             why = f"{path}: check failed ({reaper.describe(status)}): {lines[-1]}"
-        self._refuse(reply, why)
+        self._refuse(reply, why, path)
+
+    def _quiet_moment(self) -> float:
+        """Just after the next tick of a short interval job: the exec then delays no tick by more than
+        it takes (rather than the interval plus that), when it takes less than the interval none."""
+        ticks = [t for t in (job.next_tick() for job in self.sup.jobs) if t is not None]
+        return min(ticks) + 0.002 if ticks else 0.0
 
     def _exec(self, path: str) -> None:
         """Hand over and become ``path``; a failed exec is a refusal, recorded, and nothing changed."""
@@ -210,7 +220,9 @@ class Upgrader:
             logs.error(f"upgrade: rolled back to {self_path()}: {why}")
             return
         self.upgrades += 1
-        self.last = {**last, "ok": True, "message": f"resumed {njobs} jobs (state v{state['format']})"}
+        took = round((time.monotonic() - float(state["captured_at"])) * 1000, 1)
+        self.last = {**last, "ok": True, "handover_ms": took,
+                     "message": f"resumed {njobs} jobs (state v{state['format']}), {took:.0f} ms after exec"}
         logs.info(f"upgrade: resumed from {state['from']} (state v{state['format']}, {njobs} jobs)")
 
 

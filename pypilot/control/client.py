@@ -484,4 +484,19 @@ def format_status(data: dict[str, Any]) -> str:
     )
     if data.get("watches"):
         lines.append(f"watches: {', '.join(map(str, data['watches']))}")
+    if isinstance(data.get("pypilot"), dict):
+        lines.append(_pypilot_line(data["pypilot"]))
     return "\n".join(lines) + "\n"
+
+
+def _pypilot_line(pp: dict[str, Any]) -> str:
+    """``pypilot VERSION (PATH)``, and its last in-place upgrade, if any."""
+    import time
+
+    line = f"pypilot {pp.get('version')} ({pp.get('path')})"
+    last = pp.get("last_upgrade")
+    if isinstance(last, dict):
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(last.get("at") or 0)))
+        outcome = "ok" if last.get("ok") else f"failed: {last.get('message')}"
+        line += f"   last upgrade: to {last.get('to')} at {at}, {outcome} ({pp.get('upgrades', 0)} in all)"
+    return line
