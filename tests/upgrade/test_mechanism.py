@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -170,6 +171,35 @@ def test_upgrade_keeps_jobs_timers_registrations_and_streams(installs: dict[str,
         stream.close()
         assert not p.zombies()
         assert p.lines("upgrade: checking ") and p.lines("upgrade: exec ")
+
+        # and the new image shuts down as ever: the adopted discovery worker deregisters
+        p.signal(signal.SIGTERM)
+        assert p.wait_exit() == 0
+        assert standin.requests("PUT", f"/v1/agent/service/deregister/{sid_web}")
+
+
+NOTIFY_LATER = [
+    "python3", "-c",
+    "import os, socket, sys, time\n"
+    "while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n"
+    "socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n"
+    "time.sleep(1000)",
+]
+
+
+@pytest.mark.timeout(60)
+def test_a_job_that_says_ready_after_the_upgrade_is_heard(installs: dict[str, str], tmp_path: Path) -> None:
+    """The sd_notify socket is inherited, not bound again: READY=1 sent to the old image's socket after
+    the upgrade reaches the new one, and the job turns healthy."""
+    flag = tmp_path / "say-ready"
+    with Pilot({"jobs": [{"name": "svc", "exec": [*NOTIFY_LATER, str(flag)], "ready": "notify"}]}) as p:
+        p.until(lambda: jobs(p)["svc"]["pid"], 10, "svc to run")
+        pid = jobs(p)["svc"]["pid"]
+        assert cli(p, "-upgrade", installs["new"]).returncode == 0
+        assert jobs(p)["svc"]["status"] != "healthy"
+        flag.touch()
+        p.until(lambda: jobs(p)["svc"]["status"] == "healthy", 10, "svc healthy after READY=1")
+        assert jobs(p)["svc"]["pid"] == pid and jobs(p)["svc"]["readiness"]["ready"] is True
 
 
 @pytest.mark.timeout(90)
