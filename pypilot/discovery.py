@@ -91,9 +91,14 @@ class _Service:
         self.leaving = False  # deregister sent, not yet confirmed
 
 
+def _worker_main(sock: Any) -> None:
+    from pypilot.consul import worker_main  # in the worker: PID 1 never pays for the module
+
+    worker_main(sock)
+
+
 def _make_worker(owner: Discovery) -> Worker:
     """The discovery ``Worker``, telling ``owner`` each time a process starts (replacements too)."""
-    from pypilot.consul import worker_main
     from pypilot.workers import Worker
 
     class _DiscoveryWorker(Worker):
@@ -101,7 +106,7 @@ def _make_worker(owner: Discovery) -> Worker:
             super().start()
             owner._on_worker_started()
 
-    return _DiscoveryWorker("discovery", worker_main, owner.sup.loop, owner.sup.reaper, owner._on_message)
+    return _DiscoveryWorker("discovery", _worker_main, owner.sup.loop, owner.sup.reaper, owner._on_message)
 
 
 class Discovery:

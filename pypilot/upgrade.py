@@ -160,7 +160,11 @@ class Upgrader:
 
     def _checked(self, path: str, status: int, reply: Reply, timer: Any) -> None:
         timer.cancel()
-        out = self._end_check()
+        try:
+            out = self._end_check()
+        except OSError as e:  # the pipe or the memfd: the check's word is lost with it
+            self._refuse(reply, f"{path}: reading its check failed: {e}", path)
+            return
         lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
         if status == 0 and CHECK_OK in lines:
             reply(202, {"upgrading": True, "to": path})
@@ -186,21 +190,25 @@ class Upgrader:
         if self.sup.shutting_down or self.sup.reloading:
             self._failed(path, "pypilot began a shutdown or a reload after the check")
             return
-        state, fds = handover.capture(self.sup, self._meta(path))
-        state["fds"] = fds
-        fd = handover.write_fd(state)
-        for keep in fds:
-            os.set_inheritable(keep, True)
-        env = {**os.environ, ENV_FD: str(fd)}
-        logs.info(f"upgrade: exec {path}")
-        logs.flush()
+        fds: list[int] = []
+        fd = -1
         try:
+            state, fds = handover.capture(self.sup, self._meta(path))
+            state["fds"] = fds
+            fd = handover.write_fd(state)
+            for keep in fds:
+                os.set_inheritable(keep, True)
+            env = {**os.environ, ENV_FD: str(fd)}
+            logs.info(f"upgrade: exec {path}")
+            logs.flush()
             os.execve(path, [path, *sys.argv[1:]], env)
-        except OSError as e:
+        except Exception as e:  # the exec failed (ENOENT, EACCES, ENOEXEC), or the capture: nothing changed
             for keep in fds:
                 os.set_inheritable(keep, False)
-            os.close(fd)
-            self._failed(path, f"exec {path}: {e.strerror or e}")
+            if fd >= 0:
+                os.close(fd)
+            why = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+            self._failed(path, f"exec {path}: {why}")
 
     def _failed(self, path: str, why: str) -> None:
         self.busy = ""

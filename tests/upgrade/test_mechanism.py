@@ -247,6 +247,23 @@ def test_failure_after_exec_rolls_back_then_a_good_upgrade_works(installs: dict[
 
 
 @pytest.mark.timeout(60)
+def test_a_failed_exec_is_refused_and_nothing_changes(installs: dict[str, str], tmp_path: Path) -> None:
+    """A target that passes its check but is gone by the exec (ENOENT): PID 1 goes on as it was, the
+    fds it had made inheritable are close-on-exec again, and the CLI says why."""
+    vanishing = tmp_path / "vanishing"
+    vanishing.write_text(f'#!/bin/sh\nrm -f "$0"\nexec {installs["new"]} "$@"\n')
+    vanishing.chmod(0o755)
+    with Pilot({"jobs": [{"name": "long", "exec": ["sleep", "1000"]}]}) as p:
+        pid = jobs(p)["long"]["pid"]
+        result = cli(p, "-upgrade", str(vanishing))
+        assert result.returncode == 1 and "No such file" in result.stderr, result.stderr
+        pp = p.status()["pypilot"]
+        assert pp["upgrades"] == 0 and pp["last_upgrade"]["ok"] is False
+        assert jobs(p)["long"]["pid"] == pid
+        assert cli(p, "-upgrade", installs["new"]).returncode == 0  # and it can still upgrade
+
+
+@pytest.mark.timeout(60)
 def test_http_upgrade_answers_400_for_a_bad_body_and_422_for_a_refusal(installs: dict[str, str]) -> None:
     with Pilot({"jobs": [{"name": "long", "exec": ["sleep", "1000"]}]}) as p:
         status, _, body = http(p.control, "POST", "/v3/upgrade", {"nopath": 1})
