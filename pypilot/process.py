@@ -228,6 +228,8 @@ class Command:
         if not self.pid:
             return None
         out = self._output
+        if out is not None and out.fd < 0:  # its pipe hit EOF before the exit was handled: nothing to read
+            out = None
         if out is not None:
             fds.append(out.fd)
         return {

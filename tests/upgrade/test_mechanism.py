@@ -27,6 +27,7 @@ import pytest
 from pypilot import handover
 from tests.consul_standin import ConsulStandin
 from tests.discovery.harness import Pilot, http, service_job, sid
+from tests.pid1 import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = Path(sys.executable)
@@ -339,3 +340,25 @@ def test_check_mode_refuses_a_config_whose_jobs_changed(tmp_path: Path) -> None:
         os.close(fd)
     assert proc.returncode == 1 and "differ from the running ones" in proc.stdout, proc.stdout
 
+
+
+def test_a_process_whose_output_ended_hands_over_no_pipe() -> None:
+    """Between its stdout's EOF and its exit's handling a command has no pipe left: the state must not
+    name one (a -1 in the fds made the exec step fail with EBADF: found by the e2e suite)."""
+    from pypilot.loop import Loop
+    from pypilot.process import Command
+    from pypilot.reaper import Reaper
+
+    loop, reaper = Loop(), Reaper()
+    cmd = Command("quick", ["true"], loop, reaper)
+    exits: list[int | None] = []
+    cmd.start(lambda status, _err: exits.append(status))
+    deadline = time.monotonic() + 10
+    while cmd._output is not None and cmd._output.fd >= 0 and time.monotonic() < deadline:
+        loop.call_later(0.01, loop.stop)
+        loop.run()  # reads the pipe to its EOF; the exit is not reaped (no drain)
+    fds: list[int] = []
+    state = cmd.handover(fds)
+    assert state is not None and state["output_fd"] == -1 and fds == []
+    wait_for(lambda: reaper.drain() or exits, 10, "the exit")
+    assert exits == [0]
