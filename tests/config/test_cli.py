@@ -14,7 +14,7 @@ import pytest
 
 from pypilot.cli import VERSION_TEXT, UsageError, parse_args, subcommand_usage, usage
 
-# Go 1.9's flag listing for CP's flags, as ContainerPilot 3.8.0 -h prints it (with pypilot's two)
+# Go 1.9's flag listing for CP's flags, as ContainerPilot 3.8.0 -h prints it (with pypilot's three)
 CP_LISTING = (
     "  -config string\n"
     "    \tFile path to JSON5 configuration file. Defaults to CONTAINERPILOT env var.\n"
@@ -39,6 +39,10 @@ CP_LISTING = (
     "    \t\tDefaults to PYPILOT_SOCKET, else control.socket of the config.\n"
     "  -template\n"
     "    \tRender template and quit.\n"
+    "  -upgrade string\n"
+    "    \tUpgrade the running pypilot in place: PID 1 checks the pypilot at this\n"
+    "    \t\tpath, then continues as it (exec), every job kept running.\n"
+    "    \t\tExits 1 if it was refused or rolled back.\n"
     "  -validate\n"
     "    \tCheck the configuration file, print every error and quit (exit 1 if any).\n"
     "  -version\n"
@@ -209,7 +213,8 @@ def test_version_text() -> None:
 def test_options_defaults() -> None:
     o = parse_args([])
     assert vars(o) == {
-        "config": "", "version": False, "template": False, "out": "", "reload": False, "maintenance": "",
+        "config": "", "version": False, "template": False, "out": "", "reload": False, "upgrade": "",
+        "maintenance": "",
         "putenv": [], "putmetric": [], "ping": False, "validate": False, "socket": "", "help": False,
         "args": [], "subcommand": "", "json": False, "job_name": "", "job_action": "", "job_signal": "",
         "exec_argv": [],
