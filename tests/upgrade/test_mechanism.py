@@ -290,6 +290,25 @@ def test_exit_during_the_exec_is_reaped_by_the_new_image(installs: dict[str, str
         assert not p.zombies()
 
 
+@pytest.mark.timeout(60)
+def test_after_an_upgrade_a_diff_reload_keeps_the_unchanged_job_and_putenv_reaches_spawns(
+        installs: dict[str, str]) -> None:
+    """The new image's jobs are the same jobs to a reload: an unchanged one is kept, not restarted;
+    a -putenv after the upgrade reaches the next spawn."""
+    config = {"control": {"reload": "diff"},
+              "jobs": [{"name": "long", "exec": ["sleep", "1000"]},
+                       {"name": "env", "exec": ["sh", "-c", "echo FOO=$FOO"], "when": {"source": "SIGHUP"}}]}
+    with Pilot(config) as p:
+        pid = jobs(p)["long"]["pid"]
+        assert cli(p, "-upgrade", installs["new"]).returncode == 0
+        assert cli(p, "-reload").returncode == 0
+        p.wait_log("reloading: keeping 2 job(s)")
+        assert jobs(p)["long"]["pid"] == pid and jobs(p)["long"]["runs"] == 1
+        assert cli(p, "-putenv", "FOO=after").returncode == 0
+        p.signal(signal.SIGHUP)
+        p.wait_log("env FOO=after")
+
+
 def test_status_text_names_version_and_last_upgrade(installs: dict[str, str]) -> None:
     with Pilot({"jobs": [{"name": "long", "exec": ["sleep", "1000"]}]}) as p:
         assert "pypilot 0.1.0" in cli(p, "status").stdout
