@@ -166,6 +166,9 @@ class Upgrader:
             self._refuse(reply, f"{path}: reading its check failed: {e}", path)
             return
         lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
+        if self.sup.shutting_down or self.sup.reloading:  # since the check started
+            self._refuse(reply, f"pypilot began a {'shutdown' if self.sup.shutting_down else 'reload'}", path)
+            return
         if status == 0 and CHECK_OK in lines:
             reply(202, {"upgrading": True, "to": path})
             self.sup.loop.call_at(self._quiet_moment(), lambda: self._exec(path))  # after the reply

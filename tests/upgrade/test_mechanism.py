@@ -265,6 +265,24 @@ def test_a_failed_exec_is_refused_and_nothing_changes(installs: dict[str, str], 
 
 
 @pytest.mark.timeout(60)
+def test_a_shutdown_during_the_check_wins(installs: dict[str, str], tmp_path: Path) -> None:
+    """SIGTERM while the target's check runs: pypilot shuts down as ever and never execs the target."""
+    slow = tmp_path / "slow"
+    slow.write_text(f'#!/bin/sh\ntrap "" TERM\nsleep 1\nexec {installs["new"]} "$@"\n')  # outlives the sweep
+    slow.chmod(0o755)
+    with Pilot({"jobs": [{"name": "long", "exec": ["sleep", "1000"]}]}) as p:
+        argv = [sys.executable, "-m", "pypilot", "-socket", p.control, "-upgrade", str(slow)]
+        client = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        p.wait_log("upgrade: checking ")
+        p.signal(signal.SIGTERM)
+        assert p.wait_exit() == 0
+        _, err = client.communicate(timeout=30)
+        assert client.returncode == 1, err
+        assert not p.lines("upgrade: exec ") and not p.lines("upgrade: resumed")
+        assert p.lines("upgrade: refused: pypilot began a shutdown")
+
+
+@pytest.mark.timeout(60)
 def test_http_upgrade_answers_400_for_a_bad_body_and_422_for_a_refusal(installs: dict[str, str]) -> None:
     with Pilot({"jobs": [{"name": "long", "exec": ["sleep", "1000"]}]}) as p:
         status, _, body = http(p.control, "POST", "/v3/upgrade", {"nopath": 1})
