@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Sequence
+from time import time
 
 from pypilot import events as ev
 from pypilot import joblogs, logs, reaper
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from pypilot.control.plane import ControlPlane
     from pypilot.health import HealthChecks
     from pypilot.reload import Progress, Step
+    from pypilot.upgrade import Upgrader
 
     class DiscoveryService(Registry, Protocol):
         """Service discovery as the supervisor drives it (``pypilot.discovery.Discovery``)."""
@@ -97,9 +99,8 @@ class Supervisor:
         self._escapees_termed = False
         self._killing = False  # the final SIGKILL sweep has begun
         self._deadline: Timer | None = None
-        from pypilot.upgrade import Upgrader
-
-        self.upgrader = Upgrader(self)
+        self.started = time()  # the first start of PID 1 (an upgrade's resume sets it from the state)
+        self._upgrader: Upgrader | None = None
 
     def wire_stopping_dependents(self) -> None:
         """A job whose trigger is another's ``stopping`` makes that job wait for its ``stopped``."""
@@ -229,6 +230,15 @@ class Supervisor:
     @property
     def shutting_down(self) -> bool:
         return self._shutting_down
+
+    @property
+    def upgrader(self) -> Upgrader:
+        """In-place upgrades (``pypilot.upgrade``), loaded on first use: not before the first spawn."""
+        if self._upgrader is None:
+            from pypilot.upgrade import Upgrader
+
+            self._upgrader = Upgrader(self)
+        return self._upgrader
 
     @property
     def reloading(self) -> bool:

@@ -60,7 +60,7 @@ class Upgrader:
 
     def __init__(self, sup: Supervisor) -> None:
         self.sup = sup
-        self.started = time.time()  # the first start of PID 1: kept across upgrades
+        self.started = sup.started  # the first start of PID 1: kept across upgrades
         self.upgrades = 0
         self.last: dict[str, Any] | None = None
         self.busy = ""  # the path being checked or exec'd
@@ -222,7 +222,8 @@ class Upgrader:
 
     def resumed(self, state: dict[str, Any]) -> None:
         """Confirm: this image has taken ``state`` over (or, after a rollback, taken it back)."""
-        self.started, self.upgrades = float(state["started"]), int(state["upgrades"])
+        self.started = self.sup.started = float(state["started"])
+        self.upgrades = int(state["upgrades"])
         njobs = len(state["jobs"])
         last = {"at": state["at"], "from": state["from"], "to": state["to"]}
         if state["rollback"]:
