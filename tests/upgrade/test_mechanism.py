@@ -294,9 +294,10 @@ def test_http_upgrade_answers_400_for_a_bad_body_and_422_for_a_refusal(installs:
 
 
 @pytest.mark.timeout(60)
-def test_exit_during_the_exec_is_reaped_by_the_new_image(installs: dict[str, str]) -> None:
-    """A job that exits while PID 1 is between images is a zombie until the new one reaps it: its exit
-    is counted (a restart), nothing is left unreaped."""
+def test_a_job_ending_around_the_upgrade_has_its_exit_counted(installs: dict[str, str]) -> None:
+    """A short job whose runs end before, during or after the exec (timing decides which; an exit during
+    it is a zombie until the new image reaps it): every exit is counted, nothing is left unreaped. The
+    e2e suite kills a job exactly during the exec."""
     config = {"jobs": [{"name": "blip", "exec": ["sh", "-c", "sleep 0.15; exit 3"], "restarts": 1},
                        {"name": "long", "exec": ["sleep", "1000"]}]}
     with Pilot(config) as p:
