@@ -93,7 +93,7 @@ class EventStream:
 
     def _read(self) -> None:
         buf = b""
-        while chunk := self.s.recv(65536):
+        while chunk := self._recv():
             buf += chunk
             *lines, buf = buf.split(b"\n")
             for line in lines:
@@ -103,7 +103,15 @@ class EventStream:
                     except orjson.JSONDecodeError:
                         pass
 
+    def _recv(self) -> bytes:
+        try:
+            return self.s.recv(65536)
+        except OSError:  # closed by the test
+            return b""
+
     def close(self) -> None:
+        self.s.shutdown(socket.SHUT_RDWR)
+        self._t.join(10)
         self.s.close()
 
 
