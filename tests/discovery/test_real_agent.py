@@ -42,7 +42,8 @@ def test_registration_as_cp_with_tags_address_initial_status_and_ttl_check(
         assert (nginx["Service"], nginx["Tags"], nginx["Address"], nginx["Port"],
                 nginx["EnableTagOverride"]) == ("nginx", [], "127.0.0.1", 80, True)
         # passing may be the initial status, before the first TTL update brings its output
-        p.until(lambda: (agent.check(f"service:{sid('app')}") or {}).get("Output") == "ok", 10, "app's TTL update")
+        app_check = f"service:{sid('app')}"
+        p.until(lambda: (agent.check(app_check) or {}).get("Output") == "ok", 10, "app's TTL update")
         check = agent.check(f"service:{sid('app')}")
         assert check is not None
         assert (check["Name"], check["Notes"], check["Status"], check["Output"]) == (
