@@ -535,3 +535,40 @@ def test_users_dockerfile_adds_pypilot_in_two_lines(podman: Podman, image: Image
     finally:
         podman("rm", "-f", "-t", "0", name, check=False)
         podman("rmi", "-f", tag, check=False)
+
+
+UPGRADE_JOB = """{
+  consul: "localhost:8500",
+  jobs: [
+    {name: "db", exec: ["sh", "-c", "echo db up; exec sleep 600"]},
+    {name: "tick", exec: ["sh", "-c", "echo tick"], when: {interval: "500ms"}},
+  ],
+}"""
+# a second bundle, as a newer one would be unpacked beside the first: the copy's entry point names its
+# own interpreter (the bundle's shebang is absolute, its library paths are relative)
+SECOND_BUNDLE = "cp -a /opt/pypilot /opt/pypilot-new && sed -i '1s|/opt/pypilot/|/opt/pypilot-new/|' " \
+    "/opt/pypilot-new/bin/pypilot"
+
+
+def test_upgrade_in_place_to_a_second_bundle_keeps_the_job(
+        podman: Podman, image: Image, tmp_path: Path) -> None:
+    """Issue #17 in an image without Python (or without a libc, on busybox): PID 1 becomes the other
+    bundle's interpreter by exec, and the job it runs is the same process."""
+    cfg = tmp_path / "up.json5"
+    cfg.write_text(UPGRADE_JOB)
+    name = podman.run_detached("-v", f"{cfg}:/etc/containerpilot.json5:ro", image=image.image)
+    wait_for(lambda: "db up" in podman.logs(name), 30, "the db job")
+    control(podman, name, "-ping")
+    db = [pid for pid, comm, _ in children_of_1(podman, name) if comm == "sleep"]
+    assert len(db) == 1, children_of_1(podman, name)
+    exec_in(podman, name, "sh", "-c", SECOND_BUNDLE)
+    up = podman("exec", name, "pypilot", "-upgrade", "/opt/pypilot-new/bin/pypilot", check=False, timeout=60)
+    assert up.returncode == 0, f"{up.stdout}{up.stderr}\n{podman.logs(name)[-3000:]}"
+    assert exec_in(podman, name, "readlink", "/proc/1/exe").strip() == "/opt/pypilot-new/bin/pypilot-python"
+    assert [pid for pid, comm, _ in children_of_1(podman, name) if comm == "sleep"] == db
+    status = control(podman, name, "status")
+    assert "last upgrade: to /opt/pypilot-new/bin/pypilot" in status, status
+    ticks = podman.logs(name).count("tick")
+    wait_for(lambda: podman.logs(name).count("tick") > ticks + 1, 10, "the interval job ticking on")
+    podman("stop", "-t", str(STOP_TIMEOUT), name, timeout=STOP_TIMEOUT + 30)
+    assert podman.state(name) == ("exited", 0), podman.logs(name)[-3000:]
