@@ -1,0 +1,314 @@
+"""Issue #17 end to end: ``pypilot -upgrade PATH`` makes PID 1 of a PID namespace continue as another
+install of pypilot without anything a job, a client or Consul can see, refuses targets that cannot take
+over (and rolls back one that fails after the exec), and can do it a hundred times without growing.
+
+Every test runs pypilot as PID 1 (``unshare -fp --mount-proc``) from install A of ``harness.make_installs``
+and upgrades it to install B (and back), through the real CLI and control socket."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import signal
+import statistics
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.consul_standin import ConsulStandin
+from tests.control.harness import EventStream
+from tests.control.harness import http as raw_http
+from tests.upgrade.harness import (
+    ORPHANS,
+    TICK,
+    TTL,
+    Install,
+    UpPilot,
+    deregistrations,
+    free_port,
+    full_config,
+    http,
+    max_gap,
+    read_ticks,
+    registrations,
+    service_job,
+    sid,
+    ttl_updates,
+    uptime,
+    wrapper,
+)
+
+LONG_RUNNING = ("keeper", "app", "storm")  # jobs whose one process must live through every upgrade
+
+
+def metrics(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+    except (urllib.error.URLError, OSError):
+        return ""
+
+
+def gauge(port: int) -> float | None:
+    m = re.search(r"^upgrade_gauge (\S+)$", metrics(port), re.M)
+    return float(m.group(1)) if m else None
+
+
+def passing(standin: ConsulStandin, name: str) -> list[str]:
+    return [e["Service"]["ID"] for e in standin.health(name, passing=True)]
+
+
+def exec_then(p: UpPilot, target: Path, fire: Any) -> tuple[int, str, str, float, float]:
+    """Run ``-upgrade target``; call ``fire()`` as soon as PID 1 logs its exec. (rc, stdout, stderr,
+    uptime at start, uptime at the CLI's exit)."""
+    start = uptime()
+    cli = p.start_upgrade(target)
+    deadline = time.monotonic() + 30
+    while "upgrade: exec " not in p.log() and cli.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)  # a tight poll, not a wait: the storm must land during the exec
+    if "upgrade: exec " in p.log():
+        fire()
+    out, err = cli.communicate(timeout=60)
+    return cli.returncode, out, err, start, uptime()
+
+
+@pytest.fixture
+def everything(a: Install, standin: ConsulStandin, tmp_path: Path) -> Iterator[tuple[UpPilot, int]]:
+    standin.add_remote_service("peer", address="10.0.0.7", port=7000, service_id="peer-1")
+    port = free_port()
+    with UpPilot(full_config(tmp_path, standin, port), a) as p:
+        yield p, port
+
+
+@pytest.mark.timeout(120)
+def test_upgrade_with_everything_running_changes_nothing_jobs_clients_or_consul_see(
+    everything: tuple[UpPilot, int], a: Install, b: Install, standin: ConsulStandin, tmp_path: Path,
+) -> None:
+    p, port = everything
+    ticks = tmp_path / "ticks"
+    # --- everything up: service passing, watch fired once, storm armed, crasher deep in backoff -----------
+    p.wait_log(f"storm armed {ORPHANS}", timeout=30)
+    p.until(lambda: passing(standin, "app") == [sid("app")], 15, "app passing in Consul")
+    p.until(lambda: p.count("watch peer changed") == 1, 15, "the watch's first change")
+    p.api("POST", "/v3/environ", {"UPV": "kept"})
+    p.metric({"upgrade_gauge": 42})
+    p.until(lambda: gauge(port) == 42, 15, "the gauge at 42")
+    p.until(lambda: p.jobs()["crasher"]["failuresInARow"] >= 4, 30, "the crasher at its 4 s backoff")
+    # well inside a backoff, so that no run of it is due during the upgrade
+    p.until(lambda: (c := p.jobs()["crasher"])["state"] == "backoff" and c["backoffUntil"] > 2.5, 10,
+            "the crasher early in a backoff")
+    before = p.jobs()
+    crash_due = time.monotonic() + before["crasher"]["backoffUntil"]
+    info = p.pypilot()
+    assert info["upgrades"] == 0 and info["last_upgrade"] is None, info
+    kept = {pid: v for pid, v in p.host_children().items() if any(
+        w in v[1] for w in ("sleep 100000", "sleep 1000", "storm.py"))}
+    assert len(kept) == 2 + 1 + ORPHANS, kept.keys()  # keeper, app, storm and its orphans
+    storm = p.host_pid_of("storm.py")
+    regs = registrations(standin)
+    polls = len(standin.requests("GET", "/v1/health/service/peer"))
+    wall = time.time()
+    with EventStream(p.control, timeout=30) as stream, p.pid1_probe() as probe:
+        rc, out, err, start, end = exec_then(p, b.pypilot, lambda: os.kill(storm, signal.SIGUSR1))
+        wall_end = time.time()
+        assert rc == 0, (out, err, p.log()[-3000:])
+        # --- the upgrade happened, and says so ------------------------------------------------------
+        info2 = p.pypilot()
+        assert info2["upgrades"] == 1 and info2["started"] == info["started"], info2
+        last = info2["last_upgrade"]
+        assert last["ok"] is True and last["to"] == str(b.pypilot) and last["from"] == str(a.pypilot), last
+        assert info2["path"] == str(b.pypilot), info2
+        assert p.lines(r"upgrade: resumed from .*\(state v\d+, \d+ jobs\)"), p.log()[-3000:]
+        assert p.alive()
+        # --- every job as it was ------------------------------------------------------------------------
+        after = p.jobs()
+        for name in (*LONG_RUNNING, "envdump", "onchange"):
+            assert (after[name]["pid"], after[name]["runs"]) == (before[name]["pid"], before[name]["runs"])
+        assert after["app"]["status"] == "healthy", after["app"]
+        crasher = after["crasher"]
+        assert crasher["state"] == "backoff", crasher
+        assert crasher["runs"] == before["crasher"]["runs"], crasher
+        assert crasher["failuresInARow"] == before["crasher"]["failuresInARow"], crasher
+        assert abs(time.monotonic() + crasher["backoffUntil"] - crash_due) < 0.5, (before["crasher"], crasher)
+        # its next failure backs off from where it was (4 s, the max), not from the start (1 s)
+        p.until(lambda: p.jobs()["crasher"]["runs"] == crasher["runs"] + 1, 10, "the crasher's next run")
+        assert p.jobs()["crasher"]["failuresInARow"] == crasher["failuresInARow"] + 1
+        assert p.until(lambda: p.jobs()["crasher"]["backoffUntil"], 5, "its next backoff") > 2.0
+        # --- every process as it was, every orphan reaped -----------------------------------------------
+        survivors = {pid: v for pid, v in p.host_children().items() if pid in kept}
+        assert {pid: v for pid, v in kept.items() if "storm.py" not in v[1] or pid == storm} == survivors
+        p.until(lambda: not p.ns_zombies() and [c for _, c in p.host_children().values() if "storm.py" in c]
+                == [kept[storm][1]], 15, f"all {ORPHANS} orphans reaped")
+        # --- the interval job kept its period -----------------------------------------------------------
+        p.until(lambda: read_ticks(ticks)[-1] > end + 0.5, 10, "ticks after the upgrade")
+        gap = max_gap(read_ticks(ticks), start, end)
+        assert gap < 2 * TICK, f"the longest gap between ticks during the upgrade: {gap:.3f} s"
+        # --- the control socket: no refused connection, the event stream open and live ------------------
+        p.metric({"upgrade_gauge": 43})
+        stream.wait_event(lambda d: d["code"] == "metric" and d["source"] == "upgrade_gauge|43")
+    assert probe.count > 0 and probe.failed == 0, (probe.count, probe.failed)
+    # --- -putenv and metric values carried over -----------------------------------------------------------
+    assert gauge(port) == 43
+    p.api("POST", "/v3/jobs/envdump/start")
+    p.wait_log("envdump UPV=[kept]")
+    # --- Consul saw no flap, and the TTL is still kept up ------------------------------------------------
+    p.until(lambda: [t for t, _ in ttl_updates(standin, "app") if t > wall_end + TTL + 0.5], 10,
+            "TTL updates past the TTL")
+    assert deregistrations(standin) == [], deregistrations(standin)
+    assert registrations(standin) == regs
+    assert standin.check_status(f"service:{sid('app')}") == "passing"
+    stamps = [t for t, _ in ttl_updates(standin, "app") if t > wall - TTL]
+    assert max(b - a for a, b in itertools.pairwise(stamps)) < TTL
+    assert all("passing" in body for t, body in ttl_updates(standin, "app") if t > wall)
+    # --- the watch kept its state: no spurious change, then a real one fires once ---------------------------
+    p.until(lambda: len(standin.requests("GET", "/v1/health/service/peer")) >= polls + 3, 10, "watch polls")
+    assert p.count("watch peer changed") == 1
+    standin.add_remote_service("peer", address="10.0.0.8", port=7000, service_id="peer-2", node="n2")
+    p.until(lambda: p.count("watch peer changed") == 2, 10, "the watch's change after the upgrade")
+
+
+@pytest.mark.timeout(90)
+def test_maintenance_and_health_survive_an_upgrade(a: Install, b: Install, standin: ConsulStandin) -> None:
+    cfg = {"consul": standin.address, "jobs": [service_job("app", free_port(), check="true", ttl=TTL)]}
+    with UpPilot(cfg, a) as p:
+        p.until(lambda: passing(standin, "app") == [sid("app")], 15, "app passing")
+        p.maintenance(True)
+        p.until(lambda: p.jobs()["app"]["status"] == "maintenance", 10, "app in maintenance")
+        p.until(lambda: deregistrations(standin), 10, "the service deregistered (CP's maintenance)")
+        regs, deregs = registrations(standin), deregistrations(standin)
+        res = p.upgrade(b.pypilot)
+        assert res.returncode == 0, (res.stdout, res.stderr, p.log()[-3000:])
+        status = p.status()
+        assert status["maintenance"] is True and p.jobs()["app"]["status"] == "maintenance", status
+        assert (registrations(standin), deregistrations(standin)) == (regs, deregs)
+        p.maintenance(False)
+        p.until(lambda: passing(standin, "app") == [sid("app")], 15, "app passing again after maintenance")
+
+
+# --- refusals --------------------------------------------------------------------------------------------
+
+QUIET = {
+    "jobs": [
+        {"name": "keeper", "exec": ["sleep", "100000"]},
+        {"name": "looper", "exec": ["sleep", "100001"], "restarts": "unlimited"},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def quiet(a: Install) -> Iterator[UpPilot]:
+    """One PID 1 for every refusal: each must leave it exactly as it was."""
+    with UpPilot(QUIET, a) as p:
+        p.until(lambda: all(j["pid"] for j in p.jobs().values()), 10, "both jobs running")
+        yield p
+
+
+def _refusal_target(kind: str, targets: dict[str, Path], b: Install, tmp: Path) -> Path:
+    if kind in targets:
+        return targets[kind]
+    return wrapper(tmp / f"pypilot-fails-{kind}", b, kind)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("kind", ["true", "text", "text+x", "missing", "check", "exec"])
+def test_a_target_that_cannot_take_over_is_refused_and_nothing_changes(
+    kind: str, quiet: UpPilot, a: Install, b: Install, targets: dict[str, Path], tmp_path: Path,
+) -> None:
+    """Not a pypilot (/bin/true, text, a missing path), a failing check: refused before the exec; a
+    target that fails after the exec (PYPILOT_UPGRADE_FAIL=exec): rolled back to A. The CLI says why
+    and exits non-zero; the jobs keep their processes; the status says why."""
+    p = quiet
+    target = _refusal_target(kind, targets, b, tmp_path)
+    before, info = p.jobs(), p.pypilot()
+    children = p.host_children()
+    refused, rolled = p.count("upgrade: refused: "), p.count("upgrade: rolled back to ")
+    res = p.upgrade(target)
+    assert res.returncode != 0, (res.stdout, res.stderr)
+    reason = res.stderr.strip()
+    assert reason and len(reason.splitlines()) == 1, res.stderr
+    assert p.alive()
+    after = p.pypilot()
+    assert after["path"] == info["path"] == str(a.pypilot), after
+    assert after["upgrades"] == info["upgrades"] and after["started"] == info["started"], after
+    last = after["last_upgrade"]
+    assert last is not None and last["ok"] is False and last["to"] == str(target) and last["message"], last
+    if kind == "exec":
+        p.wait_log("upgrade: rolled back to ", rolled + 1)
+        assert p.lines(rf"upgrade: rolled back to {a.pypilot}: "), p.log()[-3000:]
+    else:
+        p.wait_log("upgrade: refused: ", refused + 1)
+    assert {n: (j["pid"], j["runs"]) for n, j in p.jobs().items()} == {
+        n: (j["pid"], j["runs"]) for n, j in before.items()}
+    assert {pid: v for pid, v in p.host_children().items() if "sleep" in v[1]} == {
+        pid: v for pid, v in children.items() if "sleep" in v[1]}
+    assert not p.ns_zombies()
+
+
+def test_post_upgrade_answers_4xx_with_why(quiet: UpPilot, targets: dict[str, Path]) -> None:
+    for body in (None, b"[]", b'{"path": 3}', b"{}", b"not json"):
+        status, _, raw = raw_http(quiet.control, "POST", "/v3/upgrade", body)
+        assert status == 400, (body, status, raw)
+    status, _, data = http(quiet.control, "POST", "/v3/upgrade", {"path": str(targets["missing"])})
+    assert status == 422 and data["error"], (status, data)
+
+
+# --- many in a row ---------------------------------------------------------------------------------------
+
+
+def _round_trips(p: UpPilot, a: Install, b: Install, n: int) -> None:
+    p.until(lambda: all(j["pid"] for n_, j in p.jobs().items() if n_ != "ticker"), 10, "jobs running")
+    pids = {n_: j["pid"] for n_, j in p.jobs().items() if n_ != "ticker"}
+    fds, rss, kids = [], [], []
+    for i in range(n):
+        target = b if i % 2 == 0 else a
+        res = p.upgrade(target.pypilot)
+        assert res.returncode == 0, (i, res.stdout, res.stderr, p.log()[-3000:])
+        info = p.pypilot()
+        assert info["upgrades"] == i + 1 and info["path"] == str(target.pypilot), (i, info)
+        fds.append(p.fds())
+        rss.append(p.rss())
+        kids.append(len(p.children()))
+        assert not p.ns_zombies(), (i, p.ns_zombies())
+    assert {n_: j["pid"] for n_, j in p.jobs().items() if n_ != "ticker"} == pids
+    # the same image (A or B) holds the same descriptors each time it runs
+    assert fds[-1] == fds[-3] and len(fds[-2]) == len(fds[0]), (fds[0], fds[-2], fds[-1])
+    assert kids[-1] <= kids[1], kids
+    half = rss[len(rss) // 2:]
+    slope = statistics.linear_regression(range(len(half)), half).slope
+    assert slope < 64 * 1024, f"PID 1's RSS grows {slope / 1024:.0f} KiB per upgrade: {rss}"
+
+
+def _many_config(standin: ConsulStandin) -> dict[str, Any]:
+    return {
+        "consul": standin.address,
+        "jobs": [
+            {"name": "keeper", "exec": ["sleep", "100000"]},
+            service_job("app", free_port(), check="true", ttl=TTL),
+            {"name": "ticker", "exec": ["true"], "when": {"interval": "100ms"}},
+        ],
+    }
+
+
+@pytest.mark.timeout(180)
+def test_twenty_upgrades_in_a_row_grow_no_fd_memory_or_zombie(
+    a: Install, b: Install, standin: ConsulStandin
+) -> None:
+    with UpPilot(_many_config(standin), a) as p:
+        _round_trips(p, a, b, 20)
+        assert deregistrations(standin) == [] and len(registrations(standin)) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_hundred_upgrades_in_a_row_grow_no_fd_memory_or_zombie(
+    a: Install, b: Install, standin: ConsulStandin
+) -> None:
+    with UpPilot(_many_config(standin), a) as p:
+        _round_trips(p, a, b, 100)
+        assert deregistrations(standin) == [] and len(registrations(standin)) == 1
