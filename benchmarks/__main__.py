@@ -5,7 +5,7 @@ namespace, on the same C payloads, in one run, and reports ratios. Needs root (`
 missing peers first. Writes ``benchmarks/results/raw-<time>.{json,md,png}``; a full run also refreshes
 ``latest.*``. ``--quick`` is the CI smoke test (< 2 min): small storms, one repeat, short windows; it asserts
 nothing about speed but exits 1 if a measure crashes or pypilot fails one. Measures: launch, reap, idle,
-restart, dispatch, spawn, control, profile, bundle, tree.
+restart, dispatch, spawn, control, profile, bundle, tree, upgrade.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from . import (
     restart,
     spawn,
     tree,
+    upgrade,
 )
 from .common import RESULTS_DIR, Result, Settings, log
 from .harness import Collector, Context, Workspace
@@ -50,6 +51,7 @@ MEASURES: dict[str, ModuleType] = {
     "profile": profile,
     "bundle": bundle,
     "tree": tree,
+    "upgrade": upgrade,
 }
 
 

@@ -74,6 +74,9 @@ TITLES = {
     "tree20_ping_pid1_rss": "Full-featured tree, 20 services, after one -ping: PID 1 alone, RSS",
     "tree3_breakdown": "Where pypilot's MiB go: RSS of each process by mapping (3 services, after -ping)",
     "tree_libs": "Where pypilot's MiB go: RSS of a fresh interpreter importing each part in turn",
+    "upgrade_to_serving": "In-place upgrade: -upgrade -> the new PID 1 serving the control socket",
+    "upgrade_cli": "In-place upgrade: the -upgrade CLI until it exits 0 (the new image confirmed)",
+    "upgrade_tick_gap": "In-place upgrade: longest gap between a 100 ms interval job's ticks meanwhile",
 }
 
 
@@ -121,7 +124,7 @@ def markdown(results: list[Result], meta: dict[str, object]) -> str:
         "Peers: " + ", ".join(f"{k} {v}" for k, v in dict(meta["versions"]).items()) + ".",
         "",
     ]  # type: ignore[call-overload]
-    lines += ["## Targets (issues #8, #13, #15)", "", "| target | pypilot | verdict |", "|---|---|---|"]
+    lines += ["## Targets (issues #8, #13, #15, #17)", "", "| target | pypilot | verdict |", "|---|---|---|"]
     keyed = {(r.measure, r.peer): r for r in results}
     for v in check(keyed):
         verdict = "n/a" if v.ok is None else "meets" if v.ok else "**misses**"

@@ -86,4 +86,7 @@ def check(results: dict[tuple[str, str], Result]) -> list[Verdict]:
             bundle(what, f"bundle_{kind}_tree_{mem}", 1.0)
     absolute("self-contained build on disk <= 30 MB", "bundle_size_disk", 30.0, "MB", "pypilot (bundle)")
     absolute("self-contained build gzipped <= 12 MB", "bundle_size_gzip", 12.0, "MB", "pypilot (bundle)")
+    # issue #17: in-place upgrade
+    absolute("-upgrade -> new PID 1 serving < 200 ms", "upgrade_to_serving", 200.0, "ms")
+    absolute("no missed 100 ms tick during an upgrade (gap < 200 ms)", "upgrade_tick_gap", 200.0, "ms")
     return out
