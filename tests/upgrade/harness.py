@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import select
 import site
 import subprocess
 import sys
@@ -38,10 +39,28 @@ STORM = Path(__file__).with_name("storm.py")
 TICK = 0.1  # the interval job's period, seconds
 TTL = 2  # the health-checked service's TTL, seconds (checked every second)
 ORPHANS = 1000
+SLOWPOKE = 20  # seconds: the exec timeout of a job that outlives it, due after the upgrade
 
 __all__ = [
-    "LOCAL", "ORPHANS", "ROOT", "TICK", "TTL", "Install", "UpPilot", "free_port", "full_config", "http",
-    "make_installs", "service_job", "sid", "uptime", "wait_for", "wrapper",
+    "LOCAL",
+    "ORPHANS",
+    "ROOT",
+    "SLOWPOKE",
+    "TICK",
+    "TTL",
+    "Install",
+    "UpPilot",
+    "died_at",
+    "free_port",
+    "full_config",
+    "http",
+    "make_installs",
+    "service_job",
+    "sid",
+    "started_at",
+    "uptime",
+    "wait_for",
+    "wrapper",
 ]
 
 
@@ -86,6 +105,23 @@ def wrapper(path: Path, target: Install, fail: str) -> Path:
     return path
 
 
+def started_at(pid: int) -> float:
+    """When process ``pid`` started, on ``uptime``'s clock (``/proc/PID/stat`` starttime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def died_at(pid: int, timeout: float) -> float:
+    """Wait for process ``pid`` (not ours: a pidfd) to end; when it did, on ``uptime``'s clock."""
+    fd = os.pidfd_open(pid)
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    assert ready, f"process {pid} still running after {timeout}s"
+    return uptime()
+
+
 def uptime() -> float:
     """CLOCK_BOOTTIME as the tick job stamps it (``/proc/uptime``, 10 ms resolution)."""
     return float(Path("/proc/uptime").read_text().split()[0])
@@ -94,7 +130,8 @@ def uptime() -> float:
 def full_config(dir: Path, standin: ConsulStandin, telemetry_port: int) -> dict[str, Any]:
     """Every ingredient of issue #17's test: long-running, crash-looping (in backoff), 100 ms interval,
     exec health check with a service in the stand-in, a watch and a job on its changes, a job that
-    prints the environment when started, the orphan storm, telemetry with a gauge."""
+    prints the environment when started, the orphan storm, a job killed by its exec timeout after the upgrade,
+    telemetry with a gauge."""
     ticks = dir / "ticks"
     return {
         "consul": standin.address,
@@ -111,6 +148,7 @@ def full_config(dir: Path, standin: ConsulStandin, telemetry_port: int) -> dict[
             {"name": "envdump", "exec": ["sh", "-c", 'echo "envdump UPV=[$UPV]"; exec sleep 100000'],
              "when": {"source": "never-fires", "once": "healthy"}},
             {"name": "storm", "exec": [sys.executable, str(STORM), str(ORPHANS)]},
+            {"name": "slowpoke", "exec": ["sleep", "99999"], "timeout": f"{SLOWPOKE}s"},
         ],
         "watches": [{"name": "peer", "interval": 1}],
         "telemetry": {

@@ -26,11 +26,13 @@ from tests.control.harness import EventStream
 from tests.control.harness import http as raw_http
 from tests.upgrade.harness import (
     ORPHANS,
+    SLOWPOKE,
     TICK,
     TTL,
     Install,
     UpPilot,
     deregistrations,
+    died_at,
     free_port,
     full_config,
     http,
@@ -39,6 +41,7 @@ from tests.upgrade.harness import (
     registrations,
     service_job,
     sid,
+    started_at,
     ttl_updates,
     uptime,
     wrapper,
@@ -111,6 +114,8 @@ def test_upgrade_with_everything_running_changes_nothing_jobs_clients_or_consul_
         w in v[1] for w in ("sleep 100000", "sleep 1000", "storm.py"))}
     assert len(kept) == 2 + 1 + ORPHANS, kept.keys()  # keeper, app, storm and its orphans
     storm = p.host_pid_of("storm.py")
+    slowpoke = p.host_pid_of("sleep 99999")
+    slowpoke_start = started_at(slowpoke)
     regs = registrations(standin)
     polls = len(standin.requests("GET", "/v1/health/service/peer"))
     wall = time.time()
@@ -128,8 +133,9 @@ def test_upgrade_with_everything_running_changes_nothing_jobs_clients_or_consul_
         assert p.alive()
         # --- every job as it was ------------------------------------------------------------------------
         after = p.jobs()
-        for name in (*LONG_RUNNING, "envdump", "onchange"):
+        for name in (*LONG_RUNNING, "slowpoke", "envdump", "onchange"):
             assert (after[name]["pid"], after[name]["runs"]) == (before[name]["pid"], before[name]["runs"])
+        assert after["envdump"]["state"] == before["envdump"]["state"] == "waiting"  # still waits on its when
         assert after["app"]["status"] == "healthy", after["app"]
         crasher = after["crasher"]
         assert crasher["state"] == "backoff", crasher
@@ -153,6 +159,11 @@ def test_upgrade_with_everything_running_changes_nothing_jobs_clients_or_consul_
         p.metric({"upgrade_gauge": 43})
         stream.wait_event(lambda d: d["code"] == "metric" and d["source"] == "upgrade_gauge|43")
     assert probe.count > 0 and probe.failed == 0, (probe.count, probe.failed)
+    # --- the exec timeout kept its phase: due SLOWPOKE s after the job's start, the upgrade in between -----
+    assert end < slowpoke_start + SLOWPOKE - 1, "the upgrade came too late to test the timeout's phase"
+    lived = died_at(slowpoke, SLOWPOKE + 5) - slowpoke_start
+    assert abs(lived - SLOWPOKE) < 0.5, f"the job's {SLOWPOKE} s exec timeout killed it after {lived:.2f} s"
+    p.wait_log(f"slowpoke timeout after {SLOWPOKE}s")
     # --- -putenv and metric values carried over -----------------------------------------------------------
     assert gauge(port) == 43
     p.api("POST", "/v3/jobs/envdump/start")
