@@ -77,6 +77,8 @@ TITLES = {
     "upgrade_to_serving": "In-place upgrade: -upgrade -> the new PID 1 serving the control socket",
     "upgrade_cli": "In-place upgrade: the -upgrade CLI until it exits 0 (the new image confirmed)",
     "upgrade_tick_gap": "In-place upgrade: longest gap between a 100 ms interval job's ticks meanwhile",
+    "upgrade_check": "In-place upgrade, where the time goes: the target's check run (log stamps)",
+    "upgrade_exec": "In-place upgrade, where the time goes: exec -> the new image resumed (log stamps)",
 }
 
 

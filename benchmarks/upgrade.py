@@ -11,6 +11,9 @@ CLOCK_BOOTTIME into a file and a 1 s exec health check; each round upgrades it t
   moved on). Includes the CLI's own interpreter start, as a user sees it.
 - ``upgrade_cli``: the CLI's wall time to its exit 0 (it waits for the new image's confirmation).
 - ``upgrade_tick_gap``: the longest interval between consecutive ticks that touches the round.
+- ``upgrade_check`` and ``upgrade_exec``: where the time goes, from PID 1's log stamps: ``upgrade: checking``
+  to ``upgrade: exec`` (the target's check run), and ``upgrade: exec`` to ``upgrade: resumed`` (the new
+  image's start until it has taken the state over; no image runs the loop meanwhile).
 
 This measures the checkout's code (the installs are made from it), not ``$PYPILOT_BIN``; it is pypilot's
 own figure (no peer has an in-place upgrade). Run alone: ``python -m benchmarks.upgrade [--repeats 20]``
@@ -20,6 +23,7 @@ own figure (no peer has an in-place upgrade). Run alone: ``python -m benchmarks.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import statistics
 import subprocess
@@ -35,6 +39,25 @@ if str(ROOT) not in sys.path:  # run as a script: tests/ is importable from the 
 from benchmarks.common import percentile  # noqa: E402
 
 TO_SERVING, CLI, GAP = "upgrade_to_serving", "upgrade_cli", "upgrade_tick_gap"
+CHECK, EXEC = "upgrade_check", "upgrade_exec"
+STEPS = {CHECK: ("upgrade: checking ", "upgrade: exec "), EXEC: ("upgrade: exec ", "upgrade: resumed ")}
+
+
+def log_time(line: str) -> float:
+    """Epoch seconds of a pypilot log line (RFC 3339 UTC, nanoseconds)."""
+    whole, _, frac = line.split(" ", 1)[0].rstrip("Z").partition(".")
+    seconds = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC).timestamp()
+    return seconds + float(f"0.{frac or 0}")
+
+
+def _steps(log: str, i: int) -> dict[str, float]:
+    """The i-th upgrade's check and exec times from the log, in ms."""
+    out = {}
+    for name, (first, then) in STEPS.items():
+        a = [ln for ln in log.splitlines() if first in ln][i]
+        b = [ln for ln in log.splitlines() if then in ln][i]
+        out[name] = (log_time(b) - log_time(a)) * 1000
+    return out
 
 
 def _config(ticks: Path) -> dict[str, object]:
@@ -59,7 +82,7 @@ def run(repeats: int) -> dict[str, list[float]]:
     work = Path(tempfile.mkdtemp(prefix="pypilot-bench-upgrade-"))
     a, b = make_installs(work)
     ticks = work / "ticks"
-    out: dict[str, list[float]] = {TO_SERVING: [], CLI: [], GAP: []}
+    out: dict[str, list[float]] = {TO_SERVING: [], CLI: [], GAP: [], CHECK: [], EXEC: []}
     with UpPilot(_config(ticks), a) as p:
         wait_for(lambda: len(read_ticks(ticks)) >= 10, 20, "ticks")
         for i in range(repeats):
@@ -88,6 +111,8 @@ def run(repeats: int) -> dict[str, list[float]]:
             out[TO_SERVING].append((serving - t0) * 1000)
             out[CLI].append((done - t0) * 1000)
             out[GAP].append(max_gap(read_ticks(ticks), start_up, end_up) * 1000)
+            for name, ms in _steps(p.log(), i).items():
+                out[name].append(ms)
     return out
 
 
@@ -102,7 +127,7 @@ def measure(ctx: object) -> None:
     try:
         figures = run(repeats)
     except (RuntimeError, AssertionError, OSError) as exc:
-        for name in (TO_SERVING, CLI, GAP):
+        for name in (TO_SERVING, CLI, GAP, CHECK, EXEC):
             ctx.col.fail(name, "pypilot", "ms", exc)
         return
     for name, values in figures.items():
@@ -121,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = run(args.repeats)
     print(f"in-place upgrade, {args.repeats} rounds (A → B → A ...), 100 ms interval job running")
     labels = {TO_SERVING: "-upgrade -> new PID 1 serving", CLI: "-upgrade CLI until it exits 0",
-              GAP: "longest gap between 100 ms ticks"}
+              GAP: "longest gap between 100 ms ticks", CHECK: "  of which: the target's check",
+              EXEC: "  of which: exec -> resumed"}
     for name, values in figures.items():
         ordered = sorted(values)
         print(f"  {labels[name]:34s} median {statistics.median(values):7.1f} ms   p95 "
