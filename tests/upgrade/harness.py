@@ -130,15 +130,15 @@ def uptime() -> float:
 def full_config(dir: Path, standin: ConsulStandin, telemetry_port: int) -> dict[str, Any]:
     """Every ingredient of issue #17's test: long-running, crash-looping (in backoff), 100 ms interval,
     exec health check with a service in the stand-in, a watch and a job on its changes, a job that
-    prints the environment when started, the orphan storm, a job killed by its exec timeout after the upgrade,
-    telemetry with a gauge."""
+    prints the environment when started, the orphan storm, a job killed by its exec timeout after the
+    upgrade, one the test kills during the exec, telemetry with a gauge."""
     ticks = dir / "ticks"
     return {
         "consul": standin.address,
         "logging": {"level": "INFO"},
         "jobs": [
             {"name": "keeper", "exec": ["sleep", "100000"]},
-            {"name": "crasher", "exec": ["sh", "-c", "exit 3"], "restarts": "unlimited",
+            {"name": "crasher", "exec": ["sh", "-c", "exit 3"], "restarts": 50,
              "backoff": {"initial": "1s", "factor": 2, "max": "4s", "resetAfter": "60s"}},
             {"name": "ticker", "exec": ["sh", "-c", f'read up rest < /proc/uptime; echo "$up" >> {ticks}'],
              "when": {"interval": f"{int(TICK * 1000)}ms"}},
@@ -148,6 +148,7 @@ def full_config(dir: Path, standin: ConsulStandin, telemetry_port: int) -> dict[
             {"name": "envdump", "exec": ["sh", "-c", 'echo "envdump UPV=[$UPV]"; exec sleep 100000'],
              "when": {"source": "never-fires", "once": "healthy"}},
             {"name": "storm", "exec": [sys.executable, str(STORM), str(ORPHANS)]},
+            {"name": "blinker", "exec": ["sleep", "100002"], "restarts": 1},
             {"name": "slowpoke", "exec": ["sleep", "99999"], "timeout": f"{SLOWPOKE}s"},
         ],
         "watches": [{"name": "peer", "interval": 1}],

@@ -114,13 +114,20 @@ def test_upgrade_with_everything_running_changes_nothing_jobs_clients_or_consul_
         w in v[1] for w in ("sleep 100000", "sleep 1000", "storm.py"))}
     assert len(kept) == 2 + 1 + ORPHANS, kept.keys()  # keeper, app, storm and its orphans
     storm = p.host_pid_of("storm.py")
+    blinker = p.host_pid_of("sleep 100002")
     slowpoke = p.host_pid_of("sleep 99999")
     slowpoke_start = started_at(slowpoke)
     regs = registrations(standin)
     polls = len(standin.requests("GET", "/v1/health/service/peer"))
     wall = time.time()
     with EventStream(p.control, timeout=30) as stream, p.pid1_probe() as probe:
-        rc, out, err, start, end = exec_then(p, b.pypilot, lambda: os.kill(storm, signal.SIGUSR1))
+        stdio = [os.readlink(f"/proc/{p.host_pid}/fd/{fd}") for fd in (1, 2)]
+
+        def fire() -> None:  # the storm's exits and a job's death, while the image changes
+            os.kill(storm, signal.SIGUSR1)
+            os.kill(blinker, signal.SIGKILL)
+
+        rc, out, err, start, end = exec_then(p, b.pypilot, fire)
         wall_end = time.time()
         assert rc == 0, (out, err, p.log()[-3000:])
         # --- the upgrade happened, and says so ------------------------------------------------------
@@ -136,11 +143,17 @@ def test_upgrade_with_everything_running_changes_nothing_jobs_clients_or_consul_
         for name in (*LONG_RUNNING, "slowpoke", "envdump", "onchange"):
             assert (after[name]["pid"], after[name]["runs"]) == (before[name]["pid"], before[name]["runs"])
         assert after["envdump"]["state"] == before["envdump"]["state"] == "waiting"  # still waits on its when
+        assert [os.readlink(f"/proc/{p.host_pid}/fd/{fd}") for fd in (1, 2)] == stdio
+        # the job killed during the exec: its exit was not lost (restarted once, its last restart used)
+        p.until(lambda: (j := p.jobs()["blinker"])["runs"] == 2 and j["pid"], 10, "the blinker restarted")
+        assert p.jobs()["blinker"]["restartsRemaining"] == 0
+        assert p.lines("blinker exited"), p.log()[-3000:]
         assert after["app"]["status"] == "healthy", after["app"]
         crasher = after["crasher"]
         assert crasher["state"] == "backoff", crasher
         assert crasher["runs"] == before["crasher"]["runs"], crasher
         assert crasher["failuresInARow"] == before["crasher"]["failuresInARow"], crasher
+        assert crasher["restartsRemaining"] == before["crasher"]["restartsRemaining"] < 50, crasher
         assert abs(time.monotonic() + crasher["backoffUntil"] - crash_due) < 0.5, (before["crasher"], crasher)
         # its next failure backs off from where it was (4 s, the max), not from the start (1 s)
         p.until(lambda: p.jobs()["crasher"]["runs"] == crasher["runs"] + 1, 10, "the crasher's next run")
@@ -155,7 +168,8 @@ def test_upgrade_with_everything_running_changes_nothing_jobs_clients_or_consul_
         p.until(lambda: read_ticks(ticks)[-1] > end + 0.5, 10, "ticks after the upgrade")
         gap = max_gap(read_ticks(ticks), start, end)
         assert gap < 2 * TICK, f"the longest gap between ticks during the upgrade: {gap:.3f} s"
-        # --- the control socket: no refused connection, the event stream open and live ------------------
+        # --- the metric's value carried over; no refused connection, the event stream open and live -----
+        assert gauge(port) == 42
         p.metric({"upgrade_gauge": 43})
         stream.wait_event(lambda d: d["code"] == "metric" and d["source"] == "upgrade_gauge|43")
     assert probe.count > 0 and probe.failed == 0, (probe.count, probe.failed)
