@@ -138,7 +138,7 @@ def full_config(dir: Path, standin: ConsulStandin, telemetry_port: int) -> dict[
         "logging": {"level": "INFO"},
         "jobs": [
             {"name": "keeper", "exec": ["sleep", "100000"]},
-            {"name": "crasher", "exec": ["sh", "-c", "exit 3"], "restarts": 50,
+            {"name": "crasher", "exec": ["sh", "-c", "exit 3"], "restarts": "unlimited",
              "backoff": {"initial": "1s", "factor": 2, "max": "4s", "resetAfter": "60s"}},
             {"name": "ticker", "exec": ["sh", "-c", f'read up rest < /proc/uptime; echo "$up" >> {ticks}'],
              "when": {"interval": f"{int(TICK * 1000)}ms"}},

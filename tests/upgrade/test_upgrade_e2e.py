@@ -110,8 +110,8 @@ def test_upgrade_with_everything_running_changes_nothing_jobs_clients_or_consul_
     crash_due = time.monotonic() + before["crasher"]["backoffUntil"]
     info = p.pypilot()
     assert info["upgrades"] == 0 and info["last_upgrade"] is None, info
-    kept = {pid: v for pid, v in p.host_children().items() if any(
-        w in v[1] for w in ("sleep 100000", "sleep 1000", "storm.py"))}
+    kept = {pid: v for pid, v in p.host_children().items()
+            if v[1] in ("sleep 100000", "sleep 1000") or "storm.py" in v[1]}
     assert len(kept) == 2 + 1 + ORPHANS, kept.keys()  # keeper, app, storm and its orphans
     storm = p.host_pid_of("storm.py")
     blinker = p.host_pid_of("sleep 100002")
@@ -145,6 +145,7 @@ def test_upgrade_with_everything_running_changes_nothing_jobs_clients_or_consul_
         assert after["envdump"]["state"] == before["envdump"]["state"] == "waiting"  # still waits on its when
         assert [os.readlink(f"/proc/{p.host_pid}/fd/{fd}") for fd in (1, 2)] == stdio
         # the job killed during the exec: its exit was not lost (restarted once, its last restart used)
+        assert before["blinker"]["restartsRemaining"] == 1
         p.until(lambda: (j := p.jobs()["blinker"])["runs"] == 2 and j["pid"], 10, "the blinker restarted")
         assert p.jobs()["blinker"]["restartsRemaining"] == 0
         assert p.lines("blinker exited"), p.log()[-3000:]
@@ -153,7 +154,6 @@ def test_upgrade_with_everything_running_changes_nothing_jobs_clients_or_consul_
         assert crasher["state"] == "backoff", crasher
         assert crasher["runs"] == before["crasher"]["runs"], crasher
         assert crasher["failuresInARow"] == before["crasher"]["failuresInARow"], crasher
-        assert crasher["restartsRemaining"] == before["crasher"]["restartsRemaining"] < 50, crasher
         assert abs(time.monotonic() + crasher["backoffUntil"] - crash_due) < 0.5, (before["crasher"], crasher)
         # its next failure backs off from where it was (4 s, the max), not from the start (1 s)
         p.until(lambda: p.jobs()["crasher"]["runs"] == crasher["runs"] + 1, 10, "the crasher's next run")
