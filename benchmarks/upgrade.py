@@ -23,7 +23,6 @@ own figure (no peer has an in-place upgrade). Run alone: ``python -m benchmarks.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import statistics
 import subprocess
@@ -43,15 +42,10 @@ CHECK, EXEC = "upgrade_check", "upgrade_exec"
 STEPS = {CHECK: ("upgrade: checking ", "upgrade: exec "), EXEC: ("upgrade: exec ", "upgrade: resumed ")}
 
 
-def log_time(line: str) -> float:
-    """Epoch seconds of a pypilot log line (RFC 3339 UTC, nanoseconds)."""
-    whole, _, frac = line.split(" ", 1)[0].rstrip("Z").partition(".")
-    seconds = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC).timestamp()
-    return seconds + float(f"0.{frac or 0}")
-
-
 def _steps(log: str, i: int) -> dict[str, float]:
     """The i-th upgrade's check and exec times from the log, in ms."""
+    from tests.upgrade.harness import log_time
+
     out = {}
     for name, (first, then) in STEPS.items():
         a = [ln for ln in log.splitlines() if first in ln][i]

@@ -17,6 +17,7 @@ interval job's tick file (one CLOCK_BOOTTIME stamp per run, from ``/proc/uptime`
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import itertools
 import os
 import select
@@ -54,6 +55,7 @@ __all__ = [
     "free_port",
     "full_config",
     "http",
+    "log_time",
     "make_installs",
     "service_job",
     "sid",
@@ -103,6 +105,13 @@ def wrapper(path: Path, target: Install, fail: str) -> Path:
     path.write_text(f'#!/bin/sh\nPYPILOT_UPGRADE_FAIL={fail} exec {target.pypilot} "$@"\n')
     path.chmod(0o755)
     return path
+
+
+def log_time(line: str) -> float:
+    """Epoch seconds of a pypilot log line (RFC 3339 UTC, nanoseconds)."""
+    whole, _, frac = line.split(" ", 1)[0].rstrip("Z").partition(".")
+    seconds = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC).timestamp()
+    return seconds + float(f"0.{frac or 0}")
 
 
 def started_at(pid: int) -> float:
@@ -230,6 +239,11 @@ class UpPilot(Pilot):
             except OSError:
                 pass
         return sorted(out)
+
+    def blind(self, i: int) -> float:
+        """Seconds from the i-th ``upgrade: exec`` to the next ``upgrade: resumed``: no image ran the loop."""
+        execs, resumed = self.lines(r"upgrade: exec "), self.lines(r"upgrade: resumed ")
+        return log_time(resumed[i]) - log_time(execs[i])
 
     def rss(self) -> int:
         return int(self.process().memory_info().rss)
