@@ -214,9 +214,18 @@ class UpPilot(Pilot):
                 pass
         return out
 
-    def host_pid_of(self, needle: str) -> int:
-        return int(self.until(lambda: next((pid for pid, (_, cmd) in self.host_children().items()
-                                           if needle in cmd), None), 10, f"a child running {needle!r}"))
+    def host_pid_of(self, job: str) -> int:
+        """The host PID of ``job``'s process (the status API shows the namespace's: NSpid maps them)."""
+        ns = self.until(lambda: self.jobs()[job]["pid"], 10, f"{job} running")
+        for pid in self.host_children():
+            try:
+                line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+                            if ln.startswith("NSpid:"))
+            except (OSError, StopIteration):
+                continue
+            if int(line.split()[-1]) == ns:
+                return pid
+        raise AssertionError(f"no child of PID 1 is {job}'s process {ns}")
 
     def ns_zombies(self) -> list[int]:
         """Zombies anywhere in the namespace (PID 1's descendants)."""

@@ -113,9 +113,9 @@ def test_upgrade_with_everything_running_changes_nothing_jobs_clients_or_consul_
     kept = {pid: v for pid, v in p.host_children().items()
             if v[1] in ("sleep 100000", "sleep 1000") or "storm.py" in v[1]}
     assert len(kept) == 2 + 1 + ORPHANS, kept.keys()  # keeper, app, storm and its orphans
-    storm = p.host_pid_of("storm.py")
-    blinker = p.host_pid_of("sleep 100002")
-    slowpoke = p.host_pid_of("sleep 99999")
+    storm = p.host_pid_of("storm")
+    blinker = p.host_pid_of("blinker")
+    slowpoke = p.host_pid_of("slowpoke")
     slowpoke_start = started_at(slowpoke)
     regs = registrations(standin)
     polls = len(standin.requests("GET", "/v1/health/service/peer"))
