@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -82,8 +81,7 @@ def run(repeats: int) -> dict[str, list[float]]:
         for i in range(repeats):
             target = b if i % 2 == 0 else a
             start_up, t0 = uptime(), time.monotonic()
-            cli = subprocess.Popen(p.upgrade_cmd(target.pypilot), stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, cwd=ROOT)
+            cli = p.start_upgrade(target.pypilot)
             serving = None
             while serving is None:
                 try:

@@ -4,7 +4,8 @@ the first, the config with every ingredient the issue lists, and the observers t
 Installs: ``A`` is a launcher (``scripts/pypilot``'s body) on the suite's own interpreter; ``B`` is a second
 venv (``python -m venv --without-pip``, its own ``bin/python``) whose site-packages reach the suite's through
 a ``.pth`` file, with the same launcher on B's interpreter. So A and B are two paths to two interpreters that
-run the same code, as a fresh install of the same release would be; B costs no pip run. ``wrapper`` makes a
+run the same code, as a fresh install of the same release would be; B costs no pip run. Both read
+compiled bytecode from a session cache (``_bytecode``), as installs do. ``wrapper`` makes a
 shell script that sets ``PYPILOT_UPGRADE_FAIL`` (the contract's test hook) and execs B: a target that fails
 in its check or right after the exec.
 
@@ -73,6 +74,7 @@ class Install:
     name: str
     python: Path
     pypilot: Path
+    env: tuple[tuple[str, str], ...] = ()  # what its processes need in their environment (bytecode)
 
 
 def _launcher(path: Path, python: Path) -> Path:
@@ -96,8 +98,39 @@ def make_installs(root: Path) -> tuple[Install, Install]:
     lines = [f"import site; site.addsitedir({p!r})" for p in ours]
     (purelib / "zz_pypilot_upgrade_suite.pth").write_text("\n".join(lines) + "\n")
     b_python = venv / "bin" / "python"
-    b = Install("B", b_python, _launcher(venv / "bin" / "pypilot", b_python))
+    env = _bytecode(root / "pycache")
+    a = dataclasses.replace(a, env=env)
+    b = Install("B", b_python, _launcher(venv / "bin" / "pypilot", b_python), env)
     return a, b
+
+
+WARM = (  # what PID 1, its workers and the CLI import (the stdlib's bytecode goes to the prefix too)
+    "pypilot.__main__", "pypilot.supervisor", "pypilot.upgrade", "pypilot.handover", "pypilot.workers",
+    "pypilot.control.plane", "pypilot.control.worker", "pypilot.control.app", "pypilot.control.client",
+    "pypilot.health", "pypilot.discovery", "pypilot.telemetry", "pypilot.consul", "pypilot.config",
+    "falcon", "waitress", "consul", "prometheus_client", "re2", "psutil", "orjson", "pyjson5", "cffi",
+)
+
+
+def _bytecode(prefix: Path) -> tuple[tuple[str, str], ...]:
+    """Compiled bytecode for both installs, as an install has it: this environment may say
+    PYTHONDONTWRITEBYTECODE (then every start of PID 1, and every upgrade, compiled pypilot from source
+    again: ~100 ms). ``PYTHONPYCACHEPREFIX`` keeps it out of the checkout; it is filled here once."""
+    env = (("PYTHONPYCACHEPREFIX", str(prefix)),)
+    run_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | dict(env)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "pypilot")], env=run_env,
+                   check=True, timeout=300, stdout=subprocess.DEVNULL)
+    warm = "import importlib, sys\nfor m in sys.argv[1:]:\n    try: importlib.import_module(m)\n" \
+           "    except Exception: pass\n"
+    subprocess.run([sys.executable, "-c", warm, *WARM], env=run_env, check=True, timeout=300, cwd=ROOT)
+    return env
+
+
+def environment(install: Install) -> dict[str, str]:
+    """The environment a process of ``install`` runs with (the caller's, no CONSUL_*, its bytecode)."""
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith("CONSUL_") and k != "PYTHONDONTWRITEBYTECODE"}
+    return base | dict(install.env)
 
 
 def wrapper(path: Path, target: Install, fail: str) -> Path:
@@ -180,6 +213,9 @@ class UpPilot(Pilot):
     def command(self, args: list[str]) -> list[str]:
         return [str(self.a.pypilot), "-config", str(self.config_path), *args]
 
+    def environment(self) -> dict[str, str]:
+        return environment(self.a)
+
     # --- acting -------------------------------------------------------------------------------
 
     def upgrade_cmd(self, target: Path | str) -> list[str]:
@@ -188,11 +224,11 @@ class UpPilot(Pilot):
     def upgrade(self, target: Path | str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """``pypilot -upgrade TARGET``: the CLI's outcome (it waits for the new image's confirmation)."""
         return subprocess.run(self.upgrade_cmd(target), capture_output=True, text=True, timeout=timeout,
-                              cwd=ROOT)
+                              cwd=ROOT, env=self.environment())
 
     def start_upgrade(self, target: Path | str) -> subprocess.Popen[str]:
         return subprocess.Popen(self.upgrade_cmd(target), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, cwd=ROOT)
+                                text=True, cwd=ROOT, env=self.environment())
 
     # --- observing ----------------------------------------------------------------------------
 
