@@ -226,6 +226,11 @@ class UpPilot(Pilot):
         return subprocess.run(self.upgrade_cmd(target), capture_output=True, text=True, timeout=timeout,
                               cwd=ROOT, env=self.environment())
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A client subcommand (``status``, ``-ping`` ...) against this PID 1's socket."""
+        return subprocess.run([sys.executable, "-m", "pypilot", *args, "-socket", self.control],
+                              capture_output=True, text=True, timeout=30, cwd=ROOT, env=self.environment())
+
     def start_upgrade(self, target: Path | str) -> subprocess.Popen[str]:
         return subprocess.Popen(self.upgrade_cmd(target), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, cwd=ROOT, env=self.environment())

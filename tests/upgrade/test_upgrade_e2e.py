@@ -337,6 +337,13 @@ def _round_trips(p: UpPilot, a: Install, b: Install, n: int) -> None:
         rss.append(p.rss())
         kids.append(len(p.worker_pids()))
     assert {n_: j["pid"] for n_, j in p.jobs().items() if n_ != "ticker"} == pids
+    # `pypilot status` names the version, the running install and the last upgrade
+    last = b if n % 2 else a
+    text = p.cli("status")
+    assert text.returncode == 0, text
+    head = f"pypilot {p.pypilot()['version']} ({last.pypilot})"
+    assert head in text.stdout and f"last upgrade: to {last.pypilot} at " in text.stdout, text.stdout
+    assert f"({n} in all)" in text.stdout, text.stdout
     assert max(kids[2:]) <= max(kids[:2]), kids  # no worker left behind by an image
     # a spawn's /dev/null or pipe may be open at every sample of a window: a count varies by one or two, a
     # leak grows with the upgrades
