@@ -397,10 +397,61 @@ def _install_std() -> None:
     sys.modules["consul.std"] = std
 
 
+class _PackageNotFoundError(ModuleNotFoundError):
+    """``importlib.metadata.PackageNotFoundError``, while the stand-in below is in place."""
+
+
+def _dist_version(name: str) -> str:
+    """A distribution's version from its ``*.dist-info/METADATA`` on ``sys.path``: what
+    ``importlib.metadata.version`` answers, without the ~4.6 MiB it imports (email, zipfile, csv, ...)."""
+    import os
+
+    def norm(text: str) -> str:
+        return text.lower().replace("-", "_").replace(".", "_")
+
+    want = norm(name)
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for d in names:
+            if d.endswith(".dist-info") and norm(d[: -len(".dist-info")].rpartition("-")[0]) == want:
+                try:
+                    with open(os.path.join(entry, d, "METADATA"), encoding="utf-8") as f:
+                        for line in f:
+                            if line.startswith("Version:"):
+                                return line.split(":", 1)[1].strip()
+                            if not line.strip():
+                                break
+                except OSError:
+                    continue
+    raise _PackageNotFoundError(name)
+
+
+def _import_consul() -> None:
+    """Import py-consul's package: with our ``consul.std``, and, for the length of its ``__init__`` only
+    (which asks ``importlib.metadata`` for its own version), a stand-in for ``importlib.metadata``."""
+    if "consul" in sys.modules:
+        return
+    _install_std()
+    stand_in = None
+    if "importlib.metadata" not in sys.modules:
+        import types
+
+        stand_in = types.ModuleType("importlib.metadata", "pypilot.consul_http: version() only")
+        stand_in.version = _dist_version  # type: ignore[attr-defined]
+        stand_in.PackageNotFoundError = _PackageNotFoundError  # type: ignore[attr-defined]
+        sys.modules["importlib.metadata"] = stand_in
+    try:
+        import consul  # noqa: F401
+    finally:
+        if stand_in is not None and sys.modules.get("importlib.metadata") is stand_in:
+            del sys.modules["importlib.metadata"]  # anyone else gets the real one
+
+
 def consul_client(**kwargs: Any) -> Any:
     """``consul.Consul(**kwargs)`` on ``Pool``; py-consul's arguments plus ``connections_timeout`` and
     ``server_hostname``."""
-    _install_std()
-    import consul  # noqa: F401  (the package, its __init__ run with our consul.std)
-
+    _import_consul()
     return _adapters()["Consul"](**kwargs)

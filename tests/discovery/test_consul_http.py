@@ -95,10 +95,25 @@ def test_the_worker_client_imports_neither_requests_nor_ssl_for_an_http_agent() 
         code = ("import sys; from pypilot.consul import make_client; "
                 f"c = make_client({{'address': '{standin.address}'}}); "
                 "print(c.agent.self() is not None, c.health.service('x')[1], "
-                "[m for m in ('requests', 'urllib3', 'ssl', 'http.client', 'certifi') if m in sys.modules])")
+                "[m for m in ('requests', 'urllib3', 'ssl', 'http.client', 'certifi', 'importlib.metadata', "
+                "'email') if m in sys.modules])")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "[]", "[]"]
+
+
+def test_pyconsul_knows_its_own_version_though_importlib_metadata_was_not_loaded() -> None:
+    code = ("import sys; from pypilot.consul import make_client; make_client({}); import consul; "
+            "print(consul.__version__, 'importlib.metadata' in sys.modules); "
+            "import importlib.metadata; print(importlib.metadata.version('py-consul'), "
+            "importlib.metadata.PackageNotFoundError.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    version = second.split()[0]
+    assert first == f"{version} False"  # the stand-in was gone once py-consul's package had loaded
+    assert second == f"{version} importlib.metadata"  # and the real module is what others get
+    assert version[0].isdigit()
 
 
 def test_pyconsul_api_through_the_pool_reads_the_index_header_in_any_case(scripted) -> None:
