@@ -40,13 +40,15 @@ class InterfaceError(ValueError):
 
 def to_strings(raw: Any) -> list[str] | None:
     """CP's ``decode.ToStrings``: a string becomes a one-element list, list elements are formatted with %v."""
-    from .template import go_value
-
     if raw is None:
         return None
     if isinstance(raw, str):
         return [raw]
     if isinstance(raw, list):
+        if all(isinstance(e, str) for e in raw):  # every exec array: no need of Go's %v (the template engine)
+            return list(raw) or None
+        from .template import go_value
+
         out = [e if isinstance(e, str) else ("<nil>" if e is None else go_value(_num(e))) for e in raw]
         return out or None
     from .weak import go_type
