@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 # each of these cost PID 1 2-13 ms of its start (python -X importtime); none is needed to spawn
-HEAVY = ("typing", "dataclasses", "inspect", "re", "json", "psutil", "ssl", "asyncio",
+HEAVY = ("typing", "dataclasses", "inspect", "re", "json", "psutil", "ssl", "asyncio", "threading",
          "email", "http.client", "urllib.request", "falcon", "waitress", "consul", "prometheus_client",
          "requests", "pyjson5", "orjson")
 
