@@ -37,6 +37,7 @@ TITLES = {
     "idle_ping_tree_rss": "Idle memory after one -ping (control worker up), whole init tree, RSS",
     "idle_ping_tree_pss": "Idle memory after one -ping (control worker up), whole init tree, PSS",
     "launch_cpu": "Launch: PID 1's CPU time when its first job reads it (schedstat; an upper bound)",
+    "launch_instructions": "Launch: PID 1's instructions to its first exec (callgrind; not changed by load)",
     "idle_wakeups": "Idle wake-ups (context switches)",
     "idle_cpu": "Idle CPU time",
     "restart_gap_clean": "Restart gap, first restart after a clean exit",

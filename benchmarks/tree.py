@@ -199,26 +199,27 @@ def _kind(path: str) -> str:
     return "other: " + name.split(".so")[0]
 
 
-LADDER = (  # what each process imports, in the order the tree pays for it
+LADDER = (  # what each process imports, in the order the tree pays for it; "mod:fn" also calls mod.fn()
     ("interpreter with site", ""),
-    ("PID 1's modules", "pypilot.cli pypilot.config pypilot.supervisor pypilot.jobs pypilot.health"),
-    ("+ psutil (PID 1, for the interfaces specs)", "psutil"),
-    ("+ pypilot.workers, pypilot.channel (PID 1 at its first worker)", "pypilot.workers pypilot.channel"),
-    ("+ discovery, control plane (PID 1 side)", "pypilot.discovery pypilot.control.plane"),
-    ("+ threading, http.client (workers)", "threading http.client"),
-    ("+ ssl", "ssl"),
-    ("+ requests (urllib3, idna, charset_normalizer, certifi)", "requests"),
-    ("+ py-consul", "consul"),
+    (
+        "PID 1's modules",
+        "pypilot.cli pypilot.config pypilot.supervisor pypilot.jobs pypilot.health pypilot.control.plane",
+    ),
+    ("+ interface addresses (PID 1, for a job's port: pypilot.config.ifaddrs)", "pypilot.config.ifaddrs"),
+    ("+ discovery (PID 1 side)", "pypilot.discovery"),
+    ("+ threading (workers)", "threading"),
+    ("+ py-consul on pypilot.consul_http", "pypilot.consul_http:_import_consul"),
     ("+ pypilot.consul", "pypilot.consul"),
-    ("+ prometheus_client", "prometheus_client"),
-    ("+ pypilot.telemetry", "pypilot.telemetry"),
-    ("+ asyncio (falcon.util.sync imports it)", "asyncio"),
-    ("+ falcon", "falcon"),
+    ("+ pypilot.telemetry (promtext, httpserve)", "pypilot.telemetry"),
+    ("+ falcon (after pypilot.lean_imports' stand-ins)", "pypilot.lean_imports:install falcon"),
     ("+ waitress", "waitress"),
     (
         "+ pypilot.control.app, server, worker",
         "pypilot.control.app pypilot.control.server pypilot.control.worker",
     ),
+    # not imported by pypilot any more, for the figures in benchmarks/README.md: what they would add
+    ("+ ssl (not imported: only for an https agent)", "ssl"),
+    ("+ requests (not imported; py-consul's std client used it)", "requests"),
 )
 LADDER_CODE = """
 import sys, importlib
@@ -226,8 +227,11 @@ def rss():
     return int(open('/proc/self/statm').read().split()[1]) * 4096 / 1048576
 out = [rss()]
 for step in sys.argv[1:]:
-    for mod in step.split():
-        importlib.import_module(mod)
+    for item in step.split():
+        mod, _, fn = item.partition(':')
+        m = importlib.import_module(mod)
+        if fn:
+            getattr(m, fn)()
     out.append(rss())
 print(' '.join(f'{x:.3f}' for x in out))
 """

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import threading
 from collections.abc import Callable
 
 TYPE_CHECKING = False
@@ -151,6 +150,8 @@ class WorkerLink:
         self.on_broken = on_broken
         self.broken = False
         sock.settimeout(send_timeout)  # recv too: ``read`` then returns [] at each timeout
+        import threading  # here: only a worker has threads; PID 1 imports this module for its framing
+
         self._send_lock = threading.Lock()
         self._decoder = Decoder()
 

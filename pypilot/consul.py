@@ -63,23 +63,26 @@ def describe_error(exc: BaseException) -> str:
 
     Decided by the exception's class and those it wraps (requests wraps urllib3, which wraps the
     socket's error), never by its text."""
-    import http.client
-    import ssl
+    import sys
 
-    import requests.exceptions as rex
-
+    # only the classes of modules already loaded: a failure must not import ssl or requests (MiBs)
+    rex: Any = sys.modules.get("requests.exceptions")
+    ssl_error: Any = getattr(sys.modules.get("ssl"), "SSLError", None)
+    http_error: Any = getattr(sys.modules.get("http.client"), "HTTPException", None)
     if isinstance(exc, AgentError):
         return str(exc)
-    if isinstance(exc, rex.SSLError) or _wrapped(exc, ssl.SSLError):
-        inner = _wrapped(exc, ssl.SSLError)
+    if (rex is not None and isinstance(exc, rex.SSLError)) or (ssl_error and _wrapped(exc, ssl_error)):
+        inner = _wrapped(exc, ssl_error) if ssl_error else None
         return f"TLS error: {getattr(inner, 'reason', None) or type(inner or exc).__name__}"
-    if isinstance(exc, rex.Timeout | TimeoutError) or _wrapped(exc, TimeoutError):
+    timeouts: Any = (rex.Timeout, TimeoutError) if rex is not None else TimeoutError
+    if isinstance(exc, timeouts) or _wrapped(exc, TimeoutError):
         return "timed out"
-    if isinstance(exc, rex.ConnectionError | rex.ChunkedEncodingError | ConnectionError):
+    broken: Any = (rex.ConnectionError, rex.ChunkedEncodingError, ConnectionError) if rex else ConnectionError
+    if isinstance(exc, broken):
         if _wrapped(exc, ConnectionRefusedError):
             return "connection refused"
-        if _wrapped(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError) or _wrapped(
-            exc, http.client.HTTPException
+        if _wrapped(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError) or (
+            http_error and _wrapped(exc, http_error)
         ):
             return "connection reset"
         return "connection failed"
@@ -596,8 +599,9 @@ def _instances(nodes: Any) -> list[tuple[str, str, str, int]]:
 
 
 def make_client(cfg: dict[str, Any]) -> Any:
-    """A py-consul client from the ``consul`` config (env overrides were applied by the loader)."""
-    import consul
+    """A py-consul client from the ``consul`` config (env overrides were applied by the loader), on
+    ``pypilot.consul_http`` (no requests; ssl only for https)."""
+    from pypilot.consul_http import consul_client
 
     address = str(cfg.get("address") or "127.0.0.1:8500")
     scheme = str(cfg.get("scheme") or "http")
@@ -613,17 +617,11 @@ def make_client(cfg: dict[str, Any]) -> Any:
     if scheme == "https" and tls.get("verify", True):
         verify = tls.get("cafile") or tls.get("capath") or True
     elif scheme == "https":
-        import warnings
-
-        from urllib3.exceptions import InsecureRequestWarning
-
-        # urllib3 would print its warning on every call (every heartbeat): say it once, our way
-        warnings.simplefilter("ignore", InsecureRequestWarning)
         logs.warn(f"consul: tls.verify is false: the certificate of {address} is not checked")
     cert: Any = None
     if tls.get("clientcert"):
         cert = (tls["clientcert"], tls["clientkey"]) if tls.get("clientkey") else tls["clientcert"]
-    client = consul.Consul(
+    client = consul_client(
         host=host,
         port=port,
         scheme=scheme,
@@ -631,22 +629,7 @@ def make_client(cfg: dict[str, Any]) -> Any:
         verify=verify,
         cert=cert,
         connections_timeout=_Agent.CALL_TIMEOUT,
+        server_hostname=str(tls["servername"]) if scheme == "https" and tls.get("servername") else None,
     )
     client.token = cfg.get("token") or None  # py-consul lets an empty CONSUL_HTTP_TOKEN win; CP does not
-    if scheme == "https" and tls.get("servername"):
-        _pin_server_name(client, str(tls["servername"]), bool(verify))
     return client
-
-
-def _pin_server_name(client: Any, name: str, verify: bool) -> None:
-    """``tls.servername``: SNI and the certificate's expected name differ from the address."""
-    from requests.adapters import HTTPAdapter
-
-    class _Adapter(HTTPAdapter):
-        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["server_hostname"] = name
-            if verify:
-                kwargs["assert_hostname"] = name
-            super().init_poolmanager(*args, **kwargs)
-
-    client.http.session.mount("https://", _Adapter())

@@ -12,7 +12,7 @@ Public API::
 Modules: ``loader`` (file, template, JSON5 and its error format), ``template`` (Go text/template subset),
 ``weak`` (mapstructure-style weak typing), ``decode`` (validation in CP's order), ``durations`` (Go duration
 syntax), ``interfaces`` (interface specs), ``names``, ``errors``, ``model``. Heavy parts (the template engine,
-pyjson5, psutil) are imported only when used, because PID 1 imports this package at start-up.
+pyjson5) are imported only when used, because PID 1 imports this package at start-up.
 
 Consul TLS: ``tls.verify`` defaults to **true** in pypilot (ContainerPilot defaulted to false, so TLS was not
 verified unless asked); an explicit ``verify: false`` or ``CONSUL_HTTP_SSL_VERIFY=0`` turns it off.

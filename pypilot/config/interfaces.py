@@ -10,8 +10,9 @@ Differences from ContainerPilot, on purpose: interface names may contain ``-`` a
 ``eth0.100``; CP's ``\\w+`` rejected them), and the no-match error lists the specs as written
 (``Specifications: [eth0:inet inet]``) instead of Go's struct dump.
 
-psutil is imported only when addresses are actually needed (a job with a ``port``, or telemetry); tests pass
-an address table instead: an iterable of ``(interface, address)`` pairs.
+The system's addresses are read (``ifaddrs``: an ioctl and ``/proc/net/if_inet6``) only when they are
+actually needed (a job with a ``port``, or telemetry); tests pass an address table instead: an iterable of
+``(interface, address)`` pairs.
 """
 
 from __future__ import annotations
@@ -39,13 +40,15 @@ class InterfaceError(ValueError):
 
 def to_strings(raw: Any) -> list[str] | None:
     """CP's ``decode.ToStrings``: a string becomes a one-element list, list elements are formatted with %v."""
-    from .template import go_value
-
     if raw is None:
         return None
     if isinstance(raw, str):
         return [raw]
     if isinstance(raw, list):
+        if all(isinstance(e, str) for e in raw):  # every exec array: no need of Go's %v (the template engine)
+            return list(raw) or None
+        from .template import go_value
+
         out = [e if isinstance(e, str) else ("<nil>" if e is None else go_value(_num(e))) for e in raw]
         return out or None
     from .weak import go_type
@@ -124,17 +127,10 @@ def _ip_str(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
 
 
 def system_addresses() -> list[tuple[str, str]]:
-    """Every (interface, address) pair on this host, IPv4 and IPv6, from psutil."""
-    import socket
+    """Every (interface, address) pair on this host, IPv4 and IPv6 (IPv6 without a zone)."""
+    from .ifaddrs import addresses
 
-    import psutil
-
-    out = []
-    for name, addrs in psutil.net_if_addrs().items():
-        for a in addrs:
-            if a.family in (socket.AF_INET, socket.AF_INET6):
-                out.append((name, a.address.split("%", 1)[0]))  # drop an IPv6 zone (fe80::1%eth0)
-    return out
+    return addresses()
 
 
 def get_ip(spec_list: Iterable[str] | None, addresses: Addresses | None = None) -> str:

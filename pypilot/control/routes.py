@@ -8,7 +8,6 @@ forwards to PID 1 (None: the worker answers it alone).
 
 from __future__ import annotations
 
-import re
 from collections import namedtuple
 
 
@@ -49,12 +48,15 @@ ROUTES: dict[str, Route] = {
     )
 }
 KINDS = frozenset(r.kind for r in ROUTES.values() if r.kind is not None)
-_JOB_PATH = re.compile(r"/v3/jobs/([^/]+)/(" + "|".join((*JOB_ACTIONS, "logs")) + ")")
+_JOB_TAILS = frozenset((*JOB_ACTIONS, "logs"))
 
 
 def classify(path: str) -> Route | None:
     route = ROUTES.get(path)
     if route is not None:
         return route
-    m = _JOB_PATH.fullmatch(path)
-    return ROUTES[f"/v3/jobs/{{name}}/{m.group(2)}"] if m else None
+    if path.startswith("/v3/jobs/"):  # /v3/jobs/NAME/ACTION, NAME without "/" (not ``re``: PID 1 reads this)
+        parts = path[len("/v3/jobs/"):].split("/")
+        if len(parts) == 2 and parts[0] and parts[1] in _JOB_TAILS:
+            return ROUTES[f"/v3/jobs/{{name}}/{parts[1]}"]
+    return None

@@ -180,7 +180,9 @@ def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
     import logging
     import signal
 
-    from pypilot import reaper
+    from pypilot import lean_imports, reaper
+
+    lean_imports.install()  # before Falcon: its asyncio and http.cookiejar imports, unused here (~9 MiB)
     from pypilot.control.app import make_app
     from pypilot.control.server import THREADS, make_server
 

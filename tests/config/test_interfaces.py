@@ -89,3 +89,74 @@ def test_psutil_not_imported_without_ports(write) -> None:
             "print('psutil' in sys.modules, 'pypilot.config.template' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_job_with_a_port_resolves_its_ip_from_the_host_without_psutil(write) -> None:
+    """Issue #15: psutil cost PID 1 ~2.3 MiB for this one lookup; the kernel is read directly now."""
+    import subprocess
+    import sys
+
+    path = write('{consul: "c:1", jobs: [{name: "app", exec: "x", port: 80, interfaces: ["lo"], '
+                 "health: {interval: 1, ttl: 1}}]}")
+    code = ("import sys; from pypilot.config import load; c = load(sys.argv[1], {}); "
+            "print(c.jobs[0].ip, 'psutil' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, check=True)
+    assert out.stdout.split() in (["127.0.0.1", "False"], ["::1", "False"])
+
+
+NETNS_SETUP = """
+set -e
+ip link set lo up
+ip link add d0 type veth peer name br-1a2b
+ip addr add 10.9.9.9/24 dev d0
+ip addr add 10.9.9.10/24 dev d0 label d0:1
+ip -6 addr add fd01::5/64 dev d0 nodad
+ip addr add 172.18.0.2/16 dev br-1a2b
+ip link set br-1a2b up
+for i in $(seq 1 70); do ip addr add 10.5.$i.1/32 dev lo; done
+exec "$@"
+"""
+
+
+@pytest.mark.timeout(60)
+def test_system_addresses_are_getifaddrs_ones_down_links_labels_and_more_than_a_buffer(tmp_path) -> None:
+    """The ioctl + /proc reading gives what getifaddrs(3) gives (psutil, the previous source): addresses of
+    a link that is down, an alias label (d0:1), IPv6, and 70+ IPv4 addresses (past the first ioctl buffer),
+    in a network namespace of the test's own."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    psutil = pytest.importorskip("psutil")
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs root, unshare and ip(8) for a network namespace")
+    code = ("import json, socket, psutil; from pypilot.config.ifaddrs import addresses; "
+            "ref = [(n, a.address.split('%')[0]) for n, l in psutil.net_if_addrs().items() for a in l "
+            "if a.family in (socket.AF_INET, socket.AF_INET6)]; print(json.dumps([addresses(), ref]))")
+    script = tmp_path / "setup.sh"
+    script.write_text(NETNS_SETUP)
+    out = subprocess.run(["unshare", "-n", "sh", str(script), sys.executable, "-c", code],
+                         capture_output=True, text=True, timeout=50)
+    if out.returncode != 0 and "veth" in out.stderr:
+        pytest.skip(f"no veth links here: {out.stderr.strip()[:200]}")
+    assert out.returncode == 0, out.stderr
+    ours, ref = (sorted(map(tuple, x)) for x in json.loads(out.stdout))
+    assert ours == ref
+    assert {("d0", "10.9.9.9"), ("d0:1", "10.9.9.10"), ("d0", "fd01::5"), ("br-1a2b", "172.18.0.2"),
+            ("lo", "10.5.70.1"), ("lo", "::1")} <= set(ours)
+    assert len(ours) == 76
+    assert psutil is not None
+
+
+def test_ipv6_table_lines_are_parsed_and_bad_ones_skipped(tmp_path) -> None:
+    from pypilot.config.ifaddrs import ipv6_addresses
+
+    table = tmp_path / "if_inet6"
+    table.write_text("00000000000000000000000000000001 01 80 10 80       lo\n"
+                     "fe8000000000000000fc00fffe000001 04 40 20 80     eth0\n"
+                     "garbage line\n"
+                     "zz000000000000000000000000000001 01 80 10 80       lo\n")
+    assert ipv6_addresses(str(table)) == [("lo", "::1"), ("eth0", "fe80::fc:ff:fe00:1")]
+    assert ipv6_addresses(str(tmp_path / "absent")) == []  # IPv6 disabled: no addresses, no error

@@ -1,0 +1,99 @@
+"""Stand-ins for stdlib modules a worker's libraries import but never use here (issue #15).
+
+Falcon imports ``asyncio`` (with it ``ssl``, ``concurrent.futures``' friends, the event loop machinery) and
+``http.cookiejar`` (with it ``urllib.request``, ``http.client``, ``email``) at import time, for its ASGI
+side and a type alias: ~13 MiB of RSS in the control worker, which serves WSGI on waitress and never
+touches either. ``install`` registers a stand-in for each before Falcon is imported:
+
+- the stand-in answers the few names Falcon reads at import time (``asyncio.create_task`` and
+  ``get_running_loop``, which it wraps in deprecation shims, as functions that call the real ones;
+  ``http.cookiejar.Cookie``, used only in a type alias, as a placeholder class);
+- ``asyncio.Runner`` is absent, so Falcon falls back to its own lazy runner instead of building one;
+- any other name read from a stand-in imports the real module then and there, puts it in
+  ``sys.modules`` and answers from it: a use nobody foresaw costs the import it always cost, nothing more.
+
+Only for a process of our own that imports a known set of libraries (the control worker), before any of
+them is imported; never in PID 1 or a test process.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+__all__ = ["StandIn", "install"]
+
+
+class StandIn(types.ModuleType):
+    """A module that answers ``names`` itself, hides ``hidden`` and forwards the rest to the real one."""
+
+    def __init__(self, name: str, names: dict[str, Any], hidden: frozenset[str] = frozenset()) -> None:
+        super().__init__(name, f"pypilot.lean_imports stand-in for {name} (the real one loads when used)")
+        self.__dict__.update(names)
+        self.__dict__["_hidden"] = hidden
+        self.__dict__["_real"] = None
+
+    def __getattr__(self, attr: str) -> Any:  # only for names not in __dict__
+        if attr.startswith("__") or attr in self.__dict__["_hidden"]:
+            raise AttributeError(attr)
+        return getattr(self._load(), attr)
+
+    def _load(self) -> types.ModuleType:
+        real = self.__dict__["_real"]
+        if real is None:
+            import importlib
+
+            name = self.__name__
+            if sys.modules.get(name) is self:
+                del sys.modules[name]
+            real = importlib.import_module(name)
+            self.__dict__["_real"] = real
+        return real
+
+
+def _forward(module: str, attr: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        target = sys.modules.get(module)
+        if isinstance(target, StandIn) or target is None:
+            import importlib
+
+            target = target._load() if isinstance(target, StandIn) else importlib.import_module(module)
+        return getattr(target, attr)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = attr
+    call.__doc__ = f"{module}.{attr}, imported when first called"
+    return call
+
+
+class Cookie:
+    """Stands for ``http.cookiejar.Cookie`` where only its name is used (a type alias)."""
+
+
+def install() -> list[str]:
+    """Register the stand-ins not already shadowed by a real import; the names registered."""
+    stand_ins = {
+        "asyncio": lambda: StandIn(
+            "asyncio",
+            {"create_task": _forward("asyncio", "create_task"),
+             "get_running_loop": _forward("asyncio", "get_running_loop")},
+            hidden=frozenset({"Runner"}),
+        ),
+        "http.cookiejar": lambda: StandIn("http.cookiejar", {"Cookie": Cookie}),
+    }
+    done = []
+    for name, make in stand_ins.items():
+        if name in sys.modules:
+            continue
+        module = sys.modules[name] = make()
+        parent, _, child = name.rpartition(".")
+        if parent:  # ``import http.cookiejar`` then ``http.cookiejar.X`` reads the package's attribute
+            import importlib
+
+            setattr(importlib.import_module(parent), child, module)
+        done.append(name)
+    return done
