@@ -14,19 +14,25 @@ touches either. ``install`` registers a stand-in for each before Falcon is impor
 
 Only for a process of our own that imports a known set of libraries (the control worker), before any of
 them is imported; never in PID 1 or a test process.
+
+``unused`` is the narrower tool for one import: while prometheus-client is imported in the discovery
+worker, its push-gateway and HTTP-server helpers' modules (``http.server``, ``urllib.request``, ``wsgiref``,
+``ssl``: ~8 MiB) answer every name with a placeholder class; they are taken out again straight after, so
+any later import gets the real module, and only those helpers, never called here, hold placeholders.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import types
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any
 
-__all__ = ["StandIn", "install"]
+__all__ = ["StandIn", "install", "unused"]
 
 
 class StandIn(types.ModuleType):
@@ -97,3 +103,32 @@ def install() -> list[str]:
             setattr(importlib.import_module(parent), child, module)
         done.append(name)
     return done
+
+
+class _Placeholder(types.ModuleType):
+    """A module whose every name is a class of that name, for code that is defined but never run."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        cls = type(attr, (), {"__module__": self.__name__})
+        setattr(self, attr, cls)
+        return cls
+
+
+@contextlib.contextmanager
+def unused(*names: str) -> Iterator[list[str]]:
+    """Within the block, the modules ``names`` not imported yet are placeholders (see the docstring)."""
+    placed = [name for name in names if name not in sys.modules]
+    for name in placed:
+        sys.modules[name] = _Placeholder(name, "pypilot.lean_imports placeholder, during one import")
+    try:
+        yield placed
+    finally:
+        for name in placed:
+            if isinstance(sys.modules.get(name), _Placeholder):
+                del sys.modules[name]
+            parent, _, child = name.rpartition(".")
+            package = sys.modules.get(parent) if parent else None
+            if package is not None and isinstance(getattr(package, child, None), _Placeholder):
+                delattr(package, child)

@@ -1,8 +1,9 @@
 """Prometheus telemetry (CP §7), served from the discovery worker: ``/metrics`` and ``/status`` over TCP.
 
 This module owns the metric values and their exposition. It runs only in the discovery worker; PID 1
-never imports it. The page is written by ``pypilot.promtext`` (prometheus-client's text, byte for byte,
-without importing it) and served by ``pypilot.httpserve`` (not ``http.server``): ~12 MiB less (#15).
+never imports it. The page is prometheus-client's exposition (its registry, metric families, process
+collector and text format), imported without the modules of its push-gateway and server helpers, which
+are not used (``lean_imports.unused``, ~8 MiB); it is served by waitress, the control plane's server.
 Values come from three places:
 
 - the declared metrics (``telemetry.metrics``: counter, gauge, histogram, summary) are fed by bus
@@ -33,8 +34,12 @@ from typing import Any
 
 from pypilot import logs
 from pypilot.gofmt import go_float as _go_float
-from pypilot.httpserve import Server
-from pypilot.promtext import GaugeMetricFamily, HistogramMetricFamily, Metric, ProcessMetrics, generate
+from pypilot.lean_imports import unused
+
+with unused("http.server", "urllib.request", "urllib.error", "wsgiref.simple_server", "ssl"):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+    from prometheus_client.process_collector import ProcessCollector
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # client defaults (CP §7.1)
 QUANTILES = (0.5, 0.9, 0.99)
@@ -153,9 +158,11 @@ class Telemetry:
         self.watch_instances: dict[str, int] = {}
         self.cfg: dict[str, Any] = {}
         self.reconfigure(cfg)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self))
         pid1 = _pid1_visible()
-        self.collectors = (_Collector(self), ProcessMetrics(pid=lambda: 1 if pid1 else "self"))
-        self._server: Server | None = None
+        ProcessCollector(namespace="", pid=lambda: 1 if pid1 else "self", registry=self.registry)
+        self._server: Any = None
         self._stopped = threading.Event()
 
     def reconfigure(self, cfg: dict[str, Any]) -> None:
@@ -206,7 +213,7 @@ class Telemetry:
             return {}
 
     def metrics_text(self) -> bytes:
-        text = generate(family for c in self.collectors for family in c.collect())
+        text = generate_latest(self.registry)
         # prometheus-client names a counter family ``x_total``; ContainerPilot's was ``x``
         text = _INTEGRAL.sub(rb"\1", text)  # Go writes 42, Python 42.0 (values only, never labels)
         for name in self._counter_names():
@@ -245,19 +252,29 @@ class Telemetry:
         self._stopped.set()
         server = self._server
         if server is not None:
-            server.server_close()
+            server.close()
 
-    def _answer(self, method: str, path: str) -> tuple[int, str, bytes]:
-        """One request (an HTTP thread): status, content type and body."""
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        """The WSGI app of the two endpoints (waitress' threads)."""
+        method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
         if path == "/metrics":
-            return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics_text()
-        if path == "/status":
-            if method != "GET":
-                return 405, "text/plain; charset=utf-8", b"Method Not Allowed"
-            return 200, "application/json", self.status_body()
-        return 404, "text/plain; charset=utf-8", b"404 page not found\n"
+            code, ctype, body = "200 OK", "text/plain; version=0.0.4; charset=utf-8", self.metrics_text()
+        elif path == "/status" and method != "GET":
+            code, ctype, body = "405 Method Not Allowed", "text/plain; charset=utf-8", b"Method Not Allowed"
+        elif path == "/status":
+            code, ctype, body = "200 OK", "application/json", self.status_body()
+        else:
+            code, ctype, body = "404 Not Found", "text/plain; charset=utf-8", b"404 page not found\n"
+        start_response(code, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+        return [body]
 
     def _serve(self) -> None:
+        import logging
+
+        from waitress.server import create_server
+
+        logging.getLogger("waitress").setLevel(logging.ERROR)  # its queue-depth notes are not ours to print
+
         ip = str(self.cfg.get("ip") or "")
         port = int(self.cfg.get("port") or 9090)
         if not ip:
@@ -266,7 +283,9 @@ class Telemetry:
         addr = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
         for attempt in range(LISTEN_TRIES):
             try:
-                self._server = Server((ip, port), self._answer)
+                # two threads: a scrape or two at a time; a silent client is dropped after 10 s
+                self._server = create_server(self._app, listen=addr, threads=2, channel_timeout=10,
+                                             cleanup_interval=2, ident="pypilot")
                 break
             except OSError as e:
                 if attempt == LISTEN_TRIES - 1:
@@ -274,9 +293,11 @@ class Telemetry:
                     return
                 if self._stopped.wait(1.0):
                     return
-        assert self._server is not None
         logs.info(f"telemetry: serving /metrics and /status at {addr}")
-        self._server.serve_forever(poll_interval=0.5)
+        if self._stopped.is_set():
+            self._server.close()
+            return
+        self._server.run()
 
 
 def _pid1_visible() -> bool:

@@ -86,7 +86,7 @@ DLOPENED = ("libgcc_s.so.1",)
 SMOKE = (
     "import importlib, pkgutil, pypilot, sys, pathlib\n"
     "for m in pkgutil.walk_packages(pypilot.__path__, 'pypilot.'): importlib.import_module(m.name)\n"
-    "import falcon, waitress, consul, requests, ssl, hashlib\n"
+    "import falcon, waitress, consul, prometheus_client, requests, ssl, hashlib\n"
     "site = pathlib.Path(sys.path[-1])\n"
     # every extension module of every dependency loads: its libraries are found
     "for so in site.rglob('*.so'):\n"

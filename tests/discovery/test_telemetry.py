@@ -119,3 +119,34 @@ def test_telemetry(request: pytest.FixtureRequest, kind: str) -> None:
         assert p.stop() == 0
     assert consul.instances("containerpilot") == []
     assert set(consul.services()) <= {"otherapp-1"}  # ours deregistered; the other one is not ours
+
+
+def test_telemetry_on_ipv6_answers_while_a_silent_client_holds_a_connection(standin: ConsulStandin) -> None:
+    """Served by waitress: a client that connects and sends nothing holds no thread (a scrape is answered
+    meanwhile) and is dropped after 10 s; the discovery worker never maps OpenSSL for an http agent (the
+    unused helpers of prometheus-client were imported as placeholders)."""
+    import socket
+    import time
+
+    port = free_port()
+    cfg = {"consul": standin.address, "jobs": [{"name": "a", "exec": "sleep 600"}],
+           "telemetry": {"port": port, "interfaces": ["static:::1"]}}
+    with Pilot(cfg) as p:
+        base = f"http://[::1]:{port}"
+        p.until(lambda: get(f"{base}/metrics")[0] == 200, 10, "/metrics on ::1")
+        silent = [socket.create_connection(("::1", port)) for _ in range(4)]  # more than its 2 threads
+        try:
+            code, body = get(f"{base}/metrics")
+            assert code == 200 and b"\nprocess_resident_memory_bytes " in body
+            assert get(f"{base}/nothing")[0] == 404
+            silent[0].settimeout(15)
+            start = time.monotonic()
+            assert silent[0].recv(1) == b""  # closed by the server, not by us
+            assert time.monotonic() - start < 13
+        finally:
+            for s in silent:
+                s.close()
+        for pid in p.worker_pids():
+            with open(f"/proc/{pid}/maps") as f:
+                assert "_ssl" not in f.read(), f"worker {pid} maps OpenSSL"
+        assert p.stop() == 0
