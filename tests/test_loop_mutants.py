@@ -12,6 +12,8 @@ import pytest
 from pypilot import logs
 from pypilot.loop import Loop
 
+pytestmark = pytest.mark.timeout(10)  # a broken loop blocks in poll for ever: fail, do not hang
+
 
 @pytest.fixture
 def logged() -> Iterator[list[bytes]]:
