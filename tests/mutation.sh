@@ -13,7 +13,8 @@
 # tests that reached the mutated function. The end-to-end tests reach it in a pypilot child (PID 1
 # under unshare), which mutmut cannot see, so a sitecustomize in $WORK/hooks makes those children
 # write the functions they reach to a file, and a pytest plugin hands them to mutmut per test.
-# `mutmut results` / `mutmut show NAME` in $WORK/<module> list the survivors and show one.
+# PYTHONPATH puts the mutated copy first for children that run from elsewhere (the reaper probe); the
+# pypilot ones run from it anyway (tests/pid1.py's cwd). `mutmut results` / `mutmut show NAME` in $WORK/<module> list the survivors and show one.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
@@ -152,12 +153,12 @@ for m in $MODULES; do
         for t in $tests; do [ -e "$dir/${t%%::*}" ] && printf '    %s\n' "$t"; done
         printf 'also_copy=\n    pypilot/\n    tests/\n    csrc/\n'
         printf 'pytest_add_cli_args=\n    -m\n    not slow and not image\n    -p\n    no:cacheprovider\n'
-        printf '    -p\n    mutation_hits\n    --timeout=60\n'
+        printf '    -p\n    mutation_hits\n    --timeout=30\n'
     } > "$dir/setup.cfg"
     echo "== $m ($(date -u +%H:%M) UTC)"
     (
         cd "$dir"
-        export TMPDIR="$dir/tmp" MUTATION_HITS="$dir/tmp/hits" PYTHONPATH="$WORK/hooks"
+        export TMPDIR="$dir/tmp" MUTATION_HITS="$dir/tmp/hits" PYTHONPATH="$WORK/hooks:$dir/mutants"
         "$PY" -m mutmut run --max-children "$JOBS" >"$dir/run.log" 2>&1 || true
         "$PY" -m mutmut results >"$dir/results.txt" 2>&1 || true
     )
