@@ -1,0 +1,211 @@
+"""One ``Command`` in-process, with the real loop and reaper (the test process reaps its own children
+here): its output lines, its timeout, its PID variable, a start failure and the CP duration wording
+(pypilot/process.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from pypilot import logs, reaper
+from pypilot.loop import Loop
+from pypilot.process import Command, go_duration
+
+pytestmark = pytest.mark.timeout(15)
+
+
+@pytest.fixture
+def logged() -> Iterator[list[bytes]]:
+    lines: list[bytes] = []
+    logs.set_sink(lines.append)
+    yield lines
+    logs.set_sink(None)
+
+
+class Run:
+    """A loop, a reaper drained every few ms (no signalfd in a test process), and the exits seen."""
+
+    def __init__(self) -> None:
+        self.loop = Loop()
+        self.reaper = reaper.Reaper()
+        self.exits: list[tuple[int | None, str | None]] = []
+        self._poll()
+
+    def _poll(self) -> None:
+        self.reaper.drain()
+        self.loop.call_later(0.005, self._poll)
+
+    def on_exit(self, status: int | None, err: str | None) -> None:
+        self.exits.append((status, err))
+
+    def until(self, cond: object, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+
+        def check() -> None:
+            if cond() or time.monotonic() > deadline:  # type: ignore[operator]
+                self.loop.stop()
+            else:
+                self.loop.call_later(0.005, check)
+
+        self.loop.call_soon(check)
+        self.loop.run()
+        assert cond(), "condition not reached"  # type: ignore[operator]
+
+    def command(self, argv: list[str], **kw: object) -> Command:
+        return Command(kw.pop("name", "job"), argv, self.loop, self.reaper, **kw)  # type: ignore[arg-type]
+
+
+def text(lines: list[bytes]) -> str:
+    return b"".join(lines).decode()
+
+
+def test_output_lines_are_logged_with_the_job_name_whole_and_without_cr(logged: list[bytes]) -> None:
+    run = Run()
+    cmd = run.command(["sh", "-c", "echo err >&2; printf 'one\\r\\ntwo\\nlast-no-newline'"], name="app")
+    cmd.start(run.on_exit)
+    assert cmd.running and cmd.pid > 0
+    run.until(lambda: run.exits)
+    out = text(logged)
+    assert " app one\n" in out and " app two\n" in out and " app last-no-newline\n" in out
+    assert " app err\n" in out and "\r" not in out
+    assert run.exits == [(0, None)] and not cmd.running and cmd.pid == 0
+
+
+def test_a_sink_takes_the_lines_instead_of_the_log(logged: list[bytes]) -> None:
+    run = Run()
+    got: list[str] = []
+    cmd = run.command(["sh", "-c", "echo a; echo b"], sink=got.append)
+    cmd.start(run.on_exit)
+    run.until(lambda: run.exits)
+    assert got == ["a", "b"]
+    assert "a\n" not in text(logged)
+
+
+def test_a_stragglers_output_after_the_leader_exit_is_still_logged(logged: list[bytes]) -> None:
+    run = Run()
+    # the straggler ignores the SIGTERM its group gets when the leader exits, and writes on
+    script = "sh -c \"trap '' TERM; sleep 0.3; echo late\" & sleep 0.1; echo early"
+    cmd = run.command(["sh", "-c", script], name="app")
+    cmd.start(run.on_exit)
+    run.until(lambda: run.exits)
+    run.until(lambda: " app late\n" in text(logged))
+    assert " app early\n" in text(logged)
+
+
+def test_exit_status_is_the_wait_status_and_stdin_is_dev_null() -> None:
+    run = Run()
+    cmd = run.command(["sh", "-c", "read x && exit 9; exit 3"])
+    cmd.start(run.on_exit)
+    run.until(lambda: run.exits)
+    assert run.exits == [(3 << 8, None)]
+
+
+def test_timeout_kills_the_group_and_says_so_as_containerpilot(logged: list[bytes]) -> None:
+    run = Run()
+    cmd = run.command(["sh", "-c", "trap '' TERM; sleep 30 & wait"], name="slow", timeout=0.1)
+    started = time.monotonic()
+    cmd.start(run.on_exit)
+    run.until(lambda: run.exits)
+    assert time.monotonic() - started < 3
+    assert run.exits == [(signal.SIGKILL, None)]
+    assert "slow timeout after 100ms: '[-c trap '' TERM; sleep 30 & wait]'" in text(logged)
+
+
+def test_a_command_done_before_its_timeout_is_not_killed_later(logged: list[bytes]) -> None:
+    run = Run()
+    cmd = run.command(["true"], name="quick", timeout=0.2)
+    cmd.start(run.on_exit)
+    run.until(lambda: run.exits)
+    t0 = time.monotonic()
+    run.until(lambda: time.monotonic() - t0 > 0.4)
+    assert "timeout" not in text(logged)
+    assert run.exits == [(0, None)]
+
+
+def test_pid_variable_is_set_while_it_runs_and_unset_after() -> None:
+    run = Run()
+    key = "CONTAINERPILOT_APP_PID"
+    os.environ.pop(key, None)
+    cmd = run.command(["sh", "-c", f'echo "${key}"; sleep 0.1'], env_name="APP", sink=lambda s: got.append(s))
+    got: list[str] = []
+    cmd.start(run.on_exit)
+    assert os.environ[key] == str(cmd.pid)
+    run.until(lambda: run.exits)
+    assert key not in os.environ
+    assert got == [""]  # its own spawn came before its variable was set
+
+
+def test_signal_reaches_the_group_and_is_false_once_it_exited() -> None:
+    run = Run()
+    cmd = run.command(["sleep", "30"])
+    cmd.start(run.on_exit)
+    assert cmd.signal(signal.SIGTERM) is True
+    run.until(lambda: run.exits)
+    assert run.exits == [(signal.SIGTERM, None)]
+    assert cmd.signal(signal.SIGTERM) is False
+    assert cmd.pidfd == -1
+
+
+def test_kill_sends_sigkill() -> None:
+    run = Run()
+    cmd = run.command(["sh", "-c", "trap '' TERM; sleep 30"])
+    cmd.start(run.on_exit)
+    cmd.kill()
+    run.until(lambda: run.exits)
+    assert run.exits == [(signal.SIGKILL, None)]
+
+
+def test_a_command_that_cannot_start_reports_it_later_not_at_once() -> None:
+    run = Run()
+    cmd = run.command(["/no/such/binary", "x"])
+    cmd.start(run.on_exit)
+    assert run.exits == [] and not cmd.running  # never inside start: a restart loop cannot spin
+    run.until(lambda: run.exits)
+    assert run.exits == [(None, "fork/exec /no/such/binary: no such file or directory")]
+
+
+def test_a_failed_step_before_the_exec_is_named(tmp_path: object) -> None:
+    from pypilot.config.model import ProcessConfig
+
+    run = Run()
+    missing = f"{tmp_path}/gone"
+    cmd = run.command(["true"], process=ProcessConfig(workdir=missing, umask=0o22))
+    cmd.start(run.on_exit)
+    run.until(lambda: run.exits)
+    assert run.exits == [(None, f"true: chdir {missing}: no such file or directory")]
+
+
+def test_process_env_sets_and_removes_variables(tmp_path: object) -> None:
+    from pypilot.config.model import ProcessConfig
+
+    run = Run()
+    os.environ["PYPILOT_TEST_GONE"] = "still here"
+    try:
+        got: list[str] = []
+        cfg = ProcessConfig(env=(("PYPILOT_TEST_NEW", "v"), ("PYPILOT_TEST_GONE", None)))
+        cmd = run.command(["sh", "-c", 'echo "$PYPILOT_TEST_NEW/${PYPILOT_TEST_GONE-unset}"; pwd'],
+                          process=cfg, sink=got.append)
+        cmd.start(run.on_exit)
+        run.until(lambda: run.exits)
+        assert got == ["v/unset", os.getcwd()]
+    finally:
+        os.environ.pop("PYPILOT_TEST_GONE", None)
+
+
+def test_go_duration_is_gos_duration_string() -> None:
+    assert go_duration(0.1) == "100ms"
+    assert go_duration(0.0015) == "1.5ms"
+    assert go_duration(0.001) == "1ms"
+    assert go_duration(0.0005) == "500µs"
+    assert go_duration(1) == "1s"
+    assert go_duration(1.5) == "1.5s"
+    assert go_duration(59) == "59s"
+    assert go_duration(60) == "1m0s"
+    assert go_duration(90) == "1m30s"
+    assert go_duration(3599) == "59m59s"
+    assert go_duration(3600) == "1h0m0s"
+    assert go_duration(3725) == "1h2m5s"
