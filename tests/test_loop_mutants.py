@@ -4,6 +4,7 @@ callback that raises (pypilot/loop.py; the end-to-end tests only see it through 
 from __future__ import annotations
 
 import os
+import select
 import time
 from collections.abc import Iterator
 
@@ -182,11 +183,12 @@ def test_removed_reader_is_not_called(pipe: tuple[int, int]) -> None:
     called: list[int] = []
     loop.add_reader(r, lambda: called.append(1))
     loop.remove_reader(r)
-    loop.remove_reader(r)  # twice: harmless
     os.write(w, b"x")
+    assert loop._poll.poll(0) == []  # poll no longer watches it (else the loop would spin on it)
     loop.call_later(0.05, loop.stop)
     run_until(loop)
     assert called == []
+    loop.remove_reader(r)  # twice: harmless
     assert loop._poll.poll(0) == []
 
 
@@ -204,7 +206,9 @@ def test_writer_is_called_while_writable_and_not_after_removal(pipe: tuple[int, 
     loop.add_writer(w, writable)
     run_until(loop)
     assert calls == [1, 1, 1]
+    assert loop._poll.poll(0) == []  # poll no longer watches it
     loop.remove_writer(w)  # already gone: harmless
+    assert loop._poll.poll(0) == []
 
 
 def test_reader_and_writer_on_one_fd_are_both_served_and_removed_separately() -> None:
@@ -278,3 +282,19 @@ def test_stop_from_a_reader_ends_run_after_that_turn(pipe: tuple[int, int]) -> N
     loop.add_reader(r, loop.stop)
     loop.run()  # returns: stop() took effect
     assert not loop._running
+
+
+def test_a_reader_alone_is_not_woken_by_its_fd_being_writable() -> None:
+    """A socket is writable nearly always: a reader must not be polled for that, or the loop spins."""
+    import socket
+
+    a, b = socket.socketpair()
+    try:
+        loop = Loop()
+        loop.add_reader(a.fileno(), lambda: None)
+        assert loop._poll.poll(0) == []
+        loop.add_writer(b.fileno(), lambda: None)
+        assert loop._poll.poll(0) == [(b.fileno(), select.POLLOUT)]
+    finally:
+        a.close()
+        b.close()
