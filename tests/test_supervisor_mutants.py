@@ -1,0 +1,177 @@
+"""The supervisor's decisions that need no PID 1: the grace each job gets, the container's exit code,
+which job waits for which preStop dependent, the environment generation, the status view, the
+children scan, and a reload refused before it begins (pypilot/supervisor.py; its loop, signals and
+shutdown are the end-to-end tests')."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pypilot import logs
+from pypilot.config.loader import load
+from pypilot.events import STOPPED, Event
+from pypilot.supervisor import Supervisor, _children_of
+
+
+@pytest.fixture
+def logged() -> Iterator[list[bytes]]:
+    lines: list[bytes] = []
+    logs.set_sink(lines.append)
+    yield lines
+    logs.set_sink(None)
+
+
+def supervisor(tmp_path: Path, cfg: dict[str, Any]) -> Supervisor:
+    path = tmp_path / "config.json5"
+    path.write_text(json.dumps({"consul": "localhost:8500", **cfg}))
+    return Supervisor(load(str(path), environ={}), -1)
+
+
+def test_stop_grace_is_the_jobs_stop_timeout_else_the_global_one(tmp_path: Path) -> None:
+    sup = supervisor(tmp_path, {"stopTimeout": 7, "jobs": [
+        {"name": "own", "exec": "true", "stopTimeout": "500ms"},
+        {"name": "global", "exec": "true"},
+    ]})
+    own, glob = sup.jobs
+    assert sup.stop_grace(own) == 0.5
+    assert sup.stop_grace(glob) == 7.0
+    neg = supervisor(tmp_path, {"stopTimeout": -1, "jobs": [{"name": "a", "exec": "true"}]})
+    assert neg.stop_grace(neg.jobs[0]) == 0.0  # no grace: never a negative timer
+
+
+def test_container_exit_code_is_the_main_jobs_remapped(tmp_path: Path) -> None:
+    sup = supervisor(tmp_path, {"jobs": [
+        {"name": "side", "exec": "true"},
+        {"name": "app", "exec": "true", "main": True, "exitCodeMap": {"143": 0}},
+    ]})
+    side, app = sup.jobs
+    assert sup.container_exit_code() == 0  # nothing ended yet
+    side.last_exit = 5
+    assert sup.container_exit_code() == 0  # not the main job
+    app.last_exit = 143
+    assert sup.container_exit_code() == 0
+    app.last_exit = 3
+    assert sup.container_exit_code() == 3
+
+
+def test_main_job_end_logs_the_remapped_code_and_shuts_down(tmp_path: Path, logged: list[bytes]) -> None:
+    sup = supervisor(tmp_path, {"jobs": [
+        {"name": "app", "exec": "true", "main": True, "exitCodeMap": {"143": 0}},
+    ]})
+    app = sup.jobs[0]
+    app.last_exit = 143
+    sup.main_job_ended(app)
+    assert sup.shutting_down
+    assert "main job app ended with exit code 143 (pypilot exits 0: exitCodeMap); shutting down" in (
+        b"".join(logged).decode())
+    sup2 = supervisor(tmp_path, {"jobs": [{"name": "app", "exec": "true", "main": True}]})
+    sup2.jobs[0].last_exit = 4
+    logged.clear()
+    sup2.main_job_ended(sup2.jobs[0])
+    assert "main job app ended with exit code 4; shutting down" in b"".join(logged).decode()
+
+
+def test_a_prestop_job_makes_its_source_wait_for_it(tmp_path: Path) -> None:
+    sup = supervisor(tmp_path, {"jobs": [
+        {"name": "app", "exec": "true"},
+        {"name": "pre", "exec": "true", "when": {"source": "app", "once": "stopping"}},
+        {"name": "each", "exec": "true", "when": {"source": "other", "each": "stopping"}},
+        {"name": "other", "exec": "true"},
+        {"name": "post", "exec": "true", "when": {"source": "app", "once": "stopped"}},
+        {"name": "ghost", "exec": "true", "when": {"source": "nobody", "once": "stopping"}},
+    ]})
+    waits = {j.name: j.stopping_wait for j in sup.jobs}
+    assert waits == {
+        "app": Event(STOPPED, "pre"), "pre": None, "each": None, "other": Event(STOPPED, "each"),
+        "post": None, "ghost": None,
+    }
+    sup.jobs[0].stopping_wait = Event(STOPPED, "stale")
+    sup.wire_stopping_dependents()  # rewired from scratch (a reload)
+    assert sup.jobs[0].stopping_wait == Event(STOPPED, "pre")
+
+
+def test_set_env_counts_only_real_changes(tmp_path: Path) -> None:
+    sup = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}]})
+    key = "PYPILOT_TEST_SUP_ENV"
+    os.environ.pop(key, None)
+    try:
+        sup.set_env({key: "1"})
+        assert os.environ[key] == "1" and sup.env_generation == 1
+        sup.set_env({key: "1"})
+        assert sup.env_generation == 1
+        sup.set_env({key: "2"})
+        assert os.environ[key] == "2" and sup.env_generation == 2
+    finally:
+        os.environ.pop(key, None)
+
+
+def test_status_view(tmp_path: Path) -> None:
+    sup = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}, {"name": "b", "exec": "true"}]})
+    st = sup.status()
+    assert st["pid"] == os.getpid() and st["shuttingDown"] is False and st["maintenance"] is False
+    assert [j["name"] for j in st["jobs"]] == ["a", "b"]  # type: ignore[attr-defined]
+    assert st["watches"] == []
+    assert sup.deadline_remaining() is None
+    assert sup.job("b") is sup.jobs[1] and sup.job("c") is None
+
+
+def test_maintenance_is_published_and_shown(tmp_path: Path) -> None:
+    sup = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}]})
+    seen: list[Event] = []
+    sup.bus.listen(seen.append)
+    sup.set_maintenance(True)
+    assert sup.status()["maintenance"] is True
+    sup.set_maintenance(False)
+    assert [e.code for e in seen] == ["enterMaintenance", "exitMaintenance"]
+    assert sup.status()["maintenance"] is False
+    sup.put_metrics({"m": 1.5})
+    assert seen[-1] == Event("metric", "m|1.5")
+
+
+def test_shutdown_sets_a_deadline_once_and_refuses_a_reload(tmp_path: Path) -> None:
+    sup = supervisor(tmp_path, {"stopTimeout": 30, "jobs": [{"name": "a", "exec": "true"}]})
+    sup.shutdown()
+    remaining = sup.deadline_remaining()
+    assert remaining is not None and 29 < remaining <= 30
+    first = sup._deadline
+    sup.shutdown()
+    assert sup._deadline is first  # a second SIGTERM does not push the deadline back
+    answers: list[tuple[bool, str]] = []
+    sup.reload(lambda ok, msg: answers.append((ok, msg)))
+    assert answers == [(False, "pypilot is shutting down")]
+    assert first is not None
+    first.cancel()
+    assert sup.deadline_remaining() is None
+
+
+def test_a_reload_of_a_broken_config_is_refused_and_keeps_the_jobs(tmp_path: Path,
+                                                                   logged: list[bytes]) -> None:
+    sup = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}]})
+    (tmp_path / "config.json5").write_text("{jobs: [")
+    answers: list[tuple[bool, str]] = []
+    sup.reload(lambda ok, msg: answers.append((ok, msg)))
+    assert len(answers) == 1 and answers[0][0] is False and answers[0][1].startswith("invalid config: ")
+    assert [j.name for j in sup.jobs] == ["a"] and sup._reload is None
+    assert "reload rejected, the running config is kept" in b"".join(logged).decode()
+
+
+def test_children_of_lists_direct_children_only() -> None:
+    child = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
+    try:
+        from tests.pid1 import wait_for
+
+        wait_for(lambda: _children_of(child.pid), 5, "the grandchild")
+        kids = _children_of(os.getpid())
+        assert child.pid in kids
+        grandkids = _children_of(child.pid)
+        assert len(grandkids) == 1 and grandkids[0] not in kids
+    finally:
+        child.kill()
+        child.wait()
