@@ -6,6 +6,7 @@
 #   nice -n 19 tests/mutation.sh                       # every module below, one after another
 #   MODULES="pypilot/jobs.py" nice -n 19 tests/mutation.sh
 #   TESTS="tests/test_jobs.py" MODULES="pypilot/jobs.py" tests/mutation.sh   # other tests
+#   RECHECK=1 WORK=/tmp/pypilot-mutation-XXXXXX tests/mutation.sh  # survivors again, with HEAD's tests
 #
 # Each module runs in its own copy of HEAD (plus the built pypilot/_reaper extension) under
 # $WORK/<module>, so the checkout is untouched, against its own test set (tests_for below): the unit
@@ -14,7 +15,8 @@
 # under unshare), which mutmut cannot see, so a sitecustomize in $WORK/hooks makes those children
 # write the functions they reach to a file, and a pytest plugin hands them to mutmut per test.
 # PYTHONPATH puts the mutated copy first for children that run from elsewhere (the reaper probe); the
-# pypilot ones run from it anyway (tests/pid1.py's cwd). `mutmut results` / `mutmut show NAME` in $WORK/<module> list the survivors and show one.
+# pypilot ones run from it anyway (tests/pid1.py's cwd). `mutmut results` / `mutmut show NAME` in
+# $WORK/<module> list the survivors and show one (with PYTHONPATH=$WORK/hooks).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
@@ -142,8 +144,22 @@ for m in $MODULES; do
     name=$(basename "$m" .py)
     dir="$WORK/$name"
     tests=${TESTS:-$(tests_for "$m")}
+    if [ -n "${RECHECK:-}" ]; then
+        # the same test selection (a changed one resets every result), its files as in HEAD now
+        (cd "$ROOT" && git archive HEAD tests) | tar -x -C "$dir"
+        echo "== $m: survivors again ($(date -u +%H:%M) UTC)"
+        (
+            cd "$dir"
+            export TMPDIR="$dir/tmp" MUTATION_HITS="$dir/tmp/hits" PYTHONPATH="$WORK/hooks:$dir/mutants"
+            survivors=$(grep ': survived' results.txt | sed 's/^ *//; s/: survived$//')
+            [ -z "$survivors" ] || "$PY" -m mutmut run --max-children "$JOBS" $survivors >"$dir/recheck.log" 2>&1 || true
+            "$PY" -m mutmut results >"$dir/results.txt" 2>&1 || true
+        )
+        echo "$m: $(grep -c ': survived' "$dir/results.txt" || true) survived ($(date -u +%H:%M) UTC)"
+        continue
+    fi
     rm -rf "$dir"
-    mkdir -p "$dir/tmp"
+    mkdir -p "$dir/tmp" "$dir/mutants"  # before Python starts: a path missing then is never looked in
     (cd "$ROOT" && git archive HEAD) | tar -x -C "$dir"
     cp "$ROOT"/pypilot/_reaper*.so "$dir/pypilot/"
     {
@@ -162,8 +178,9 @@ for m in $MODULES; do
         "$PY" -m mutmut run --max-children "$JOBS" >"$dir/run.log" 2>&1 || true
         "$PY" -m mutmut results >"$dir/results.txt" 2>&1 || true
     )
+    "$PY" -m mutmut results --all true >"$dir/all.txt" 2>&1 || true
     printf '%s: %s mutants, %s survived, %s no tests, %s timeout (%s UTC)\n' "$m" \
-        "$(grep -c 'x_' "$dir/run.log" >/dev/null 2>&1; grep -o '[0-9]*/[0-9]*' "$dir/run.log" | tail -1)" \
-        "$(grep -c ': survived' "$dir/results.txt" || true)" "$(grep -c ': no tests' "$dir/results.txt" || true)" \
-        "$(grep -c ': timeout' "$dir/results.txt" || true)" "$(date -u +%H:%M)"
+        "$(grep -c '__mutmut_' "$dir/all.txt" || true)" "$(grep -c ': survived' "$dir/results.txt" || true)" \
+        "$(grep -c ': no tests' "$dir/results.txt" || true)" "$(grep -c ': timeout' "$dir/results.txt" || true)" \
+        "$(date -u +%H:%M)"
 done
