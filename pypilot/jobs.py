@@ -461,6 +461,8 @@ class Job:
     # --- effects ---------------------------------------------------------------------------------
 
     def _start_exec(self) -> None:
+        if self.held:  # operator-stopped: no trigger starts it, only an operator start
+            return
         self._cancel("wait-timeout")
         if self.status != MAINTENANCE:
             self.status = UNKNOWN

@@ -258,3 +258,29 @@ def test_heartbeat_runs_the_check_after_the_initial_delay_and_never_two_at_once(
     assert len(ctx.health.calls) == 2
     ctx.health.calls[1](False, "boom")
     assert job.status == "unhealthy" and job.check_detail == "boom"
+
+
+def test_an_operator_stopped_job_stays_stopped_whatever_triggers_it() -> None:
+    """`job NAME stop` holds the job: its next trigger, interval tick or signal does not start it
+    again; only `job NAME start` (or restart) does."""
+    ctx = Ctx()
+    each, each_cmd = ctx.add(name="onchange", when=WhenConfig(source="watch.app", each="changed"))
+    tick, tick_cmd = ctx.add(name="tick", when=WhenConfig(interval=1.0), restarts=UNLIMITED)
+    hup, hup_cmd = ctx.add(name="onhup", when=WhenConfig(source="SIGHUP"))
+    for job in (each, tick, hup):
+        assert not job.operator_stop() and job.snapshot()["state"] == "held"
+    ctx.bus.publish(STARTUP)  # the interval job's trigger
+    ctx.bus.publish(Event(ev.CHANGED, "watch.app"))
+    ctx.bus.publish(Event(ev.SIGNAL, "SIGHUP"))
+    ctx.loop.advance(3.5)
+    assert (each_cmd.starts, tick_cmd.starts, hup_cmd.starts) == (0, 0, 0)
+    assert each.operator_start() and each_cmd.running
+    assert tick.operator_start() and tick_cmd.running
+    # held while a run is going: the trigger that comes meanwhile is not run after it either
+    ctx.bus.publish(Event(ev.SIGNAL, "SIGHUP"))
+    assert hup_cmd.starts == 0
+    each.operator_stop()
+    ctx.bus.publish(Event(ev.CHANGED, "watch.app"))
+    each_cmd.exit(0)
+    ctx.loop.advance(1)
+    assert each_cmd.starts == 1 and not each_cmd.running and each.snapshot()["state"] == "held"
