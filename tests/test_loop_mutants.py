@@ -298,3 +298,47 @@ def test_a_reader_alone_is_not_woken_by_its_fd_being_writable() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_reader_and_writer_on_one_socket_are_each_called_only_for_their_own_event() -> None:
+    import socket
+
+    a, b = socket.socketpair()
+    try:
+        loop = Loop()
+        calls: list[str] = []
+        loop.add_reader(a.fileno(), lambda: calls.append("read"))
+        loop.add_writer(a.fileno(), lambda: (calls.append("write"), loop.stop()))
+        run_until(loop)  # writable, nothing to read
+        assert calls == ["write"]
+        a.setblocking(False)
+        try:
+            while True:
+                a.send(b"x" * 65536)
+        except BlockingIOError:
+            pass  # its send buffer is full: not writable now
+        calls.clear()
+        loop.remove_reader(a.fileno())
+        loop.add_reader(a.fileno(), lambda: (calls.append("read"), a.recv(10), loop.stop()))
+        b.send(b"y")  # readable, not writable
+        run_until(loop)
+        assert calls == ["read"]
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("side", ["reader", "writer"])
+def test_an_fd_watched_one_way_and_closed_behind_the_loops_back_is_forgotten(side: str) -> None:
+    r, w = os.pipe()
+    loop = Loop()
+    if side == "reader":
+        loop.add_reader(r, lambda: None)
+        os.close(r)
+    else:
+        loop.add_writer(w, lambda: None)
+        os.close(w)
+    loop.call_later(0.05, loop.stop)
+    run_until(loop)  # no KeyError out of run: the other side was never there
+    assert loop._readers == {} and loop._writers == {}
+    os.close(w if side == "reader" else r)
