@@ -177,8 +177,8 @@ for m in $MODULES; do
         export TMPDIR="$dir/tmp" MUTATION_HITS="$dir/tmp/hits" PYTHONPATH="$WORK/hooks:$dir/mutants"
         "$PY" -m mutmut run --max-children "$JOBS" >"$dir/run.log" 2>&1 || true
         "$PY" -m mutmut results >"$dir/results.txt" 2>&1 || true
+        "$PY" -m mutmut results --all true >"$dir/all.txt" 2>&1 || true
     )
-    "$PY" -m mutmut results --all true >"$dir/all.txt" 2>&1 || true
     printf '%s: %s mutants, %s survived, %s no tests, %s timeout (%s UTC)\n' "$m" \
         "$(grep -c '__mutmut_' "$dir/all.txt" || true)" "$(grep -c ': survived' "$dir/results.txt" || true)" \
         "$(grep -c ': no tests' "$dir/results.txt" || true)" "$(grep -c ': timeout' "$dir/results.txt" || true)" \
