@@ -68,12 +68,12 @@ def test_snapshot_shows_the_backoff_and_when_it_ends() -> None:
     ctx.bus.publish(STARTUP)
     cmd.exit(1)
     cmd.exit(1)  # second quick failure: backs off 2 s
-    ctx.loop.advance(0.5)
+    ctx.loop.advance(0.1234)
     snap = job.snapshot()
     assert snap["state"] == "backoff" and snap["pid"] is None
-    assert snap["backoffUntil"] == 1.5
+    assert snap["backoffUntil"] == 1.877  # seconds left, to the ms
     assert snap["failuresInARow"] == 2
-    ctx.loop.advance(1.5)
+    ctx.loop.advance(1.8766)
     snap = job.snapshot()
     assert snap["state"] == "running" and snap["backoffUntil"] is None
 
@@ -227,8 +227,22 @@ def test_operator_stop_cancels_a_pending_backoff_restart() -> None:
     cmd.exit(1)
     assert job.snapshot()["state"] == "backoff"
     assert not job.operator_stop()
+    assert job.snapshot()["backoffUntil"] is None
     ctx.loop.advance(5)
     assert not cmd.running and job.snapshot()["state"] == "held"
+
+
+def test_operator_start_during_a_backoff_starts_now_and_drops_the_pending_restart() -> None:
+    ctx = Ctx()
+    backoff = Backoff(initial=1.0, factor=2.0, max=30.0, reset_after=10.0)
+    job, cmd = ctx.add(name="crash", restarts=UNLIMITED, backoff=backoff)
+    ctx.bus.publish(STARTUP)
+    cmd.exit(1)
+    cmd.exit(1)
+    assert job.operator_start() and cmd.running
+    assert job.snapshot()["backoffUntil"] is None
+    ctx.loop.advance(5)
+    assert cmd.starts == 3 and job.queued_runs == 0
 
 
 def test_heartbeat_runs_the_check_after_the_initial_delay_and_never_two_at_once() -> None:
@@ -284,3 +298,249 @@ def test_an_operator_stopped_job_stays_stopped_whatever_triggers_it() -> None:
     each_cmd.exit(0)
     ctx.loop.advance(1)
     assert each_cmd.starts == 1 and not each_cmd.running and each.snapshot()["state"] == "held"
+
+
+class FakeDiscovery:
+    """The registry as a job sees it: every call recorded as (what, job name, detail)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, object]] = []
+
+    def register(self, job: Any, status: str) -> None:
+        self.calls.append(("register", job.name, status))
+
+    def heartbeat(self, job: Any) -> None:
+        self.calls.append(("heartbeat", job.name, None))
+
+    def unhealthy(self, job: Any, note: str) -> None:
+        self.calls.append(("unhealthy", job.name, note))
+
+    def deregister(self, job: Any) -> None:
+        self.calls.append(("deregister", job.name, None))
+
+
+class FakeHealth:
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.done: list[Any] = []
+
+    def check(self, request: Any, done: Any) -> None:
+        self.requests.append(request)
+        self.done.append(done)
+
+
+def with_registry() -> tuple[Ctx, FakeDiscovery]:
+    ctx = Ctx()
+    ctx.discovery = FakeDiscovery()
+    return ctx, ctx.discovery
+
+
+CHECK_OK = Event(ev.EXIT_SUCCESS, "check.web")
+CHECK_FAIL = Event(ev.EXIT_FAILED, "check.web")
+
+
+def test_a_service_job_tells_the_registry_healthy_unhealthy_once_and_deregisters_when_done() -> None:
+    ctx, reg = with_registry()
+    job, _cmd = ctx.add(name="web", port=80, restarts=UNLIMITED, initial_status="warning",
+                        health=HealthConfig(exec=("check",), interval=1, ttl=5))
+    assert reg.calls == [("register", "web", "warning")]
+    ctx.bus.publish(STARTUP)
+    ctx.bus.publish(CHECK_OK)
+    assert reg.calls[-1] == ("heartbeat", "web", None)
+    job.check_detail = "down"
+    ctx.bus.publish(CHECK_FAIL)
+    ctx.bus.publish(CHECK_FAIL)  # already unhealthy: Consul is not told again
+    assert reg.calls[1:] == [("heartbeat", "web", None), ("unhealthy", "web", "down")]
+    ctx.bus.publish(Event(ev.ENTER_MAINTENANCE, ev.GLOBAL))
+    assert reg.calls[-1] == ("deregister", "web", None)
+    ctx.bus.publish(Event(ev.SHUTDOWN, ev.GLOBAL))
+    assert job.completed and reg.calls[-1] == ("deregister", "web", None) and len(reg.calls) == 5
+    assert job not in ctx.bus._subscribers
+
+
+def test_a_job_without_a_port_never_reaches_the_registry() -> None:
+    ctx, reg = with_registry()
+    job, cmd = ctx.add(name="web", restarts=UNLIMITED, initial_status="warning",
+                       health=HealthConfig(exec=("check",), interval=1, ttl=5))
+    ctx.bus.publish(STARTUP)
+    ctx.bus.publish(CHECK_OK)
+    ctx.bus.publish(CHECK_FAIL)
+    ctx.bus.publish(Event(ev.ENTER_MAINTENANCE, ev.GLOBAL))
+    ctx.bus.publish(Event(ev.EXIT_MAINTENANCE, ev.GLOBAL))
+    job._on_ready()
+    ctx.loop.advance(3)
+    job._on_watchdog()
+    ctx.bus.publish(Event(ev.SHUTDOWN, ev.GLOBAL))
+    cmd.exit(0)
+    assert reg.calls == []
+
+
+def test_a_port_only_service_heartbeats_while_it_runs() -> None:
+    ctx, reg = with_registry()
+    ctx.loop.advance(100)  # a clock that does not start at zero
+    job, _cmd = ctx.add(name="web", port=80, restarts=UNLIMITED, health=HealthConfig(interval=1, ttl=5))
+    ctx.loop.advance(2)
+    assert reg.calls == []  # idle: not started yet
+    ctx.bus.publish(STARTUP)
+    ctx.loop.advance(2)
+    assert reg.calls == [("heartbeat", "web", None)] * 2
+    ctx2, reg2 = with_registry()
+    ctx2.add(name="web", restarts=UNLIMITED, health=HealthConfig(interval=1, ttl=5))
+    ctx2.bus.publish(STARTUP)
+    ctx2.loop.advance(3)
+    assert reg2.calls == []  # no port: no service
+    assert job.status == "unknown"
+
+
+def test_checks_wait_for_the_initial_delay_skip_idle_and_maintenance_and_get_the_jobs_request() -> None:
+    ctx = Ctx()
+    ctx.health = FakeHealth()
+    ctx.loop.advance(100)
+    job, _cmd = ctx.add(name="web", restarts=UNLIMITED,
+                        health=HealthConfig(exec=("check",), interval=1, ttl=5, initial_delay=2))
+    ctx.loop.advance(3)
+    assert ctx.health.requests == []  # idle: its trigger has not come
+    ctx.bus.publish(STARTUP)
+    ctx.loop.advance(1)
+    assert ctx.health.requests == []  # 1 s of a 2 s initial delay
+    ctx.loop.advance(1)
+    assert ctx.health.requests == [job.check_request]  # exactly at the initial delay
+    ctx.health.done[0](True, "")
+    ctx.bus.publish(Event(ev.ENTER_MAINTENANCE, ev.GLOBAL))
+    ctx.loop.advance(3)
+    assert len(ctx.health.requests) == 1  # none in maintenance
+
+
+def test_a_failed_native_check_is_logged_an_exec_one_speaks_for_itself(logged: list[bytes]) -> None:
+    ctx = Ctx()
+    ctx.health = FakeHealth()
+    http, _ = ctx.add(name="web", restarts=UNLIMITED,
+                      health=HealthConfig(http="http://127.0.0.1:1/", interval=1, ttl=5))
+    exe, _ = ctx.add(name="app", restarts=UNLIMITED, health=HealthConfig(exec=("check",), interval=1, ttl=5))
+    ctx.bus.publish(STARTUP)
+    ctx.loop.advance(1)
+    assert len(ctx.health.done) == 2
+    ctx.health.done[0](False, "connection refused")
+    ctx.health.done[1](False, "exit status 1")
+    ctx.loop.advance(1)
+    ctx.health.done[2](True, "ok")
+    out = text(logged)
+    assert "check.web failed: connection refused" in out
+    assert "check.app failed" not in out and "check.web failed: ok" not in out
+    assert http.check_detail == "ok" and exe.check_detail == "exit status 1"
+    assert Event(ev.EXIT_FAILED, "check.web") in ctx.events
+    assert Event(ev.EXIT_SUCCESS, "check.web") in ctx.events
+
+
+def test_a_pass_after_a_failure_starts_the_success_count_again() -> None:
+    ctx = Ctx()
+    job, _ = ctx.add(name="web", restarts=UNLIMITED,
+                     health=HealthConfig(exec=("check",), interval=1, ttl=5, success_threshold=2))
+    ctx.bus.publish(STARTUP)
+    ctx.bus.publish(CHECK_FAIL)
+    ctx.bus.publish(CHECK_OK)
+    assert Event(ev.HEALTHY, "web") not in ctx.events
+    ctx.bus.publish(CHECK_OK)
+    assert ctx.events.count(Event(ev.HEALTHY, "web")) == 1 and job.status == "healthy"
+
+
+def test_ready_counts_as_the_first_pass_and_not_in_maintenance_or_after_halting(logged: list[bytes]) -> None:
+    ctx, reg = with_registry()
+    job, _ = ctx.add(name="web", port=80, restarts=UNLIMITED,
+                     health=HealthConfig(exec=("check",), interval=1, ttl=5, success_threshold=3))
+    ctx.bus.publish(STARTUP)
+    logs.configure(level="DEBUG")
+    try:
+        job._on_ready()
+    finally:
+        logs.configure(level="INFO")
+    assert job.status == "healthy" and ctx.events[-1] == Event(ev.HEALTHY, "web")
+    assert reg.calls[-1] == ("heartbeat", "web", None)
+    assert "web is ready" in text(logged)
+    ctx.bus.publish(CHECK_OK)  # 2 of 3: healthy is not published again yet
+    assert ctx.events.count(Event(ev.HEALTHY, "web")) == 1
+    ctx.bus.publish(CHECK_OK)
+    assert ctx.events.count(Event(ev.HEALTHY, "web")) == 2
+    ctx.bus.publish(Event(ev.ENTER_MAINTENANCE, ev.GLOBAL))
+    job._on_ready()
+    assert job.status == "maintenance"
+    ctx.bus.publish(Event(ev.SHUTDOWN, ev.GLOBAL))
+    job._on_ready()
+    assert job.status == "maintenance" and ctx.events.count(Event(ev.HEALTHY, "web")) == 2
+
+
+def test_watchdog_makes_a_running_job_unhealthy_and_restarts_it(logged: list[bytes]) -> None:
+    ctx, reg = with_registry()
+    job, cmd = ctx.add(name="web", port=80, restarts=UNLIMITED)
+    job._on_watchdog()  # not running: nothing to do
+    assert reg.calls == [] and Event(ev.UNHEALTHY, "web") not in ctx.events
+    ctx.bus.publish(STARTUP)
+    job._on_watchdog()
+    assert ctx.events[-1] == Event(ev.UNHEALTHY, "web") and job.status == "unhealthy"
+    assert reg.calls == [("unhealthy", "web", "watchdog timeout: no WATCHDOG=1 for 0s")]
+    assert " web web watchdog timeout: no WATCHDOG=1 for 0s, restarting it" in text(logged)
+    assert job.snapshot()["state"] == "restarting" and cmd.signals == [signal.SIGTERM]
+    cmd.exit(143)
+    assert cmd.running and cmd.starts == 2 and job.snapshot()["state"] == "running"
+    ctx2, reg2 = with_registry()
+    job2, _ = ctx2.add(name="web", restarts=UNLIMITED)
+    ctx2.bus.publish(STARTUP)
+    ctx2.bus.publish(Event(ev.SHUTDOWN, ev.GLOBAL))
+    job2._on_watchdog()  # halted: the stop is under way already
+    assert Event(ev.UNHEALTHY, "web") not in ctx2.events and reg2.calls == []
+
+
+def test_backoff_log_lines_carry_the_job_name(logged: list[bytes]) -> None:
+    ctx = Ctx()
+    backoff = Backoff(initial=0.5, factor=2.0, max=30.0, reset_after=10.0)
+    _job, cmd = ctx.add(name="daemon", restarts=UNLIMITED, backoff=backoff)
+    ctx.bus.publish(STARTUP)
+    cmd.exit(0)
+    cmd.exit(0)
+    out = text(logged)
+    assert " daemon daemon exits right after it starts" in out
+    assert " daemon restarting daemon in 0.5s" in out
+
+
+def test_a_stopping_hook_runs_once_more_at_shutdown_then_completes() -> None:
+    """An `each: stopping` hook (and a `once` one) outlives shutdown for one run on its trigger."""
+    ctx = Ctx()
+    app, app_cmd = ctx.add(name="app", restarts=UNLIMITED)
+    each, each_cmd = ctx.add(name="hook", when=WhenConfig(source="app", each=ev.STOPPING))
+    app.stopping_wait = Event(ev.STOPPED, "hook")
+    ctx.bus.publish(STARTUP)
+    ctx.bus.publish(Event(ev.SHUTDOWN, ev.GLOBAL))
+    assert each_cmd.starts == 1 and not each.completed and not app.completed
+    each_cmd.exit(0)
+    assert each.completed and app.completed and app_cmd.signals == [signal.SIGTERM]
+
+
+def test_shutdown_cancels_a_hooks_pending_backoff_restart() -> None:
+    ctx = Ctx()
+    backoff = Backoff(initial=1.0, factor=2.0, max=30.0, reset_after=10.0)
+    hook, cmd = ctx.add(name="hook", restarts=UNLIMITED, backoff=backoff,
+                        when=WhenConfig(source="app", each=ev.STOPPING))
+    ctx.bus.publish(STARTUP)
+    ctx.bus.publish(Event(ev.STOPPING, "app"))
+    cmd.exit(0)
+    cmd.exit(0)
+    assert hook.snapshot()["backoffUntil"] == 1.0
+    ctx.bus.publish(Event(ev.SHUTDOWN, ev.GLOBAL))
+    assert hook.snapshot()["backoffUntil"] is None
+    ctx.loop.advance(5)
+    assert cmd.starts == 2
+
+
+def test_without_a_job_stop_timeout_the_wait_for_the_prestop_dependent_is_unbounded() -> None:
+    """The job's stopTimeout bounds the wait (the global deadline bounds everything anyway)."""
+    for stop_timeout, done_at in ((0.0, None), (0.5, 0.5)):
+        ctx = Ctx()
+        app, _ = ctx.add(name="app", stop_timeout=stop_timeout, restarts=UNLIMITED)
+        ctx.add(name="pre", exec=("sleep", "100"), when=WhenConfig(source="app", once=ev.STOPPING))
+        app.stopping_wait = Event(ev.STOPPED, "pre")
+        ctx.bus.publish(STARTUP)
+        ctx.bus.publish(Event(ev.SHUTDOWN, ev.GLOBAL))
+        ctx.loop.advance(0.4)
+        assert not app.completed
+        ctx.loop.advance(100)
+        assert app.completed is (done_at is not None)
