@@ -544,3 +544,16 @@ def test_without_a_job_stop_timeout_the_wait_for_the_prestop_dependent_is_unboun
         assert not app.completed
         ctx.loop.advance(100)
         assert app.completed is (done_at is not None)
+
+
+def test_a_second_stop_rearms_the_grace_rather_than_adding_a_second_kill() -> None:
+    ctx = Ctx()
+    job, cmd = ctx.add(name="app", restarts=UNLIMITED)
+    ctx.bus.publish(STARTUP)
+    job.operator_stop()
+    ctx.loop.advance(2)
+    job.operator_stop()  # the grace starts again from here
+    ctx.loop.advance(4)
+    assert cmd.signals == [signal.SIGTERM, signal.SIGTERM]
+    ctx.loop.advance(1.5)
+    assert cmd.signals == [signal.SIGTERM, signal.SIGTERM, signal.SIGKILL]
