@@ -557,3 +557,70 @@ def test_a_second_stop_rearms_the_grace_rather_than_adding_a_second_kill() -> No
     assert cmd.signals == [signal.SIGTERM, signal.SIGTERM]
     ctx.loop.advance(1.5)
     assert cmd.signals == [signal.SIGTERM, signal.SIGTERM, signal.SIGKILL]
+
+
+def start_fails(cmd: Any, err: str) -> None:
+    """The command's start failed: reported later through its exit callback (process.Command)."""
+    assert cmd._on_exit is not None
+    cmd.pid = 0
+    cmd._on_exit(None, err)
+
+
+def test_a_start_failure_is_exit_127_a_failure_and_an_error_event(logged: list[bytes]) -> None:
+    ctx = Ctx()
+    job, cmd = ctx.add(name="app")
+    ctx.bus.publish(STARTUP)
+    start_fails(cmd, "fork/exec /nope: no such file or directory")
+    assert job.last_exit == 127 and job.failures_in_a_row == 1 and job.short_runs_in_a_row == 1
+    failed = ctx.events.index(Event(ev.EXIT_FAILED, "app"))
+    assert ctx.events[failed + 1] == Event(ev.ERROR, "fork/exec /nope: no such file or directory")
+    assert Event(ev.GAVE_UP, "app") in ctx.events and job.completed
+    assert "unable to start app: fork/exec /nope: no such file or directory" in text(logged)
+    assert job.snapshot()["status"] == "unknown" and job.snapshot()["lastExit"] == 127
+
+
+def test_start_failures_of_an_unlimited_job_back_off() -> None:
+    ctx = Ctx()
+    backoff = Backoff(initial=1.0, factor=2.0, max=30.0, reset_after=10.0)
+    job, cmd = ctx.add(name="app", restarts=UNLIMITED, backoff=backoff)
+    ctx.bus.publish(STARTUP)
+    start_fails(cmd, "no")
+    assert cmd.starts == 2  # the first restart is immediate
+    start_fails(cmd, "no")
+    assert cmd.starts == 2 and job.snapshot()["state"] == "backoff" and job.failures_in_a_row == 2
+
+
+def test_an_invalid_move_of_the_state_machine_is_logged_and_not_made(logged: list[bytes]) -> None:
+    ctx = Ctx()
+    job, cmd = ctx.add(name="app")
+    ctx.bus.publish(STARTUP)
+    cmd.exit(0)
+    assert job.completed
+    job._to(State.ACTIVE)
+    assert job.state is State.COMPLETED
+    assert "job app: no transition from completed to active" in text(logged)
+
+
+def test_interval_runs_that_overlap_are_queued_one_each_and_run_in_turn() -> None:
+    ctx = Ctx()
+    job, cmd = ctx.add(name="tick", when=WhenConfig(interval=1.0), restarts=UNLIMITED)
+    ctx.bus.publish(STARTUP)
+    assert cmd.starts == 1
+    ctx.loop.advance(2.5)  # two ticks while the first run goes on
+    assert cmd.starts == 1 and job.queued_runs == 2
+    cmd.exit(0)
+    assert cmd.starts == 2 and job.queued_runs == 1
+    cmd.exit(0)
+    assert cmd.starts == 3 and job.queued_runs == 0
+    cmd.exit(0)
+    assert cmd.starts == 3 and not cmd.running
+
+
+def test_an_each_job_with_restarts_gives_up_on_a_trigger_once_they_are_used() -> None:
+    ctx = Ctx()
+    job, cmd = ctx.add(name="onchange", restarts=1, when=WhenConfig(source="watch.app", each="changed"))
+    ctx.bus.publish(Event(ev.CHANGED, "watch.app"))
+    cmd.exit(1)
+    assert cmd.running  # its one restart
+    cmd.exit(1)
+    assert Event(ev.GAVE_UP, "onchange") in ctx.events and not job.completed
