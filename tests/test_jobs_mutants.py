@@ -624,3 +624,40 @@ def test_an_each_job_with_restarts_gives_up_on_a_trigger_once_they_are_used() ->
     assert cmd.running  # its one restart
     cmd.exit(1)
     assert Event(ev.GAVE_UP, "onchange") in ctx.events and not job.completed
+
+
+def test_a_when_all_job_completes_after_its_one_run() -> None:
+    ctx = Ctx()
+    from pypilot.config.model import Trigger
+
+    job, cmd = ctx.add(name="c", when=WhenConfig(all=(Trigger("a", ev.HEALTHY), Trigger("b", ev.HEALTHY))))
+    ctx.bus.publish(STARTUP)
+    ctx.bus.publish(Event(ev.HEALTHY, "b"))
+    ctx.bus.publish(Event(ev.HEALTHY, "a"))
+    cmd.exit(0)
+    assert cmd.starts == 1 and job.completed
+
+
+def test_a_job_waiting_for_its_trigger_stays_idle_through_startup() -> None:
+    ctx = Ctx()
+    job, cmd = ctx.add(name="later", when=WhenConfig(source="other", once=ev.HEALTHY),
+                       health=HealthConfig(exec=("check",), interval=1, ttl=5))
+    ctx.bus.publish(STARTUP)
+    ctx.bus.publish(Event(ev.EXIT_MAINTENANCE, ev.GLOBAL))
+    assert job.status == "unknown"  # leaving maintenance says unknown, as in CP
+    ctx2 = Ctx()
+    job2, _ = ctx2.add(name="later", when=WhenConfig(source="other", once=ev.HEALTHY))
+    ctx2.bus.publish(STARTUP)  # a global event, not its trigger: nothing changes
+    assert job2.status == "idle" and cmd.starts == 0
+
+
+def test_a_spawn_records_the_environment_generation_it_saw() -> None:
+    ctx = Ctx()
+    ctx.env_generation = 3
+    job, cmd = ctx.add(name="app", restarts=UNLIMITED)
+    assert job.env_generation is None
+    ctx.bus.publish(STARTUP)
+    assert job.env_generation == 3
+    ctx.env_generation = 4
+    cmd.exit(1)
+    assert job.env_generation == 4
