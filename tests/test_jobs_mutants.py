@@ -15,7 +15,9 @@ from pypilot import logs
 from pypilot.config.model import UNLIMITED, Backoff, HealthConfig, WhenConfig
 from pypilot.events import Event
 from pypilot.jobs import State
-from tests.test_jobs import STARTUP, Ctx
+from tests.test_jobs import STARTUP, Ctx, FakeCommand
+
+pytestmark = pytest.mark.timeout(20)  # a timer that re-arms itself at no delay spins the fake clock
 
 
 @pytest.fixture
@@ -661,3 +663,37 @@ def test_a_spawn_records_the_environment_generation_it_saw() -> None:
     ctx.env_generation = 4
     cmd.exit(1)
     assert job.env_generation == 4
+
+
+def test_the_exec_timeout_is_the_jobs_else_an_interval_jobs_interval() -> None:
+    class Recording(Ctx):
+        def __init__(self) -> None:
+            super().__init__()
+            self.timeouts: dict[str, float | None] = {}
+
+        def command(self, cfg: Any, timeout: float | None) -> FakeCommand:
+            self.timeouts[cfg.name] = timeout
+            return super().command(cfg, timeout)
+
+    ctx = Recording()
+    ctx.add(name="tick", when=WhenConfig(interval=5.0))
+    ctx.add(name="own", when=WhenConfig(interval=5.0), timeout=2.0)
+    ctx.add(name="plain")
+    assert ctx.timeouts == {"tick": 5.0, "own": 2.0, "plain": None}
+
+
+def test_a_health_config_without_an_interval_runs_no_heartbeat() -> None:
+    ctx = Ctx()
+    ctx.health = FakeHealth()
+    ctx.add(name="web", restarts=UNLIMITED, health=HealthConfig(exec=("check",), interval=0, ttl=5))
+    ctx.bus.publish(STARTUP)
+    ctx.loop.advance(3)
+    assert ctx.health.requests == []
+
+
+def test_a_failure_before_any_check_output_reports_an_empty_note() -> None:
+    ctx, reg = with_registry()
+    ctx.add(name="web", port=80, restarts=UNLIMITED, health=HealthConfig(exec=("check",), interval=1, ttl=5))
+    ctx.bus.publish(STARTUP)
+    ctx.bus.publish(CHECK_FAIL)
+    assert reg.calls == [("unhealthy", "web", "")]
