@@ -697,3 +697,17 @@ def test_a_failure_before_any_check_output_reports_an_empty_note() -> None:
     ctx.bus.publish(STARTUP)
     ctx.bus.publish(CHECK_FAIL)
     assert reg.calls == [("unhealthy", "web", "")]
+
+
+def test_a_ready_job_gives_its_command_a_readiness_channel_for_its_own_group() -> None:
+    from pypilot.config.model import ReadyConfig
+
+    ctx = Ctx()
+    job, cmd = ctx.add(name="web", restarts=UNLIMITED, ready=ReadyConfig(kind="notify"))
+    r = job.readiness
+    assert r is not None and cmd.readiness is r  # type: ignore[attr-defined]
+    assert r.job == "web"
+    ctx.bus.publish(STARTUP)
+    assert r._group() == cmd.pid and cmd.pid
+    plain, _ = ctx.add(name="plain")
+    assert plain.readiness is None
