@@ -305,9 +305,11 @@ def test_a_failed_step_of_the_clone_path_is_a_spawn_error_with_its_stage(tmp_pat
     assert e.value.stage == f"chdir {missing}"
     assert e.value.errno == errno.ENOENT
     assert f"chdir {missing}: No such file or directory" in str(e.value)
+    assert str(e.value) == f"[Errno 2] chdir {missing}: No such file or directory: 'true'"
     with pytest.raises(reaper.SpawnError) as e2:
         reaper.spawn(["/no/such/binary"], umask=0o22)
     assert e2.value.stage == "" and e2.value.errno == errno.ENOENT
+    assert str(e2.value) == "[Errno 2] No such file or directory: '/no/such/binary'"
 
 
 def test_clone_path_options_reach_the_child(tmp_path: Any) -> None:
@@ -316,9 +318,9 @@ def test_clone_path_options_reach_the_child(tmp_path: Any) -> None:
     extra_r, extra_w = os.pipe()
     os.write(extra_w, b"passed")
     os.close(extra_w)
-    script = "umask; pwd; ulimit -n; cat <&5"
+    script = "umask; pwd; ulimit -Sn; ulimit -Hn; cat <&5"
     pid = reaper.spawn(["sh", "-c", script], cwd=str(tmp_path), stdout=wr, umask=0o27,
-                       rlimits=[(resource.RLIMIT_NOFILE, 77, 77)], pass_fd=(extra_r, 5))
+                       rlimits=[(resource.RLIMIT_NOFILE, 77, 88)], pass_fd=(extra_r, 5))
     os.close(wr)
     os.close(extra_r)
     out = b""
@@ -327,5 +329,46 @@ def test_clone_path_options_reach_the_child(tmp_path: Any) -> None:
     os.close(rd)
     _, st = os.waitpid(pid, 0)
     assert st == 0
-    assert out.decode().split("\n") == ["0027", str(tmp_path), "77", "passed"]
+    assert out.decode().split("\n") == ["0027", str(tmp_path), "77", "88", "passed"]
     assert os.getpgid(os.getpid()) != pid  # new group by default (the child's own)
+
+
+def run_capture(argv: list[str], **kw: Any) -> str:
+    rd, wr = os.pipe()
+    pid = reaper.spawn(argv, stdout=wr, **kw)
+    os.close(wr)
+    out = b""
+    while chunk := os.read(rd, 1000):
+        out += chunk
+    os.close(rd)
+    _, st = os.waitpid(pid, 0)  # this test's own child, this test's own wait
+    assert st == 0
+    return out.decode()
+
+
+def test_clone_path_leaves_unset_options_as_the_parent_has_them() -> None:
+    """Only rlimits given: the child keeps our uid, gid, groups, umask and stdio."""
+    mask = os.umask(0o22)
+    os.umask(mask)
+    out = run_capture(["sh", "-c", "id -u; id -g; id -G; umask"],
+                      rlimits=[(resource.RLIMIT_CORE, 0, 0)])
+    ours = " ".join(str(g) for g in sorted({os.getegid(), *os.getgroups()}))
+    uid, gid, groups, umask = out.split("\n")[:4]
+    assert (uid, gid) == (str(os.geteuid()), str(os.getegid()))
+    assert " ".join(sorted(groups.split(), key=int)) == ours
+    assert umask == f"{mask:04o}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="setting credentials needs root")
+def test_clone_path_sets_gid_and_supplementary_groups() -> None:
+    out = run_capture(["sh", "-c", "id -g; id -G"], gid=4242, groups=[4343, 4444])
+    gid, groups = out.split("\n")[:2]
+    assert gid == "4242" and sorted(groups.split()) == ["4242", "4343", "4444"]
+    out = run_capture(["sh", "-c", "id -u; id -g"], uid=4545, gid=4646, groups=[])
+    assert out.split("\n")[:2] == ["4545", "4646"]
+
+
+def test_subreaper_failure_names_the_call(lib: FakeLib) -> None:
+    lib.pp_set_subreaper = lambda: -errno.EPERM  # type: ignore[attr-defined]
+    with pytest.raises(PermissionError, match=r"^\[Errno 1\] prctl\(PR_SET_CHILD_SUBREAPER\): Operation not"):
+        reaper.set_subreaper()
