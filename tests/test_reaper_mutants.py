@@ -29,6 +29,8 @@ class FakeLib:
         self.signals: list[list[int]] = []
 
     def pp_reap(self, pids: Any, statuses: Any, n: int) -> int:
+        if self.fail:
+            return self.fail
         self.reap_calls += 1
         batch, self.exits = self.exits[:n], self.exits[n:]
         for i, (pid, status) in enumerate(batch):
@@ -36,6 +38,8 @@ class FakeLib:
         return len(batch)
 
     def pp_hold(self, pid: int, sig: int) -> int:
+        if self.fail:
+            return self.fail
         self.held.append((pid, sig))
         return 0
 
@@ -49,9 +53,18 @@ class FakeLib:
         return self.kill_ret
 
     def pp_pidfd_open(self, pid: int) -> int:
-        return -errno.ENOSYS
+        return self.pidfd
+
+    pidfd = -errno.ENOSYS
+    fail = 0  # a negative errno: what the setup, read, hold and reap calls answer instead
+
+    def pp_signals_setup(self) -> int:
+        return self.fail or 9
 
     def pp_signals_read(self, fd: int, sigs: Any, senders: Any, n: int) -> int:
+        assert n == len(sigs) == len(senders)  # never more than the buffers hold
+        if self.fail:
+            return self.fail
         batch = self.signals.pop(0) if self.signals else []
         for i, s in enumerate(batch):
             sigs[i], senders[i] = s, 1000 + s
@@ -248,6 +261,7 @@ def test_exit_code_is_the_shells_and_describe_is_containerpilots() -> None:
     assert reaper.describe(signal.SIGKILL) == "signal: killed"
     assert reaper.describe(signal.SIGTERM) == "signal: terminated"
     assert reaper.describe(100) == "signal: 100"  # no such signal: its number
+    assert reaper.describe(32) == "signal: 32"  # one without a name (glibc's own)
 
 
 def test_kill_is_false_for_a_gone_group_and_raises_for_other_errors(lib: FakeLib) -> None:
@@ -263,6 +277,24 @@ def test_kill_is_false_for_a_gone_group_and_raises_for_other_errors(lib: FakeLib
 
 def test_pidfd_open_without_kernel_support_is_minus_one(lib: FakeLib) -> None:
     assert reaper.pidfd_open(5) == -1
+    lib.pidfd = 0
+    assert reaper.pidfd_open(5) == 0  # fd 0 is an fd
+    lib.pidfd = 7
+    assert reaper.pidfd_open(5) == 7
+
+
+def test_failing_c_calls_name_themselves(lib: FakeLib) -> None:
+    assert reaper.setup_signals() == 9
+    lib.fail = -errno.EBADF
+    with pytest.raises(OSError, match=r"^\[Errno 9\] signalfd: Bad file descriptor$"):
+        reaper.setup_signals()
+    with pytest.raises(OSError, match=r"^\[Errno 9\] read signalfd: Bad file descriptor$"):
+        reaper.read_signals(3)
+    r = reaper.Reaper()
+    with pytest.raises(OSError, match=r"^\[Errno 9\] hold: Bad file descriptor$"):
+        r.register(5, lambda p, s: None, group_signal=signal.SIGTERM)
+    with pytest.raises(OSError, match=r"^\[Errno 9\] waitid: Bad file descriptor$"):
+        r.drain()
 
 
 def test_read_signals_reads_until_a_short_batch(lib: FakeLib) -> None:
