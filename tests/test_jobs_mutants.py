@@ -711,3 +711,16 @@ def test_a_ready_job_gives_its_command_a_readiness_channel_for_its_own_group() -
     assert r._group() == cmd.pid and cmd.pid
     plain, _ = ctx.add(name="plain")
     assert plain.readiness is None
+
+
+def test_ready_clears_the_failure_count() -> None:
+    ctx = Ctx()
+    job, _ = ctx.add(name="web", restarts=UNLIMITED,
+                     health=HealthConfig(exec=("check",), interval=1, ttl=5, failure_threshold=2))
+    ctx.bus.publish(STARTUP)
+    ctx.bus.publish(CHECK_FAIL)
+    job._on_ready()
+    ctx.bus.publish(CHECK_FAIL)  # one failure since it said ready: not yet unhealthy
+    assert job.status == "healthy"
+    ctx.bus.publish(CHECK_FAIL)
+    assert job.status == "unhealthy"
