@@ -205,10 +205,9 @@ def test_kept_statuses_are_forgotten_after_bounded_drains(lib: FakeLib) -> None:
     r = reaper.Reaper()
     lib.exits = [(7, 0)]
     r.drain()
-    for _ in range(reaper.STASH_DRAINS - 1):
+    for _ in range(reaper.STASH_DRAINS):
         r.drain()
-    assert 7 in r._stash  # still within the window
-    r.drain()
+    assert 7 in r._stash  # kept for STASH_DRAINS drains after the one that reaped it
     r.drain()
     assert 7 not in r._stash
     got: list[int] = []
@@ -316,7 +315,30 @@ def test_check_passes_results_and_raises_with_the_call_named() -> None:
 def test_spawn_of_an_empty_command_is_an_error() -> None:
     with pytest.raises(reaper.SpawnError) as e:
         reaper.spawn([])
-    assert e.value.errno == errno.EINVAL
+    assert e.value.errno == errno.EINVAL and str(e.value) == "[Errno 22] empty command"
+
+
+def test_plain_spawn_error_names_the_command() -> None:
+    with pytest.raises(reaper.SpawnError) as e:
+        reaper.spawn(["/no/such/binary"])
+    assert e.value.errno == errno.ENOENT and e.value.stage == ""
+    assert str(e.value) == "[Errno 2] No such file or directory: '/no/such/binary'"
+
+
+def test_no_new_privileges_only_when_asked() -> None:
+    line = "grep NoNewPrivs /proc/self/status"
+    assert run_capture(["sh", "-c", line]).split() == ["NoNewPrivs:", "0"]
+    assert run_capture(["sh", "-c", line], no_new_privs=True).split() == ["NoNewPrivs:", "1"]
+
+
+def test_a_passed_fd_alone_reaches_the_child() -> None:
+    r, w = os.pipe()
+    os.write(w, b"fd alone")
+    os.close(w)
+    try:
+        assert run_capture(["sh", "-c", "cat <&6"], pass_fd=(r, 6)) == "fd alone"
+    finally:
+        os.close(r)
 
 
 def test_stage_text_names_the_step_for_the_error_message() -> None:
@@ -398,6 +420,10 @@ def test_clone_path_sets_gid_and_supplementary_groups() -> None:
     assert gid == "4242" and sorted(groups.split()) == ["4242", "4343", "4444"]
     out = run_capture(["sh", "-c", "id -u; id -g"], uid=4545, gid=4646, groups=[])
     assert out.split("\n")[:2] == ["4545", "4646"]
+    # each one alone is applied too (none of them leaves the spawn on the plain path)
+    assert run_capture(["id", "-u"], uid=4747).strip() == "4747"
+    assert run_capture(["id", "-g"], gid=4848).strip() == "4848"
+    assert "4949" in run_capture(["id", "-G"], groups=[4949]).split()
 
 
 def test_subreaper_failure_names_the_call(lib: FakeLib) -> None:
