@@ -39,7 +39,6 @@ tests_for() {
     pypilot/process.py) echo "tests/test_process.py tests/test_process_mutants.py tests/test_spawn_ex.py
         tests/test_jobs_stop.py::test_operator_stop_signals_the_whole_group
         tests/test_jobs_stop.py::test_signal_endpoint_signals_the_whole_group
-        tests/test_jobs_stop.py::test_exec_timeout_kills_the_whole_group
         tests/test_jobs_stop.py::test_eperm_when_signalling_a_job_that_switched_uid_is_a_log_line_not_an_exit
         tests/test_pid1.py::test_long_output_line_is_logged_whole
         tests/test_pid1.py::test_raw_logging_passes_output_through_untouched
