@@ -175,3 +175,87 @@ def test_children_of_lists_direct_children_only() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_deadline_remaining_never_goes_below_zero(tmp_path: Path) -> None:
+    sup = supervisor(tmp_path, {"stopTimeout": -1, "jobs": [{"name": "a", "exec": "true"}]})
+    sup.shutdown()  # no grace: the deadline is now
+    assert sup.deadline_remaining() == 0.0
+
+
+def test_status_shows_the_watches_of_discovery(tmp_path: Path) -> None:
+    class Discovery:
+        def watch_status(self) -> list[dict[str, Any]]:
+            return [{"name": "db", "instances": 2}]
+
+    sup = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}]})
+    sup.discovery = Discovery()  # type: ignore[assignment]
+    assert sup.status()["watches"] == [{"name": "db", "instances": 2}]
+
+
+def test_maintenance_events_are_global(tmp_path: Path) -> None:
+    sup = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}]})
+    seen: list[Event] = []
+    sup.bus.listen(seen.append)
+    sup.set_maintenance(True)
+    sup.set_maintenance(False)
+    assert seen == [Event("enterMaintenance", "global"), Event("exitMaintenance", "global")]
+
+
+class StubCommand:
+    def __init__(self, running: bool) -> None:
+        self.running = running
+        self.signals: list[int] = []
+
+    def signal(self, sig: int) -> bool:
+        self.signals.append(sig)
+        return True
+
+    def kill(self) -> None:
+        self.signal(9)
+
+
+def test_the_deadline_kills_running_jobs_and_waits_a_little_for_what_is_left(
+        tmp_path: Path, logged: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from pypilot import supervisor as sup_mod
+
+    sup = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}, {"name": "b", "exec": "true"}]})
+    a, b = StubCommand(True), StubCommand(False)
+    sup.jobs[0].command, sup.jobs[1].command = a, b  # type: ignore[assignment]
+    swept: list[int] = []
+    monkeypatch.setattr(sup, "_signal_everyone", swept.append)
+    monkeypatch.setattr(sup_mod.Supervisor, "_has_children", staticmethod(lambda: True))
+    stopped: list[bool] = []
+    monkeypatch.setattr(sup.loop, "stop", lambda: stopped.append(True))
+    sup._kill_everything()
+    assert a.signals[0] == signal.SIGKILL and b.signals == []
+    assert swept == [signal.SIGKILL]
+    assert 'killing processes for job "a"' in b"".join(logged).decode()
+    assert 'job "b"' not in b"".join(logged).decode()
+    assert all(j.completed for j in sup.jobs) and sup._sweeping and sup._escapees_termed
+    assert stopped == []  # children left: wait for them a little
+    timers = [t for t in sup.loop._timers if not t.cancelled and t.callback == sup._give_up_waiting]
+    assert len(timers) == 1
+    assert 1.9 < timers[0].deadline - sup.loop.now() <= 2.0
+    monkeypatch.setattr(sup_mod.Supervisor, "_has_children", staticmethod(lambda: False))
+    sup2 = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}]})
+    monkeypatch.setattr(sup2, "_signal_everyone", swept.append)
+    monkeypatch.setattr(sup2.loop, "stop", lambda: stopped.append(True))
+    sup2._kill_everything()
+    assert stopped == [True]
+    assert not [t for t in sup2.loop._timers if not t.cancelled and t.callback == sup2._give_up_waiting]
+
+
+def test_children_scan_reads_a_name_with_a_parenthesis(tmp_path: Path) -> None:
+    import shutil
+
+    odd = tmp_path / "sl) p"
+    shutil.copy("/bin/sleep", odd)
+    child = subprocess.Popen([str(odd), "30"])
+    try:
+        assert child.pid in _children_of(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
