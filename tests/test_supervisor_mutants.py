@@ -259,3 +259,74 @@ def test_children_scan_reads_a_name_with_a_parenthesis(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_committed_reload_takes_the_new_config_and_tells_what_needs_telling(
+        tmp_path: Path, logged: list[bytes]) -> None:
+    import signal
+    from types import SimpleNamespace
+
+    from pypilot import logs as logs_mod
+    from pypilot.supervisor import Reloading
+
+    jobs = [{"name": "gone", "exec": "true", "reloadSignal": "SIGHUP"},
+            {"name": "kept", "exec": "true", "reloadSignal": "SIGUSR1"},
+            {"name": "plain", "exec": "true"}]
+    sup = supervisor(tmp_path, {"jobs": jobs})
+    stubs = [StubCommand(True) for _ in sup.jobs]
+    for job, stub in zip(sup.jobs, stubs, strict=True):
+        job.command = stub  # type: ignore[assignment]
+
+    class Discovery:
+        def __init__(self) -> None:
+            self.configs: list[Any] = []
+
+        def reconfigure(self, config: Any) -> None:
+            self.configs.append(config)
+
+    disc = Discovery()
+    sup.discovery = disc  # type: ignore[assignment]
+    log_file = tmp_path / "new.log"
+    new_path = tmp_path / "new.json5"
+    logging = {"level": "DEBUG", "format": "json", "output": str(log_file)}
+    new_path.write_text(json.dumps({"consul": "localhost:8500", "jobs": jobs,
+                                    "control": {"socket": "/x.sock"}, "logging": logging}))
+    new = load(str(new_path), environ={})
+    answers: list[tuple[bool, str]] = []
+    progress = SimpleNamespace(plan=SimpleNamespace(keep=["kept", "plain"]))
+    sup._reload = r = Reloading(progress, new, lambda ok, msg: answers.append((ok, msg)))  # type: ignore[arg-type]
+    try:
+        sup._reload_commit(r)
+        now = (logs_mod._s.level, logs_mod._s.format, logs_mod._s.output)
+        assert now == (logs_mod.DEBUG, "json", str(log_file))
+    finally:
+        logs_mod.configure()
+    assert sup.config is new and disc.configs == [new]
+    assert [s.signals for s in stubs] == [[], [signal.SIGUSR1], []]
+    out = b"".join(logged).decode()
+    assert f"Z kept sent reload signal {int(signal.SIGUSR1)} to kept\n" in out  # the job's line
+    assert "control: reloaded app via control plane" in out
+    assert answers == [(True, "reloaded")] and sup._reload is None
+    restarts = [t for t in sup.loop._timers if t.callback == sup.restart_control and not t.cancelled]
+    assert len(restarts) == 1 and 0.9 < restarts[0].deadline - sup.loop.now() <= 1.0
+
+
+def test_a_reload_with_the_same_control_keeps_the_socket_and_a_bad_log_output_is_an_error(
+        tmp_path: Path, logged: list[bytes]) -> None:
+    from types import SimpleNamespace
+
+    from pypilot.supervisor import Reloading
+
+    sup = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}]})
+    new_path = tmp_path / "new.json5"
+    new_path.write_text(json.dumps({"consul": "localhost:8500", "jobs": [{"name": "a", "exec": "true"}],
+                                    "control": {"socket": sup.config.control.socket},
+                                    "logging": {"output": str(tmp_path / "no" / "such" / "x.log")}}))
+    new = load(str(new_path), environ={})
+    answers: list[tuple[bool, str]] = []
+    progress = SimpleNamespace(plan=SimpleNamespace(keep=["a"]))
+    sup._reload = r = Reloading(progress, new, lambda ok, msg: answers.append((ok, msg)))  # type: ignore[arg-type]
+    sup._reload_commit(r)
+    assert not [t for t in sup.loop._timers if t.callback == sup.restart_control]
+    assert f"Error initializing log file '{tmp_path}/no/such/x.log'" in b"".join(logged).decode()
+    assert answers == [(True, "reloaded")]
