@@ -209,3 +209,30 @@ def test_go_duration_is_gos_duration_string() -> None:
     assert go_duration(3599) == "59m59s"
     assert go_duration(3600) == "1h0m0s"
     assert go_duration(3725) == "1h2m5s"
+
+
+def test_a_signal_that_is_refused_is_a_warning_and_false(logged: list[bytes],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    run = Run()
+    cmd = run.command(["sleep", "30"], name="app")
+    cmd.start(run.on_exit)
+    try:
+        def refuse(pgid: int, sig: int, pidfd: int = -1) -> bool:
+            assert pidfd == cmd.pidfd  # the pidfd goes along: no signal to a reused PID
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(reaper, "kill_group", refuse)
+        assert cmd.signal(signal.SIGTERM) is False
+        assert f"signalling app ({cmd.pid}) failed: [Errno 1] Operation not permitted" in text(logged)
+    finally:
+        monkeypatch.undo()
+        cmd.kill()
+        run.until(lambda: run.exits)
+
+
+def test_the_output_reader_is_gone_from_the_loop_once_the_output_ends() -> None:
+    run = Run()
+    cmd = run.command(["sh", "-c", "echo x"], sink=lambda s: None)
+    cmd.start(run.on_exit)
+    assert len(run.loop._readers) == 1
+    run.until(lambda: run.exits and not run.loop._readers)
