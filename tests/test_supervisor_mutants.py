@@ -330,3 +330,32 @@ def test_a_reload_with_the_same_control_keeps_the_socket_and_a_bad_log_output_is
     assert not [t for t in sup.loop._timers if t.callback == sup.restart_control]
     assert f"Error initializing log file '{tmp_path}/no/such/x.log'" in b"".join(logged).decode()
     assert answers == [(True, "reloaded")]
+
+
+def test_a_reload_moves_on_only_once_the_leaving_jobs_processes_are_gone(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pypilot.supervisor import Reloading
+
+    sup = supervisor(tmp_path, {"jobs": [{"name": "old", "exec": "true"}, {"name": "idle"}]})
+    old, idle = sup.jobs
+    stub = StubCommand(True)
+    old.command = stub  # type: ignore[assignment]
+    gone: list[bool] = []
+    progress = SimpleNamespace(plan=SimpleNamespace(keep=[]), up=set(),
+                               gone=lambda: gone.append(True))
+    sup._reload = r = Reloading(progress, sup.config, lambda ok, msg: None)  # type: ignore[arg-type]
+    r.leaving = [idle, old]  # one without an exec, one whose process still runs
+    sup._reload_gone()
+    assert gone == [] and r.leaving == [idle, old]
+    stub.running = False
+    sup._reload_gone()
+    assert gone == [True] and r.leaving == []
+    assert old.completed and idle.completed  # what still waited on a trigger is done with
+    assert sup._reload_spawned(r) is None  # nothing watched came up: no step
+
+
+def test_reload_gone_without_a_reload_does_nothing(tmp_path: Path) -> None:
+    sup = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}]})
+    sup._reload_gone()
+    assert not sup.jobs[0].completed
