@@ -236,3 +236,36 @@ def test_the_output_reader_is_gone_from_the_loop_once_the_output_ends() -> None:
     cmd.start(run.on_exit)
     assert len(run.loop._readers) == 1
     run.until(lambda: run.exits and not run.loop._readers)
+
+
+def test_lines_keep_their_trailing_spaces_and_bad_utf8_is_replaced() -> None:
+    run = Run()
+    got: list[str] = []
+    cmd = run.command(["sh", "-c", "printf 'x  \\r\\nfoX\\r\\ncaf\\351\\n'"], sink=got.append)
+    cmd.start(run.on_exit)
+    run.until(lambda: run.exits and len(got) == 3)
+    assert got == ["x  ", "foX", "caf\ufffd"]
+
+
+def test_run_start_and_end_are_debug_lines_as_containerpilots(logged: list[bytes]) -> None:
+    logs.configure(level="DEBUG")
+    try:
+        run = Run()
+        cmd = run.command(["true"], name="app")
+        cmd.start(run.on_exit)
+        run.until(lambda: run.exits)
+    finally:
+        logs.configure(level="INFO")
+    out = text(logged)
+    assert "app.Run start\n" in out and "app.Run end\n" in out
+
+
+def test_a_forked_worker_opens_its_own_dev_null() -> None:
+    from pypilot import process
+
+    process._stdin()  # PID 1 has one open
+    pid = os.fork()
+    if pid == 0:  # the fork forgets PID 1's fd number (a worker closes every fd PID 1 had)
+        os._exit(0 if process._devnull == -1 else 1)
+    _, st = os.waitpid(pid, 0)  # this test's own child
+    assert st == 0
