@@ -269,3 +269,51 @@ def test_a_forked_worker_opens_its_own_dev_null() -> None:
         os._exit(0 if process._devnull == -1 else 1)
     _, st = os.waitpid(pid, 0)  # this test's own child
     assert st == 0
+
+
+def test_a_commands_stdin_is_dev_null_not_pypilots() -> None:
+    run = Run()
+    r, w = os.pipe()
+    saved = os.dup(0)
+    os.dup2(r, 0)
+    try:
+        os.write(w, b"hello\n")
+        got: list[str] = []
+        cmd = run.command(["sh", "-c", "read x; echo \"got $x\"; readlink /proc/self/fd/0"], sink=got.append)
+        cmd.start(run.on_exit)
+        run.until(lambda: run.exits)
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        os.close(r)
+        os.close(w)
+    assert got == ["got ", "/dev/null"]
+
+
+def test_the_exit_is_reported_without_waiting_for_a_straggler_still_holding_the_output() -> None:
+    run = Run()
+    got: list[str] = []
+    script = "sh -c \"trap '' TERM; sleep 0.5; echo late\" & sleep 0.1; exit 0"
+    cmd = run.command(["sh", "-c", script], sink=got.append)
+    cmd.start(run.on_exit)
+    run.until(lambda: run.exits)
+    assert got == []  # the output pipe is read without blocking: the straggler has said nothing yet
+    run.until(lambda: got == ["late"])
+
+
+def test_an_output_whose_read_fails_is_closed_and_says_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pypilot.process import _Output
+
+    loop = Loop()
+    r, w = os.pipe()
+    lines: list[bytes] = []
+    out = _Output(loop, r, lines.append)
+
+    def eio(fd: int, n: int) -> bytes:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "read", eio)
+    out.on_readable()
+    monkeypatch.undo()
+    assert lines == [] and out.fd == -1 and loop._readers == {}
+    os.close(w)
