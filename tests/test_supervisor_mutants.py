@@ -359,3 +359,41 @@ def test_reload_gone_without_a_reload_does_nothing(tmp_path: Path) -> None:
     sup = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}]})
     sup._reload_gone()
     assert not sup.jobs[0].completed
+
+
+def test_reload_events_reach_the_progress_each_by_its_own_rule(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pypilot.supervisor import Reloading
+
+    sup = supervisor(tmp_path, {"jobs": [{"name": "new", "exec": "true"}, {"name": "other", "exec": "true"}]})
+    new, other = sup.jobs
+    calls: list[tuple[str, object]] = []
+    progress = SimpleNamespace(
+        plan=SimpleNamespace(keep=[]), up=set(),
+        gone=lambda: calls.append(("gone", None)),
+        came_up=lambda name: calls.append(("came_up", name)),
+        could_not_start=lambda name: calls.append(("could_not_start", name)),
+    )
+    sup._reload = r = Reloading(progress, sup.config, lambda ok, msg: None)  # type: ignore[arg-type]
+    stub = StubCommand(True)
+    leaving = SimpleNamespace(name="old", command=stub, force_complete=lambda: None)
+    r.leaving = [leaving]  # type: ignore[list-item]
+    sup._on_event(Event("exitFailed", "unrelated"))
+    sup._on_event(Event("stopping", "old"))
+    assert calls == []
+    stub.running = False
+    sup._on_event(Event("exitSuccess", "old"))  # a leaving job's exit: is everything gone?
+    assert calls == [("gone", None)] and r.leaving == []
+    sup._on_event(Event("healthy", "new"))
+    assert calls[-1] == ("came_up", "new")
+    new.last_exit = 1
+    sup._on_event(Event("exitFailed", "new"))  # an ordinary failure: the check decides, not this
+    assert len(calls) == 2
+    new.last_exit = 127
+    sup._on_event(Event("exitFailed", "new"))
+    assert calls[-1] == ("could_not_start", "new")
+    other.last_exit = 127
+    sup._on_event(Event("exitSuccess", "other"))
+    sup._on_event(Event("exitFailed", "nobody"))
+    assert len(calls) == 3
