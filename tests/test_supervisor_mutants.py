@@ -397,3 +397,38 @@ def test_reload_events_reach_the_progress_each_by_its_own_rule(tmp_path: Path) -
     sup._on_event(Event("exitSuccess", "other"))
     sup._on_event(Event("exitFailed", "nobody"))
     assert len(calls) == 3
+
+
+def test_a_rollback_stops_the_new_jobs_and_a_restore_brings_the_old_ones_back(
+        tmp_path: Path, logged: list[bytes]) -> None:
+    from types import SimpleNamespace
+
+    from pypilot.reload import RESTORE, ROLLBACK, Step
+    from pypilot.supervisor import Reloading
+
+    sup = supervisor(tmp_path, {"jobs": [{"name": "kept"}, {"name": "fresh"}]})
+    kept, fresh = sup.jobs
+    old_cfgs = [j.cfg for j in sup.jobs]
+    seen: list[Event] = []
+    sup.bus.listen(seen.append)
+    answers: list[tuple[bool, str]] = []
+    progress = SimpleNamespace(plan=SimpleNamespace(keep=["kept"]), up=set(), gone=lambda: None)
+    sup._reload = r = Reloading(progress, sup.config, lambda ok, msg: answers.append((ok, msg)))  # type: ignore[arg-type]
+    r.restore = [old_cfgs[1]]
+    sup._reload_step(None)  # no step: nothing happens
+    assert seen == [] and sup._reload is r
+    sup._reload_step(Step(ROLLBACK, "fresh did not come up"))
+    assert "reload failed, rolling back to the previous config: fresh did not come up" in (
+        b"".join(logged).decode())
+    assert Event("error", "reload rolled back: fresh did not come up") in seen
+    assert fresh.completed and not kept.completed and r.leaving == []  # gone at once: no process
+    sup._reload_step(Step(RESTORE, "fresh did not come up"))
+    assert [j.name for j in sup.jobs] == ["kept", "fresh"] and sup.jobs[0] is kept
+    assert sup.jobs[1] is not fresh and not sup.jobs[1].completed
+    assert sup.jobs[1].started_at is not None  # it got startup: "started", exec-less as it is
+    assert sup.jobs[1] in sup.bus._subscribers
+    assert answers == [(False, "fresh did not come up")] and sup._reload is None
+    sup._reload = r2 = Reloading(progress, sup.config, lambda ok, msg: answers.append((ok, msg)))  # type: ignore[arg-type]
+    r2.restore = []
+    sup._reload_step(Step(RESTORE, None))  # type: ignore[arg-type]
+    assert answers[-1] == (False, "rolled back")
