@@ -317,3 +317,53 @@ def test_an_output_whose_read_fails_is_closed_and_says_nothing(monkeypatch: pyte
     monkeypatch.undo()
     assert lines == [] and out.fd == -1 and loop._readers == {}
     os.close(w)
+
+
+def test_an_interactive_command_gets_pypilots_stdin() -> None:
+    """tini mode: the command reads what pypilot's stdin has (no terminal here: no foreground to set)."""
+    run = Run()
+    r, w = os.pipe()
+    saved = os.dup(0)
+    os.dup2(r, 0)
+    try:
+        os.write(w, b"hello\n")
+        got: list[str] = []
+        cmd = run.command(["sh", "-c", "read x; echo \"got $x\""], interactive=True, sink=got.append)
+        cmd.start(run.on_exit)
+        run.until(lambda: run.exits)
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        os.close(r)
+        os.close(w)
+    assert got == ["got hello"] and run.exits == [(0, None)]
+
+
+def test_a_ready_command_gets_its_readiness_environment_and_fd() -> None:
+    class Ready:
+        def __init__(self) -> None:
+            self.r, self.w = os.pipe()
+            os.write(self.w, b"channel")
+            os.close(self.w)
+            self.spawned_pids: list[int | None] = []
+            self.exits = 0
+
+        def spawn_args(self) -> tuple[dict[str, str], tuple[int, int] | None]:
+            return {"NOTIFY_SOCKET": "/run/test.sock"}, (self.r, 7)
+
+        def spawned(self, pid: int | None) -> None:
+            self.spawned_pids.append(pid)
+
+        def exited(self) -> None:
+            self.exits += 1
+
+    run = Run()
+    ready = Ready()
+    got: list[str] = []
+    cmd = run.command(["sh", "-c", 'echo "$NOTIFY_SOCKET"; cat <&7; echo'], sink=got.append)
+    cmd.readiness = ready  # type: ignore[assignment]
+    cmd.start(run.on_exit)
+    run.until(lambda: run.exits)
+    os.close(ready.r)
+    assert got == ["/run/test.sock", "channel"]
+    assert ready.spawned_pids[0] and ready.exits == 1
