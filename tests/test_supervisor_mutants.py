@@ -1,6 +1,6 @@
 """The supervisor's decisions that need no PID 1: the grace each job gets, the container's exit code,
 which job waits for which preStop dependent, the environment generation, the status view, the
-children scan, and a reload refused before it begins (pypilot/supervisor.py; its loop, signals and
+descendants scan, and a reload refused before it begins (pypilot/supervisor.py; its loop, signals and
 shutdown are the end-to-end tests')."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from pypilot import logs
 from pypilot.config.loader import load
 from pypilot.events import STOPPED, Event
-from pypilot.supervisor import Supervisor, _children_of
+from pypilot.supervisor import Supervisor, _descendants_of
 
 
 @pytest.fixture
@@ -162,16 +162,16 @@ def test_a_reload_of_a_broken_config_is_refused_and_keeps_the_jobs(tmp_path: Pat
     assert "reload rejected, the running config is kept" in b"".join(logged).decode()
 
 
-def test_children_of_lists_direct_children_only() -> None:
+def test_descendants_scan_finds_children_and_theirs() -> None:
     child = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
     try:
         from tests.pid1 import wait_for
 
-        wait_for(lambda: _children_of(child.pid), 5, "the grandchild")
-        kids = _children_of(os.getpid())
-        assert child.pid in kids
-        grandkids = _children_of(child.pid)
-        assert len(grandkids) == 1 and grandkids[0] not in kids
+        wait_for(lambda: _descendants_of(child.pid), 5, "the grandchild")
+        grandkids = _descendants_of(child.pid)
+        assert len(grandkids) == 1 and grandkids[0] != child.pid
+        below_us = _descendants_of(os.getpid())
+        assert child.pid in below_us and grandkids[0] in below_us
     finally:
         child.kill()
         child.wait()
@@ -248,14 +248,14 @@ def test_the_deadline_kills_running_jobs_and_waits_a_little_for_what_is_left(
     assert not [t for t in sup2.loop._timers if not t.cancelled and t.callback == sup2._give_up_waiting]
 
 
-def test_children_scan_reads_a_name_with_a_parenthesis(tmp_path: Path) -> None:
+def test_descendants_scan_reads_a_name_with_a_parenthesis(tmp_path: Path) -> None:
     import shutil
 
     odd = tmp_path / "sl) p"
     shutil.copy("/bin/sleep", odd)
     child = subprocess.Popen([str(odd), "30"])
     try:
-        assert child.pid in _children_of(os.getpid())
+        assert child.pid in _descendants_of(os.getpid())
     finally:
         child.kill()
         child.wait()
