@@ -367,3 +367,44 @@ def test_a_ready_command_gets_its_readiness_environment_and_fd() -> None:
     os.close(ready.r)
     assert got == ["/run/test.sock", "channel"]
     assert ready.spawned_pids[0] and ready.exits == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="setting credentials needs root")
+def test_a_jobs_process_settings_reach_its_command(tmp_path: object) -> None:
+    """user, group, groups, workdir, umask, rlimits and noNewPrivileges, with stdio as for any job."""
+    import resource
+
+    from pypilot.config.model import ProcessConfig
+
+    run = Run()
+    got: list[str] = []
+    cfg = ProcessConfig(uid=4545, gid=4646, groups=(4747,), workdir="/", umask=0o27,
+                        rlimits=((resource.RLIMIT_NOFILE, 55, 66),), no_new_privileges=True)
+    script = ("id -u; id -g; id -G; pwd; umask; ulimit -Sn; ulimit -Hn; grep NoNewPrivs /proc/self/status;"
+              " readlink /proc/self/fd/0; echo err >&2")
+    cmd = run.command(["sh", "-c", script], process=cfg, sink=got.append)
+    cmd.start(run.on_exit)
+    run.until(lambda: run.exits)
+    assert got[:5] == ["4545", "4646", "4646 4747", "/", "0027"]
+    assert got[5:7] == ["55", "66"] and got[7].split() == ["NoNewPrivs:", "1"]
+    assert got[8:] == ["/dev/null", "err"]
+
+
+def test_a_ready_commands_stdio_is_as_any_jobs() -> None:
+    class Ready:
+        def spawn_args(self) -> tuple[dict[str, str], tuple[int, int] | None]:
+            return {"NOTIFY_SOCKET": "/run/x.sock"}, None
+
+        def spawned(self, pid: int | None) -> None:
+            pass
+
+        def exited(self) -> None:
+            pass
+
+    run = Run()
+    got: list[str] = []
+    cmd = run.command(["sh", "-c", "readlink /proc/self/fd/0; echo err >&2"], sink=got.append)
+    cmd.readiness = Ready()  # type: ignore[assignment]
+    cmd.start(run.on_exit)
+    run.until(lambda: run.exits)
+    assert got == ["/dev/null", "err"]
