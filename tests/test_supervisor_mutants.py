@@ -432,3 +432,18 @@ def test_a_rollback_stops_the_new_jobs_and_a_restore_brings_the_old_ones_back(
     r2.restore = []
     sup._reload_step(Step(RESTORE, None))  # type: ignore[arg-type]
     assert answers[-1] == (False, "rolled back")
+
+
+def test_a_second_reload_is_refused_and_shutdown_ends_the_one_under_way(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pypilot.supervisor import Reloading
+
+    sup = supervisor(tmp_path, {"jobs": [{"name": "a"}]})
+    answers: list[tuple[bool, str]] = []
+    progress = SimpleNamespace(plan=SimpleNamespace(keep=["a"]), up=set())
+    sup._reload = Reloading(progress, sup.config, lambda ok, msg: answers.append((ok, msg)))  # type: ignore[arg-type]
+    sup.reload(lambda ok, msg: answers.append((ok, msg)))
+    assert answers == [(False, "a reload is already in progress")]
+    sup.shutdown()
+    assert answers[-1] == (False, "pypilot is shutting down") and sup._reload is None
