@@ -5,7 +5,6 @@ driven by events with a fake clock and command (the harness of tests/test_jobs.p
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,14 +17,6 @@ from pypilot.jobs import State
 from tests.test_jobs import STARTUP, Ctx, FakeCommand
 
 pytestmark = pytest.mark.timeout(20)  # a timer that re-arms itself at no delay spins the fake clock
-
-
-@pytest.fixture
-def logged() -> Iterator[list[bytes]]:
-    lines: list[bytes] = []
-    logs.set_sink(lines.append)
-    yield lines
-    logs.set_sink(None)
 
 
 def text(lines: list[bytes]) -> str:

@@ -10,18 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pypilot import logs
 from pypilot.loop import Loop
 
 pytestmark = pytest.mark.timeout(10)  # a broken loop blocks in poll for ever: fail, do not hang
-
-
-@pytest.fixture
-def logged() -> Iterator[list[bytes]]:
-    lines: list[bytes] = []
-    logs.set_sink(lines.append)
-    yield lines
-    logs.set_sink(None)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,14 +15,6 @@ from pypilot.loop import Loop
 from pypilot.process import Command, go_duration
 
 pytestmark = pytest.mark.timeout(15)
-
-
-@pytest.fixture
-def logged() -> Iterator[list[bytes]]:
-    lines: list[bytes] = []
-    logs.set_sink(lines.append)
-    yield lines
-    logs.set_sink(None)
 
 
 class Run:

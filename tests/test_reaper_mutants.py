@@ -9,7 +9,6 @@ import errno
 import os
 import resource
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -76,14 +75,6 @@ def lib(monkeypatch: pytest.MonkeyPatch) -> FakeLib:
     fake = FakeLib()
     monkeypatch.setattr(reaper, "lib", fake)
     return fake
-
-
-@pytest.fixture
-def logged() -> Iterator[list[bytes]]:
-    lines: list[bytes] = []
-    logs.set_sink(lines.append)
-    yield lines
-    logs.set_sink(None)
 
 
 def status(code: int) -> int:

@@ -8,24 +8,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pypilot import logs
 from pypilot.config.loader import load
 from pypilot.events import STOPPED, Event
 from pypilot.supervisor import Supervisor, _descendants_of
-
-
-@pytest.fixture
-def logged() -> Iterator[list[bytes]]:
-    lines: list[bytes] = []
-    logs.set_sink(lines.append)
-    yield lines
-    logs.set_sink(None)
 
 
 def supervisor(tmp_path: Path, cfg: dict[str, Any]) -> Supervisor:
