@@ -77,8 +77,10 @@ def stop(p: Pilot) -> None:
     p.wait_exit()
 
 
-def test_a_dependent_starts_only_after_ready_1_and_status_shows(notify_dir: str) -> None:
-    jobs = [notifier("db", "send:STATUS=warming up", "sleep:1", "send:READY=1\\nSTATUS=serving", "forever"),
+def test_a_dependent_starts_only_after_ready_1_and_status_shows(notify_dir: str, tmp_path: Path) -> None:
+    warm = tmp_path / "warm"  # READY=1 once the test has seen the job still warming up
+    jobs = [notifier("db", "send:STATUS=warming up", f"until:{warm}", "send:READY=1\\nSTATUS=serving",
+                     "forever"),
             dependent("app", "db")]
     with Pilot({"jobs": jobs}) as p:
         warming = index(p, r"db sending 'STATUS=warming up'")
@@ -87,6 +89,8 @@ def test_a_dependent_starts_only_after_ready_1_and_status_shows(notify_dir: str)
         snap = status(p)
         assert snap["db"]["status"] == "unknown" and snap["db"]["readiness"]["ready"] is False
         assert snap["app"]["runs"] == 0
+        warm.touch()
+        p.wait_log(r"app started")
         ready = index(p, r"db sending 'READY=1")
         started = index(p, r"app started")
         assert warming < ready < started
@@ -167,17 +171,19 @@ def test_systemd_notify_itself_marks_the_job_ready() -> None:
         assert status(p)["db"]["readiness"]["statusText"] == "via systemd-notify"
 
 
-def test_stopping_1_shows_in_status_and_its_failing_exit_is_not_counted_as_a_crash() -> None:
+def test_stopping_1_shows_in_status_and_its_failing_exit_is_not_counted_as_a_crash(tmp_path: Path) -> None:
+    seen = tmp_path / "seen"  # the jobs exit once the test has seen STOPPING=1 in the status
     def job(name: str, *steps: str) -> dict[str, Any]:
         notify = " ".join(f"'{a}'" for a in [*NOTIFIER, *steps])
         return {"name": name, "exec": ["sh", "-c", f"{notify} & wait; exit 3"], "ready": "notify",
                 "restarts": 1}
 
-    jobs = [job("app", "send:READY=1", "send:STOPPING=1\\nSTATUS=draining", "sleep:1"),
-            job("crash", "send:READY=1", "sleep:1"), {"name": "keeper", "exec": ["sleep", "100"]}]
+    jobs = [job("app", "send:READY=1", "send:STOPPING=1\\nSTATUS=draining", f"until:{seen}"),
+            job("crash", "send:READY=1", f"until:{seen}"), {"name": "keeper", "exec": ["sleep", "100"]}]
     with Pilot({"jobs": jobs}) as p:
         wait_for(lambda: status(p).get("app", {}).get("readiness", {}).get("stopping"), 10, "STOPPING=1")
         assert "app: draining (stopping)" in cli(p, "status").stdout
+        seen.touch()
         both = lambda: status(p)["app"]["runs"] == 2 and status(p)["crash"]["runs"] == 2  # noqa: E731
         wait_for(both, 10, "both restarted")
         snap = status(p)
