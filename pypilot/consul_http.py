@@ -434,20 +434,12 @@ def _import_consul() -> None:
     (which asks ``importlib.metadata`` for its own version), a stand-in for ``importlib.metadata``."""
     if "consul" in sys.modules:
         return
-    _install_std()
-    stand_in = None
-    if "importlib.metadata" not in sys.modules:
-        import types
+    from pypilot.lean_imports import standing_in
 
-        stand_in = types.ModuleType("importlib.metadata", "pypilot.consul_http: version() only")
-        stand_in.version = _dist_version  # type: ignore[attr-defined]
-        stand_in.PackageNotFoundError = _PackageNotFoundError  # type: ignore[attr-defined]
-        sys.modules["importlib.metadata"] = stand_in
-    try:
+    _install_std()
+    metadata = {"version": _dist_version, "PackageNotFoundError": _PackageNotFoundError}
+    with standing_in({"importlib.metadata": metadata}):
         import consul  # noqa: F401
-    finally:
-        if stand_in is not None and sys.modules.get("importlib.metadata") is stand_in:
-            del sys.modules["importlib.metadata"]  # anyone else gets the real one
 
 
 def consul_client(**kwargs: Any) -> Any:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
-__all__ = ["StandIn", "install", "unused"]
+__all__ = ["StandIn", "install", "standing_in", "unused"]
 
 
 class StandIn(types.ModuleType):
@@ -106,7 +106,8 @@ def install() -> list[str]:
 
 
 class _Placeholder(types.ModuleType):
-    """A module whose every name is a class of that name, for code that is defined but never run."""
+    """A module that answers the names it was given, and any other with a class of that name (for code
+    that is defined but never run)."""
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__"):
@@ -117,11 +118,13 @@ class _Placeholder(types.ModuleType):
 
 
 @contextlib.contextmanager
-def unused(*names: str) -> Iterator[list[str]]:
-    """Within the block, the modules ``names`` not imported yet are placeholders (see the docstring)."""
-    placed = [name for name in names if name not in sys.modules]
+def standing_in(modules: dict[str, dict[str, Any]]) -> Iterator[list[str]]:
+    """Within the block, each module of ``modules`` not imported yet is a placeholder answering the names
+    given for it; taken out again after, so any later import gets the real module (see the docstring)."""
+    placed = [name for name in modules if name not in sys.modules]
     for name in placed:
-        sys.modules[name] = _Placeholder(name, "pypilot.lean_imports placeholder, during one import")
+        module = sys.modules[name] = _Placeholder(name, "pypilot.lean_imports placeholder, during one import")
+        module.__dict__.update(modules[name])
     try:
         yield placed
     finally:
@@ -132,3 +135,8 @@ def unused(*names: str) -> Iterator[list[str]]:
             package = sys.modules.get(parent) if parent else None
             if package is not None and isinstance(getattr(package, child, None), _Placeholder):
                 delattr(package, child)
+
+
+def unused(*names: str) -> contextlib.AbstractContextManager[list[str]]:
+    """``standing_in`` for modules whose every name is a placeholder."""
+    return standing_in({name: {} for name in names})
