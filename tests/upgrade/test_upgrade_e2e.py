@@ -71,10 +71,13 @@ def exec_then(p: UpPilot, target: Path, fire: Any) -> tuple[int, str, str, float
     """Run ``-upgrade target``; call ``fire()`` as soon as PID 1 logs its exec. (rc, stdout, stderr,
     uptime at start, uptime at the CLI's exit)."""
     start = uptime()
-    cli = p.start_upgrade(target)
-    deadline = time.monotonic() + 30
-    while "upgrade: exec " not in p.log() and cli.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.001)  # a tight poll, not a wait: the storm must land during the exec
+    with p.log_path.open("rb") as log:
+        log.seek(0, os.SEEK_END)  # only what is new is read: the poll must not load the machine it watches
+        cli = p.start_upgrade(target)
+        deadline, seen = time.monotonic() + 30, b""
+        while b"upgrade: exec " not in seen and cli.poll() is None and time.monotonic() < deadline:
+            seen = seen[-64:] + log.read()
+            time.sleep(0.001)  # a tight poll, not a wait: the storm must land during the exec
     if "upgrade: exec " in p.log():
         fire()
     out, err = cli.communicate(timeout=60)
@@ -166,8 +169,14 @@ def test_upgrade_with_everything_running_changes_nothing_jobs_clients_or_consul_
                 == [kept[storm][1]], 15, f"all {ORPHANS} orphans reaped")
         # --- the interval job kept its period, but for the exec itself (its own test asks for less) ---------
         p.until(lambda: read_ticks(ticks)[-1] > end + 0.5, 10, "ticks after the upgrade")
+        # A tick spawned just before the exec may overrun its 100 ms timeout while the machine starts the
+        # new image and exits the storm; it is killed at the resume (its timeout kept its phase too), and
+        # that slot's stamp is lost: one period more. Half a period more for spawn and reap latency.
         gap, blind = max_gap(read_ticks(ticks), start, end), p.blind(0)
-        assert gap < blind + 2 * TICK, f"longest gap between ticks {gap:.3f} s, exec -> resumed {blind:.3f} s"
+        killed = "ticker timeout after" in p.log().partition("upgrade: exec ")[2]
+        allowed = blind + (3 if killed else 2) * TICK + TICK / 2
+        assert gap < allowed, (f"longest gap between ticks {gap:.3f} s, exec -> resumed {blind:.3f} s, "
+                               f"a tick killed by its timeout: {killed}")
         # --- the metric's value carried over; no refused connection, the event stream open and live -----
         assert gauge(port) == 42
         p.metric({"upgrade_gauge": 43})
