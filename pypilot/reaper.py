@@ -138,10 +138,24 @@ def spawn(
     if plain:  # the hot path, unchanged
         ret = lib.pp_spawn(args[0], c_argv, c_envp, c_cwd, stdin, stdout, stderr, int(new_group), pid)
         if ret < 0:
-            raise SpawnError(-ret, os.strerror(-ret), argv[0])
+            err = SpawnError(-ret, os.strerror(-ret), argv[0])
+            if cwd and (why := _cwd_unusable(cwd)):  # posix_spawn fails a chdir as it fails an exec
+                err = SpawnError(why, f"chdir {cwd}: {os.strerror(why)}", argv[0])
+                err.stage = f"chdir {cwd}"
+            raise err
         return int(pid[0])
     opts = _SpawnOptions(uid, gid, groups, umask, rlimits, no_new_privs, ppid_shim, tty_fd, pass_fd)
     return _spawn_ex(args[0], c_argv, c_envp, c_cwd, (stdin, stdout, stderr), new_group, opts, argv[0], cwd)
+
+
+def _cwd_unusable(cwd: str) -> int:
+    """The errno a chdir into ``cwd`` would fail with (0: it would not), asked only after a failed spawn."""
+    try:
+        if not os.path.isdir(cwd):
+            return errno.ENOTDIR if os.path.exists(cwd) else errno.ENOENT
+    except OSError as e:
+        return e.errno or errno.ENOENT
+    return 0 if os.access(cwd, os.X_OK) else errno.EACCES
 
 
 class _SpawnOptions:

@@ -170,6 +170,17 @@ def test_a_failed_step_before_the_exec_is_named(tmp_path: object) -> None:
     assert run.exits == [(None, f"true: chdir {missing}: no such file or directory")]
 
 
+def test_a_missing_workdir_as_the_only_process_option_is_named(tmp_path: object) -> None:
+    from pypilot.config.model import ProcessConfig
+
+    run = Run()
+    missing = f"{tmp_path}/gone"
+    cmd = run.command(["true"], process=ProcessConfig(workdir=missing))
+    cmd.start(run.on_exit)
+    run.until(lambda: run.exits)
+    assert run.exits == [(None, f"true: chdir {missing}: no such file or directory")]
+
+
 def test_process_env_sets_and_removes_variables(tmp_path: object) -> None:
     from pypilot.config.model import ProcessConfig
 

@@ -421,3 +421,17 @@ def test_subreaper_failure_names_the_call(lib: FakeLib) -> None:
     lib.pp_set_subreaper = lambda: -errno.EPERM  # type: ignore[attr-defined]
     with pytest.raises(PermissionError, match=r"^\[Errno 1\] prctl\(PR_SET_CHILD_SUBREAPER\): Operation not"):
         reaper.set_subreaper()
+
+
+def test_a_missing_workdir_on_the_plain_spawn_path_is_named_not_taken_for_the_command(tmp_path: Any) -> None:
+    missing = str(tmp_path / "gone")
+    with pytest.raises(reaper.SpawnError) as e:
+        reaper.spawn(["true"], cwd=missing)  # no other option: posix_spawn's chdir, not the clone path
+    assert e.value.stage == f"chdir {missing}" and e.value.errno == errno.ENOENT
+    (tmp_path / "file").write_text("")
+    with pytest.raises(reaper.SpawnError) as e2:
+        reaper.spawn(["true"], cwd=str(tmp_path / "file"))
+    assert e2.value.stage == f"chdir {tmp_path / 'file'}" and e2.value.errno == errno.ENOTDIR
+    with pytest.raises(reaper.SpawnError) as e3:  # the directory is fine: the command is what is missing
+        reaper.spawn(["/no/such/binary"], cwd=str(tmp_path))
+    assert e3.value.stage == "" and e3.value.errno == errno.ENOENT
