@@ -511,9 +511,24 @@ class Job:
 
         def handle() -> None:
             if not self.halted:  # a subscriber may have stopped it (a reload rolled back)
-                self._on_exec_exit(success)
+                try:
+                    self._on_exec_exit(success)
+                except Exception as e:
+                    self._exit_handling_failed(e)
 
         self.ctx.bus.publish_then(events, handle)
+
+    def _exit_handling_failed(self, e: Exception) -> None:
+        """A pypilot bug while deciding what follows an exit: the job must not look running with no
+        process (a main job would keep the container up forever), so it ends as if it had no restarts."""
+        logs.exception(f"{self.name}: handling its exit failed; the job ends here", e)
+        if self.halted:
+            return
+        self.start_event = None
+        self.status = UNKNOWN
+        self._halt()
+        if self.cfg.main:
+            self.ctx.main_job_ended(self)
 
     def _count_run(self, ran_for: float, failed: bool) -> None:
         """A run at least ``resetAfter`` long starts the counts again; a shorter one, or a failure,

@@ -377,3 +377,23 @@ def test_gave_up_also_for_a_failing_job_with_the_default_restarts() -> None:
     ctx3.bus.publish(STARTUP)
     fine.exit(0)
     assert Event(ev.GAVE_UP, "fine") not in ctx3.events
+
+
+def test_a_failure_while_handling_an_exit_ends_the_job_instead_of_leaving_it_running_with_no_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ended: list[str] = []
+    ctx = Ctx()
+    ctx.main_job_ended = lambda job: ended.append(job.name)  # type: ignore[method-assign]
+    job, cmd = ctx.add(name="app", restarts="unlimited", main=True)
+    ctx.bus.publish(STARTUP)
+    assert cmd.running
+
+    def broken() -> None:
+        raise RuntimeError("a bug in the restart path")
+
+    monkeypatch.setattr(job, "_start_exec", broken)
+    cmd.exit(1)
+    ctx.loop.advance(0)
+    assert job.completed and ended == ["app"]  # a main job ends the container, as its last exit would
+    assert ctx.events[-2:] == [Event(ev.STOPPING, "app"), Event(ev.STOPPED, "app")]
