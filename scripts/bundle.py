@@ -77,6 +77,9 @@ CJK_ENCODINGS_RE = re.compile(
 # distributions needed only to build pypilot's C module: cffi's out-of-line API mode needs only the
 # `_cffi_backend` extension at run time, not the cffi package (its C-declaration parser) nor pycparser
 BUILD_ONLY = {"pycparser": None, "cffi": re.compile(r"^_cffi_backend\.[^/]*\.so$|\.dist-info/")}
+# py-consul requires requests, but pypilot's transport replaces the module that imports it
+# (pypilot/consul_http.py): nothing in the bundle imports requests or what only it pulls in (about 2 MB)
+UNUSED = ("requests", "urllib3", "idna", "charset-normalizer", "certifi")
 # glibc's own objects: their dependencies are each other, already loaded by soname; no rpath needed
 GLIBC_RE = re.compile(r"^(ld-linux.*|libc|libm|libpthread|libdl|librt|libresolv|libutil|libanl|libnss_\w+)\.")
 # libraries glibc dlopens at run time (thread cancellation and unwinding), not seen by ldd
@@ -86,7 +89,9 @@ DLOPENED = ("libgcc_s.so.1",)
 SMOKE = (
     "import importlib, pkgutil, pypilot, sys, pathlib\n"
     "for m in pkgutil.walk_packages(pypilot.__path__, 'pypilot.'): importlib.import_module(m.name)\n"
-    "import falcon, waitress, consul, prometheus_client, requests, ssl, hashlib\n"
+    # py-consul as pypilot loads it (on its own transport: no requests in the bundle)
+    "from pypilot.consul import make_client; make_client({})\n"
+    "import falcon, waitress, consul, prometheus_client, ssl, hashlib\n"
     "site = pathlib.Path(sys.path[-1])\n"
     # every extension module of every dependency loads: its libraries are found
     "for so in site.rglob('*.so'):\n"
@@ -194,7 +199,7 @@ def copy_site_packages(dest: Path) -> list[str]:
     for dist in dists:
         base = Path(str(dist.locate_file("")))
         key = re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()
-        if key in BUILD_ONLY and BUILD_ONLY[key] is None:
+        if key in UNUSED or (key in BUILD_ONLY and BUILD_ONLY[key] is None):
             continue
         only = BUILD_ONLY.get(key)
         for rel in dist.files or ():

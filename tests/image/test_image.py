@@ -407,7 +407,7 @@ def test_ping_status_and_healthcheck(podman: Podman, full: Full) -> None:
 
 def test_health_and_consul_workers(podman: Podman, full: Full) -> None:
     """The health check passes, and the Consul worker registers the service and keeps its TTL check
-    passing (requests, urllib3 and the bundle's ssl/socket modules at work)."""
+    passing (py-consul on pypilot's own transport: the bundle ships no requests)."""
     what = f"app passing in Consul ({full.image.variant})"
     wait_for(lambda: full.standin.health("app", passing=True), 30, what)
     wait_for(lambda: full.standin.health("containerpilot", passing=True), 30, "the telemetry self-service")
@@ -446,6 +446,11 @@ def test_bundle_python_is_isolated(podman: Podman, full: Full) -> None:
         "exec", "-e", "PYTHONPATH=/nowhere", "-e", "PYTHONHOME=/nowhere", full.name, BUNDLE_PYTHON, "-c", code
     ).stdout
     assert out.split() == ["1", "True"], out
+    # py-consul's requests (and what only it pulls in) is left out: pypilot's transport replaces it
+    left_out = ("requests", "urllib3", "idna", "charset_normalizer", "certifi")
+    code = f"import importlib.util as u; print([m for m in {left_out!r} if u.find_spec(m)])"
+    out = podman("exec", full.name, BUNDLE_PYTHON, "-c", code).stdout
+    assert out.strip() == "[]", out
 
 
 # --- the container's lifecycle ------------------------------------------------------------------
