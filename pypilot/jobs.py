@@ -172,14 +172,13 @@ class Job:
     def held(self) -> bool:
         return self.state is State.HELD or self.state is State.STOPPING
 
-    def _to(self, state: State) -> bool:
+    def _to(self, state: State) -> None:
         if state is self.state:
-            return True
+            return
         if state not in TRANSITIONS[self.state]:
             logs.error(f"job {self.name}: no transition from {self.state.value} to {state.value}")
-            return False
+            return
         self.state = state
-        return True
 
     # --- lifecycle entry points -------------------------------------------------------------------
 
