@@ -39,6 +39,7 @@ ENV_FAIL = "PYPILOT_UPGRADE_FAIL"  # test hook, read by the target: "check" or "
 CHECK_FLAG = "-upgrade-check"
 CHECK_OK = "upgrade-check: ok"
 CHECK_TIMEOUT = 10.0
+QUIET_WAIT = 0.05  # s after a short interval's tick the exec may wait for that tick's run to exit
 CHECK_FD = 3  # where the check finds the state
 MAX_CHECK_OUTPUT = 64 << 10
 
@@ -171,7 +172,8 @@ class Upgrader:
             return
         if status == 0 and CHECK_OK in lines:
             reply(202, {"upgrading": True, "to": path})
-            self.sup.loop.call_at(self._quiet_moment(), lambda: self._exec(path))  # after the reply
+            at = self._quiet_moment()
+            self.sup.loop.call_at(at, lambda: self._exec_when_quiet(path, at + QUIET_WAIT))  # after the reply
             return
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9:
             why = f"{path}: its check did not answer within {CHECK_TIMEOUT:g}s"
@@ -187,6 +189,16 @@ class Upgrader:
         it takes (rather than the interval plus that), when it takes less than the interval none."""
         ticks = [t for t in (job.next_tick() for job in self.sup.jobs) if t is not None]
         return min(ticks) + 0.002 if ticks else 0.0
+
+    def _exec_when_quiet(self, path: str, until: float) -> None:
+        """Exec once the tick's run has exited, up to ``until``: a run still going through the exec and
+        the new image's start (CPU they share) can overrun a short interval's timeout and lose its tick."""
+        busy = any(job.next_tick() is not None and job.command is not None and job.command.running
+                   for job in self.sup.jobs)
+        if busy and self.sup.loop.now() < until:
+            self.sup.loop.call_later(0.002, lambda: self._exec_when_quiet(path, until))
+            return
+        self._exec(path)
 
     def _exec(self, path: str) -> None:
         """Hand over and become ``path``; a failed exec is a refusal, recorded, and nothing changed."""
