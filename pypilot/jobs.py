@@ -433,6 +433,10 @@ class Job:
                 self.queued_runs -= 1
                 self._start_exec()
             return
+        self._end()
+
+    def _end(self) -> None:
+        """No run follows: the job halts, and a main job ends the container."""
         self.start_event = None
         self.status = UNKNOWN
         self._halt()
@@ -521,13 +525,8 @@ class Job:
         """A pypilot bug while deciding what follows an exit: the job must not look running with no
         process (a main job would keep the container up forever), so it ends as if it had no restarts."""
         logs.exception(f"{self.name}: handling its exit failed; the job ends here", e)
-        if self.halted:
-            return
-        self.start_event = None
-        self.status = UNKNOWN
-        self._halt()
-        if self.cfg.main:
-            self.ctx.main_job_ended(self)
+        if not self.halted:
+            self._end()
 
     def _count_run(self, ran_for: float, failed: bool) -> None:
         """A run at least ``resetAfter`` long starts the counts again; a shorter one, or a failure,
