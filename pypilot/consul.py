@@ -1,7 +1,9 @@
-"""The discovery worker: every Consul call and watch, in a process of its own (CP §5, §6).
+"""The Consul side of the I/O worker: every Consul call and watch, off PID 1 (CP §5, §6).
 
-PID 1's side is ``pypilot.discovery``; this module runs only in the worker it forks.
-``worker_main`` owns the py-consul client (imported there only) and runs:
+PID 1's side is ``pypilot.discovery``; this module runs only in the I/O worker (``pypilot.ioworker``),
+which creates the ``_Agent`` at its first Consul message and hands it every message that is not a
+check's; ``_Agent.shutdown`` is the worker's end when there is an agent. The agent owns the py-consul
+client (imported there only) and runs:
 
 - one thread per service, so the calls for one service stay in order (register → TTL updates →
   deregister) while a slow agent holds up no other service; requests that pile up while a call is in
@@ -20,8 +22,11 @@ PID 1's side is ``pypilot.discovery``; this module runs only in the worker it fo
   often than once per interval, so Consul sees CP's rate while a change is seen when it happens;
 - errors logged once per change of state (per service kind of call, per watch), not once per call;
 - the telemetry HTTP server (``pypilot.telemetry``) when the config has ``telemetry``: in this same
-  process, which already pays for the interpreter and ``requests``; a second worker would cost another
-  ~30 MiB for nothing (measured in ``benchmarks/consul_load.py``).
+  process, which already pays for the interpreter and py-consul; another worker would cost another
+  interpreter for nothing (measured in ``benchmarks/consul_load.py``).
+
+The threads start after the worker blocked every signal (they inherit the mask): its main thread reads
+them from a signalfd.
 """
 
 from __future__ import annotations
@@ -35,16 +40,13 @@ if TYPE_CHECKING:
     import socket
     from typing import Any
 
+    from pypilot.channel import WorkerLink
+
     Message = dict[str, Any]
     Op = tuple[str, str, str]  # (register | update | deregister, check status, output)
 
 FINAL_TRIES = 3  # attempts per deregistration at shutdown (0.2 s apart), within that bound
 NOTE_MAX = 4096  # characters of a failing check's output sent as the TTL check's output
-
-
-def worker_main(sock: socket.socket) -> None:
-    """The discovery worker: a blocking read loop on PID 1's socket; Consul calls in threads."""
-    _Agent(sock).run()
 
 
 class AgentError(Exception):
@@ -182,12 +184,12 @@ class _Agent:
     CALL_TIMEOUT = 30.0  # py-consul's default; CP had none
     RETRY_MIN, RETRY_MAX = 0.5, 10.0
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, link: WorkerLink | None = None) -> None:
         import threading
 
         from pypilot.channel import WorkerLink
 
-        self.link = WorkerLink(sock)
+        self.link = link if link is not None else WorkerLink(sock)
         self.lock = threading.Lock()
         self.client: Any = None
         self.consul_cfg: Any = None
@@ -207,40 +209,6 @@ class _Agent:
 
     def send(self, msg: Message) -> None:
         self.link.send(msg)  # fails only once PID 1 closed our channel: we are stopping anyway
-
-    def run(self) -> None:
-        import select
-        import signal
-
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # _child reset it: a closed peer must be EPIPE
-        signal.signal(signal.SIGTERM, lambda *_: None)
-        signal.set_wakeup_fd(wake_w)
-        self.link.forward_logs()
-        while True:
-            readable, _, _ = select.select([self.link.fileno(), wake_r], [], [])
-            if wake_r in readable:
-                os.read(wake_r, 512)
-                self._drain_then_stop()  # SIGTERM (the sweep's kill(-1))
-            messages = self.link.read()
-            if messages is None:  # PID 1 closed the channel (or sent garbage): we are done
-                self.shutdown(3.0)
-                return
-            for msg in messages:
-                if msg.get("op") == "stop":
-                    self.shutdown(float(msg.get("bound") or 3.0))
-                    return
-                self.handle(msg)
-
-    def _drain_then_stop(self) -> None:
-        """Take what PID 1 wrote before it signalled us (its last deregistrations), then stop."""
-        bound = 3.0
-        for msg in self.link.drain():
-            if msg.get("op") == "stop":
-                bound = float(msg.get("bound") or bound)
-            else:
-                self.handle(msg)
-        self.shutdown(bound)
 
     # -- messages ----------------------------------------------------------------------------
 

@@ -1,12 +1,14 @@
 """Consul service discovery and watches, with every Consul call off PID 1 (CP §5, §6, §7.4).
 
-PID 1's side, ``Discovery``, is the jobs' ``Registry``: ``register``/``heartbeat``/``deregister`` update a
-small table and post a message to the discovery worker, never waiting. It also counts bus events for
-telemetry, turns the worker's watch results into ``changed`` then ``healthy``/``unhealthy`` events on the
-bus, heartbeats the ``containerpilot`` self-service every 5 s, and answers the worker's snapshot requests
-(job statuses, event counts) for ``/status`` and ``/metrics``. It imports nothing heavy.
+PID 1's side, ``Discovery``, is the jobs' ``Registry``: ``register``/``heartbeat``/``deregister`` update
+a small table and post a message to the I/O worker (``workers.IOWorker``, shared with the health checks),
+never waiting; a new worker process (after a death) is told the whole table again. It also counts bus
+events for telemetry, turns the worker's watch results into ``changed`` then ``healthy``/``unhealthy``
+events on the bus, heartbeats the ``containerpilot`` self-service every 5 s, and answers the worker's
+snapshot requests (job statuses, event counts) for ``/status`` and ``/metrics``. It imports nothing
+heavy.
 
-The worker's side is ``pypilot.consul`` (imported only in the worker).
+The worker's side is ``pypilot.consul`` (imported only in the worker, at its first Consul message).
 
 At shutdown ``stop()`` asks the worker to deregister every service it registered, within a bound that
 ends before the supervisor's final SIGKILL; a SIGTERM (``kill(-1)`` of the sweep) starts the same flush.
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from pypilot.jobs import Job
     from pypilot.loop import Loop, Timer
     from pypilot.reaper import Reaper
-    from pypilot.workers import Worker
+    from pypilot.workers import IOWorker
 
     class Counted(Protocol):
         def request_counts(self) -> dict[tuple[int, str], int]: ...
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
         loop: Loop
         reaper: Reaper
+        io: IOWorker | None
         bus: ev.Bus
         jobs: list[Job]
 
@@ -91,29 +94,16 @@ class _Service:
         self.leaving = False  # deregister sent, not yet confirmed
 
 
-def _worker_main(sock: Any) -> None:
-    from pypilot.consul import worker_main  # in the worker: PID 1 never pays for the module
-
-    worker_main(sock)
-
-
-def _make_worker(owner: Discovery) -> Worker:
-    """The discovery ``Worker``, telling ``owner`` each time a process starts (replacements too)."""
-    from pypilot.workers import Worker
-
-    class _DiscoveryWorker(Worker):
-        def start(self) -> None:
-            super().start()
-            owner._on_worker_started()
-
-    return _DiscoveryWorker("discovery", _worker_main, owner.sup.loop, owner.sup.reaper, owner._on_message)
-
-
 class Discovery:
-    """PID 1's handle on the discovery worker; implements ``jobs.Registry``."""
+    """PID 1's handle on the Consul side of the I/O worker; implements ``jobs.Registry``."""
+
+    OPS = ("watch", "deregistered", "snap")  # the messages of the worker that are ours
 
     def __init__(self, sup: Owner, config: Config) -> None:
         self.sup = sup
+        assert sup.io is not None
+        self.io = sup.io
+        self.io.attach("discovery", self.OPS, self._on_message, on_start=self._on_worker_started)
         self.config = config
         self.hostname = os.uname().nodename  # = gethostname(), without importing socket in PID 1
         self.services: dict[str, _Service] = {}
@@ -121,8 +111,7 @@ class Discovery:
         self.watches: dict[tuple[str, str, str], dict[str, Any]] = {
             _watch_key(w): _watch_entry(w) for w in config.watches
         }
-        self.worker: Worker | None = None  # created at start(): nothing of it before the first spawn
-        self.started = False
+        self.started = False  # nothing is sent to the worker before start(), after the first spawns
         self.stopping = False
         self._self_timer: Timer | None = None
         sup.bus.listen(self._on_event)
@@ -174,8 +163,10 @@ class Discovery:
         if self.started:
             return
         self.started = True
-        self.worker = _make_worker(self)
-        self.worker.start()
+        if self.io.connected("discovery"):  # the first health check started it already
+            self._on_worker_started()
+        else:
+            self.io.ensure_started("discovery")  # its start calls _on_worker_started
         if self.config.telemetry is not None:
             self._self_tick()
 
@@ -190,16 +181,15 @@ class Discovery:
             left = self.sup.deadline_remaining()
             bound = STOP_BOUND_MAX if left is None else left - 0.5
         bound = min(max(bound, 0.2), STOP_BOUND_MAX)
-        if self.worker is not None:
-            self.worker.send({"op": "stop", "bound": bound})
-            self.worker.stopped = True  # its exit is expected now: no replacement
+        # the worker's last message: it deregisters, then exits (no replacement)
+        self.io.finish("discovery", {"op": "stop", "bound": bound} if self.started else None)
 
     def handover(self, fds: list[int]) -> dict[str, Any]:
-        """The worker (adopted as it runs: its registrations and TTL clocks never stop, so Consul
-        sees no flap), the service table, the event counters, the watches and the self-service timer."""
+        """The service table, the event counters, the watches and the self-service timer. The worker is
+        the supervisor's ``io``, handed over once for its two users (adopted as it runs: its
+        registrations and TTL clocks never stop, so Consul sees no flap)."""
         timer = self._self_timer
         return {
-            "worker": self.worker.handover(fds) if self.worker is not None else None,
             "started": self.started,
             "services": {
                 sid: {"body": v.body, "initial": v.initial, "critical": v.critical, "leaving": v.leaving}
@@ -219,9 +209,11 @@ class Discovery:
             if tuple(key) in self.watches:
                 self.watches[tuple(key)].update(entry)
         self.started = bool(s["started"])
-        if s["worker"] is not None:
-            self.worker = _make_worker(self)
-            self.worker.adopt(s["worker"])
+        old = s.get("worker")
+        if old is not None:  # an image with a discovery worker of its own (format 1)
+            self.io.adopt_legacy("discovery", old)
+            if self.started and not old.get("pid"):  # it had died: the shared worker takes over now
+                self.sup.loop.call_soon(lambda: self.io.ensure_started("discovery"))
         if s["self_tick_at"] is not None:
             self._self_timer = self.sup.loop.call_at(float(s["self_tick_at"]), self._self_tick)
 
@@ -289,8 +281,8 @@ class Discovery:
             self._self_timer = self.sup.loop.call_later(interval, self._self_tick)
 
     def _send(self, msg: Message) -> None:
-        if self.worker is not None and not self.stopping:
-            self.worker.send(msg)
+        if self.started and not self.stopping:
+            self.io.send("discovery", msg)
 
     def _config_message(self) -> Message:
         from pypilot import __version__
@@ -306,9 +298,12 @@ class Discovery:
 
     def _on_worker_started(self) -> None:
         """A (new) worker: tell it the config and every service it must know about."""
-        if self.stopping or self.worker is None:
+        if self.stopping or not self.started:
             return
-        send = self.worker.send
+
+        def send(msg: Message) -> None:
+            self.io.send("discovery", msg)
+
         send(self._config_message())
         for sid, svc in self.services.items():
             send({"op": "service", "id": sid, "body": svc.body})
@@ -334,8 +329,8 @@ class Discovery:
             svc = self.services.get(str(msg["id"]))
             if svc is not None and svc.leaving:
                 del self.services[str(msg["id"])]
-        elif op == "snap" and self.worker is not None:
-            self.worker.send({"op": "snap", "n": msg["n"], "data": self.snapshot()})
+        elif op == "snap":
+            self.io.send("discovery", {"op": "snap", "n": msg["n"], "data": self.snapshot()})
 
     def _on_watch(self, msg: Message) -> None:
         name = str(msg["name"])

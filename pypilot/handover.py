@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from pypilot.supervisor import Supervisor
 
-FORMAT = 1  # the state format this pypilot writes and the newest it reads
+FORMAT = 2  # the state format this pypilot writes and the newest it reads (2: one I/O worker, ``io``)
 OLDEST = 1  # the oldest it still reads
 ENV_FD = "PYPILOT_UPGRADE_FD"  # the state's fd, in the environment of the exec'd image (never a job's)
 
@@ -87,6 +87,7 @@ def capture(sup: Supervisor, meta: dict[str, Any]) -> tuple[dict[str, Any], list
         "events_published": sup.bus.published,
         "orphans_reaped": sup.reaper.orphans_reaped,
         "jobs": [job.handover(fds) for job in sup.jobs],
+        "io": sup.io.handover(fds) if sup.io is not None else None,
         "health": sup.health.handover(fds) if sup.health is not None else None,
         "discovery": sup.discovery.handover(fds) if sup.discovery is not None else None,
         "control": sup.control.handover(fds) if sup.control is not None else None,
@@ -127,6 +128,10 @@ def restore(sup: Supervisor, state: dict[str, Any]) -> None:
     by_name = {job.name: job for job in sup.jobs}
     for s in state["jobs"]:
         by_name[s["name"]].resume(s)
+    if sup.io is not None and state.get("io") is not None:
+        sup.io.adopt(state["io"])
+    # format 1 had a worker per role, in health's and discovery's own ``worker``: their resume adopts
+    # each as it runs, and the role moves to the shared worker when it exits (workers.IOWorker)
     if sup.health is not None and state["health"] is not None:
         sup.health.resume(state["health"], {j.name: j._on_check_done for j in sup.jobs})
     if sup.discovery is not None and state["discovery"] is not None:

@@ -1,11 +1,12 @@
-"""Health checks, run in a worker process so PID 1's loop never waits on one (CP §3.7).
+"""Health checks, run in the I/O worker so PID 1's loop never waits on one (CP §3.7).
 
-PID 1's side, ``HealthChecks``, sends ``check`` requests and gets ``result`` messages back; it
-starts the worker on the first check and, when the worker dies, reports every check in flight as
-failed and lets ``Worker`` start a new one. The worker's side, ``worker_main``, runs exec checks as
-their own process groups (the whole group is killed at the timeout), and native HTTP (2xx–3xx
-passes) and TCP (connect passes) checks in threads; it talks to PID 1 through its ``WorkerLink``
-(which also takes its log lines to PID 1's log).
+PID 1's side, ``HealthChecks``, sends ``check`` requests through the supervisor's ``workers.IOWorker``
+(the one worker process it shares with discovery) and gets ``result`` messages back; it starts the
+worker on the first check and, when the worker dies, reports every check in flight as failed (the
+``IOWorker`` starts a new one). The worker's side, ``run_check`` (called by ``pypilot.ioworker``),
+runs exec checks as their own process groups, on the worker's loop and reaper (the whole group is
+killed at the timeout), and native HTTP (2xx–3xx passes) and TCP (connect passes) checks in a
+thread pool made at the first of them.
 """
 
 from __future__ import annotations
@@ -14,73 +15,72 @@ import os
 from collections.abc import Callable
 
 from pypilot import logs
-from pypilot.loop import Loop
-from pypilot.reaper import Reaper, describe
+from pypilot.reaper import describe
 
-TYPE_CHECKING = False  # workers (socket, orjson) load with the first check, not at start-up
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
     from typing import Any
 
-    from pypilot.workers import Message
+    from pypilot.loop import Loop
+    from pypilot.workers import IOWorker, Message
 
 ResultCallback = Callable[[bool, str], None]
 
 
 class HealthChecks:
-    """PID 1's handle on the health worker."""
+    """PID 1's handle on the health checks, run by the I/O worker it shares with discovery."""
 
-    def __init__(self, loop: Loop, reaper: Reaper) -> None:
-        from pypilot.workers import Worker
+    OPS = ("result",)  # the messages of the worker that are ours
 
-        self.loop = loop
-        self.worker = Worker("health", worker_main, loop, reaper, self._on_message, self._on_worker_death)
+    def __init__(self, loop: Loop, io: IOWorker) -> None:
+        self.loop, self.io = loop, io
+        io.attach("health", self.OPS, self._on_message, on_death=self._on_worker_death)
         self._inflight: dict[int, ResultCallback] = {}
         self._next_id = 0
         self._env_sent: dict[str, str] | None = None
 
     def check(self, request: Message, callback: ResultCallback) -> None:
         """Run one check (``kind`` exec/http/tcp, ``job``, ``timeout``, …); ``callback(ok, detail)``."""
-        if self.worker.pid == 0 and not self.worker.stopped and self.worker.channel is None:
-            self.worker.start()
+        self.io.ensure_started("health")
         env = dict(os.environ)
-        if env != self._env_sent and self.worker.send({"op": "env", "env": env}):
+        if env != self._env_sent and self.io.send("health", {"op": "env", "env": env}):
             self._env_sent = env  # checks see PID 1's env as of now (job PIDs, -putenv values)
         self._next_id += 1
         request = {**request, "op": "check", "id": self._next_id}
-        if not self.worker.send(request):
+        if not self.io.send("health", request):
             self.loop.call_soon(lambda: callback(False, "health worker is not running"))
             return
         self._inflight[self._next_id] = callback
 
     def handover(self, fds: list[int]) -> dict[str, object]:
-        """The worker, and the checks in flight by the job they are for (their results come after)."""
+        """The checks in flight by the job they are for (their results come after the exec); the
+        worker is the supervisor's ``io``, handed over once for both of its users."""
         inflight = {str(i): getattr(cb, "__self__", None) for i, cb in self._inflight.items()}
         return {
-            "worker": self.worker.handover(fds),
             "inflight": {i: job.name for i, job in inflight.items() if job is not None},
             "next_id": self._next_id,
             "env_sent": self._env_sent,
         }
 
     def resume(self, s: dict[str, Any], callbacks: dict[str, ResultCallback]) -> None:
-        """Adopt the worker; ``callbacks``: each job's result callback, by job name."""
-        self.worker.adopt(s["worker"])
+        """``callbacks``: each job's result callback, by job name. A state of an image that ran a
+        health worker of its own (format 1) has it in ``worker``: adopted, it serves the checks until
+        it exits, then the shared worker does."""
+        if s.get("worker") is not None:
+            self.io.adopt_legacy("health", s["worker"])
         self._next_id, self._env_sent = int(s["next_id"]), s["env_sent"]
         for i, name in s["inflight"].items():
             if name in callbacks:
                 self._inflight[int(i)] = callbacks[name]
 
     def stop(self) -> None:
-        self.worker.stop()
+        self.io.finish("health")
         self._fail_all("pypilot is stopping")
 
     def _on_message(self, msg: Message) -> None:
-        op = msg.get("op")
-        if op == "result":
-            callback = self._inflight.pop(int(msg["id"]), None)
-            if callback is not None:
-                callback(bool(msg["ok"]), str(msg.get("detail", "")))
+        callback = self._inflight.pop(int(msg["id"]), None)
+        if callback is not None:
+            callback(bool(msg["ok"]), str(msg.get("detail", "")))
 
     def _on_worker_death(self) -> None:
         self._env_sent = None
@@ -92,56 +92,13 @@ class HealthChecks:
             callback(False, why)
 
 
-# --- the worker process ---------------------------------------------------------------------------
+# --- in the I/O worker process ------------------------------------------------------------------
 
 
-def worker_main(sock: socket.socket) -> None:
-    """The health worker: its own loop, reaper and signalfd, like PID 1 but for checks."""
-    import signal
-
-    from pypilot import reaper as reaper_mod
-    from pypilot.channel import WorkerLink
-
-    sigfd = reaper_mod.setup_signals()  # before any thread: check exits come only through our reaper
-    loop, reaper = Loop(), Reaper()
-    results = _ThreadResults(loop)
-
-    def reply(msg: Message) -> None:
-        link.send(msg)
-
-    def on_message(msg: Message) -> None:
-        op = msg.get("op")
-        if op == "env":
-            os.environ.clear()
-            os.environ.update(msg["env"])
-        elif op == "check":
-            _run_check(msg, loop, reaper, results, reply)
-
-    def on_signals() -> None:
-        for signo, _ in reaper_mod.read_signals(sigfd):
-            if signo == signal.SIGCHLD:
-                reaper.drain()
-            elif signo in (signal.SIGTERM, signal.SIGQUIT):
-                loop.stop()
-
-    def on_readable() -> None:
-        messages = link.read()
-        if messages is None:  # PID 1 closed the channel: stop
-            loop.stop()
-            return
-        for msg in messages:
-            on_message(msg)
-
-    link = WorkerLink(sock, on_broken=loop.stop)
-    link.forward_logs()
-    loop.add_reader(link.fileno(), on_readable)
-    loop.add_reader(sigfd, on_signals)
-    loop.run()
-
-
-def _run_check(
-    msg: Message, loop: Loop, reaper: Reaper, results: _ThreadResults, reply: Callable[[Message], None]
-) -> None:
+def run_check(msg: Message, io: Any) -> None:
+    """Start one check in the I/O worker (``io``: its loop, reaper and ``reply``); the result is a
+    ``result`` message when it is done."""
+    loop, reaper, reply = io.loop, io.reaper, io.reply
     check_id, kind, timeout = msg["id"], msg["kind"], float(msg.get("timeout") or 1.0)
 
     def done(ok: bool, detail: str) -> None:
@@ -180,7 +137,9 @@ def _run_check(
         cmd.start(exited)
     elif kind in ("http", "tcp"):
         target = msg["url"] if kind == "http" else msg["addr"]
-        results.submit(lambda: _probe(kind, target, timeout), done)
+        if io.results is None:  # the pool (concurrent.futures, threading) only for a config with probes
+            io.results = _ThreadResults(loop)
+        io.results.submit(lambda: _probe(kind, target, timeout), done)
     else:
         done(False, f"unknown check kind {kind!r}")
 

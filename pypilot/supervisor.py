@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from pypilot.health import HealthChecks
     from pypilot.reload import Progress, Step
     from pypilot.upgrade import Upgrader
+    from pypilot.workers import IOWorker
 
     class DiscoveryService(Registry, Protocol):
         """Service discovery as the supervisor drives it (``pypilot.discovery.Discovery``)."""
@@ -73,6 +74,7 @@ class Supervisor:
         self.reaper = reaper.Reaper()
         self.bus = ev.Bus()
         self.is_pid1 = os.getpid() == 1
+        self.io: IOWorker | None = None
         self.health: HealthChecks | None = None
         self.discovery: DiscoveryService | None = None
         self.control: ControlPlane | None = None
@@ -81,16 +83,23 @@ class Supervisor:
             if cfg.has_service and cfg.ip:
                 setenv(ip_var(cfg.name), cfg.ip)
         self.jobs = [Job(cfg, self) for cfg in config.jobs]
-        if any(job.check_request is not None for job in self.jobs):
+        checks = any(job.check_request is not None for job in self.jobs)
+        consul = config.consul is not None and (
+            any(job.cfg.has_service for job in self.jobs) or config.watches or config.telemetry
+        )
+        if checks or consul:  # one I/O worker for both (pypilot.ioworker); it starts when first needed
+            from pypilot.workers import IOWorker
+
+            name = "+".join(r for r, used in (("health", checks), ("discovery", consul)) if used)
+            self.io = IOWorker(self.loop, self.reaper, name)
+        if checks and self.io is not None:
             from pypilot.health import HealthChecks
 
-            self.health = HealthChecks(self.loop, self.reaper)  # its worker starts with the first check
-        if config.consul is not None and (
-            any(job.cfg.has_service for job in self.jobs) or config.watches or config.telemetry
-        ):
+            self.health = HealthChecks(self.loop, self.io)  # the worker starts with the first check
+        if consul:
             from pypilot.discovery import Discovery
 
-            self.discovery = Discovery(self, config)  # its worker starts after `startup`
+            self.discovery = Discovery(self, config)  # or after `startup`
         self.wire_stopping_dependents()
         self._shutting_down = False
         self.maintenance_on = False

@@ -27,7 +27,7 @@ TYPE_CHECKING = False  # typing is not imported at start-up
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
-__all__ = ["Channel", "Message", "Worker"]
+__all__ = ["Channel", "IOWorker", "Message", "Worker"]
 
 
 class Channel:
@@ -188,12 +188,14 @@ class Worker:
         reaper: Reaper,
         on_message: Callable[[Message], None],
         on_death: Callable[[], None] | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         self.name, self.main, self.loop, self.reaper = name, main, loop, reaper
-        self.on_message, self.on_death = on_message, on_death
+        self.on_message, self.on_death, self.on_start = on_message, on_death, on_start
         self.pid = 0
         self.channel: Channel | None = None
         self.stopped = False
+        self.retiring = False  # an adopted worker of an older image: when it exits, it is not replaced
         self.restarts = 0
         self._delay = self.RESTART_MIN
 
@@ -209,6 +211,8 @@ class Worker:
         self.reaper.register(self.pid, self._on_exit, since=since)
         self.channel = Channel(self.loop, ours, self._deliver, lambda: None)
         logs.debug(f"worker {self.name} started as pid {self.pid}")
+        if self.on_start is not None:
+            self.on_start()
 
     def handover(self, fds: list[int]) -> dict[str, object]:
         """This worker for an in-place upgrade: its process is a child and stays one across the exec,
@@ -260,6 +264,11 @@ class Worker:
             self.channel = None
         if self.stopped:
             return
+        if self.retiring:
+            logs.info(f"worker {self.name} (pid {pid}) of the previous image ended: {describe(status)}")
+            if self.on_death is not None:
+                self.on_death()
+            return
         logs.error(f"worker {self.name} (pid {pid}) died: {describe(status)}; starting a new one")
         self.restarts += 1
         if self.on_death is not None:
@@ -268,10 +277,149 @@ class Worker:
         self._delay = min(self._delay * 2, self.RESTART_MAX)
 
     def _restart(self) -> None:
-        if not self.stopped:
+        if not self.stopped and self.pid == 0:  # not started meanwhile (a check starts it on demand)
             self.start()
             self.loop.call_later(30.0, self._reset_delay)
 
     def _reset_delay(self) -> None:
         if self.pid:
             self._delay = self.RESTART_MIN
+
+
+def _io_main(sock: socket.socket) -> None:
+    from pypilot.ioworker import main  # in the worker: PID 1 never loads its side
+
+    main(sock)
+
+
+class IOWorker:
+    """PID 1's handle on the one I/O worker (``pypilot.ioworker``): health checks, Consul and telemetry.
+
+    Its users (roles ``health`` and ``discovery``) ``attach`` with the ops of the worker's messages they
+    take, what to do when the process dies, and what to do when a new one starts (discovery tells it
+    every service again); messages are routed by ``op``. A role that is done ``finish``es: a farewell
+    message (discovery's ``stop``: deregister, then exit) or, for the last role, the channel's close.
+
+    After an upgrade from an image that ran one worker per role (state format 1), each role's old worker
+    is adopted as it runs (``adopt_legacy``: no check lost, no Consul flap) and serves that role until it
+    exits; it is not replaced: the role moves to the shared worker then, as after a worker's death.
+    """
+
+    def __init__(self, loop: Loop, reaper: Reaper, name: str) -> None:
+        self.loop, self.reaper = loop, reaper
+        self.worker = Worker(name, _io_main, loop, reaper, self._route, self._on_death, self._on_start)
+        self.roles: list[str] = []
+        self._routes: dict[str, Callable[[Message], None]] = {}
+        self._deaths: dict[str, Callable[[], None]] = {}
+        self._starts: dict[str, Callable[[], None]] = {}
+        self._legacy: dict[str, Worker] = {}
+        self._done: set[str] = set()
+
+    def attach(
+        self,
+        role: str,
+        ops: tuple[str, ...],
+        on_message: Callable[[Message], None],
+        on_death: Callable[[], None] | None = None,
+        on_start: Callable[[], None] | None = None,
+    ) -> None:
+        self.roles.append(role)
+        for op in ops:
+            self._routes[op] = on_message
+        if on_death is not None:
+            self._deaths[role] = on_death
+        if on_start is not None:
+            self._starts[role] = on_start
+
+    def target(self, role: str) -> Worker:
+        """The process serving ``role``: its adopted old worker, else the shared one."""
+        return self._legacy.get(role, self.worker)
+
+    def connected(self, role: str) -> bool:
+        chan = self.target(role).channel
+        return chan is not None and not chan.closed
+
+    def ensure_started(self, role: str) -> None:
+        """Start the shared worker unless it runs (or ``role`` has its own old one, or it is stopped)."""
+        w = self.worker
+        if role not in self._legacy and w.pid == 0 and not w.stopped and w.channel is None:
+            w.start()
+
+    def send(self, role: str, msg: Message) -> bool:
+        return self.target(role).send(msg)
+
+    def finish(self, role: str, farewell: Message | None = None) -> None:
+        """``role`` is done. With ``farewell``, that is its last message and the process exits by itself
+        (no replacement); else the process is stopped once no other role uses it."""
+        self._done.add(role)
+        w = self.target(role)
+        if farewell is not None:
+            w.send(farewell)
+            w.stopped = True  # its exit is expected now
+            return
+        if w is not self.worker:
+            w.stop()
+            return
+        if w.stopped:  # another role's farewell is under way: closing now could cut it short
+            return
+        if any(r not in self._done and r not in self._legacy for r in self.roles):
+            return
+        w.stop()
+
+    # -- the worker's events ---------------------------------------------------------------------
+
+    def _route(self, msg: Message) -> None:
+        handler = self._routes.get(str(msg.get("op")))
+        if handler is not None:
+            handler(msg)
+        else:
+            logs.debug(f"worker {self.worker.name}: message {msg.get('op')!r} has no taker")
+
+    def _on_death(self) -> None:
+        for role, cb in list(self._deaths.items()):
+            if role not in self._legacy:
+                cb()
+
+    def _on_start(self) -> None:
+        for role, cb in list(self._starts.items()):
+            if role not in self._legacy:
+                cb()
+
+    # -- upgrade -----------------------------------------------------------------------------------
+
+    def handover(self, fds: list[int]) -> dict[str, object]:
+        return {
+            "worker": self.worker.handover(fds),
+            "legacy": {role: w.handover(fds) for role, w in self._legacy.items()},
+            "done": sorted(self._done),
+        }
+
+    def adopt(self, s: dict[str, Any]) -> None:
+        self.worker.adopt(s["worker"])
+        self._done = set(s.get("done") or ())
+        for role, ws in (s.get("legacy") or {}).items():
+            self.adopt_legacy(role, ws)
+
+    def adopt_legacy(self, role: str, s: dict[str, Any]) -> None:
+        """Take over ``role``'s own worker of an older image (``Worker.handover``'s state) as it runs.
+        One that was not running is not started again: the shared worker serves ``role`` from now."""
+        if not s.get("pid"):
+            return
+        w = Worker(role, _io_main, self.loop, self.reaper, self._route, lambda: self._legacy_ended(role))
+        w.retiring = True
+        self._legacy[role] = w
+        w.adopt({**s, "restarts": 0})  # never restarted: no pending restart either
+
+    def _legacy_ended(self, role: str) -> None:
+        """``role``'s old worker exited: as after a death of its worker, the shared one takes over."""
+        self._legacy.pop(role, None)
+        died = self._deaths.get(role)
+        if died is not None:
+            died()
+        started = self._starts.get(role)
+        if role in self._done or started is None:
+            return  # health: the shared worker starts with the next check
+        if self.connected(role):
+            started()
+        else:
+            self.ensure_started(role)  # its start tells every role it serves, this one too
