@@ -25,6 +25,7 @@ import orjson
 import pytest
 
 from pypilot import handover
+from pypilot.handover import FORMAT
 from tests.consul_standin import ConsulStandin
 from tests.discovery.harness import Pilot, http, service_job, sid
 from tests.pid1 import wait_for
@@ -146,7 +147,7 @@ def test_upgrade_keeps_jobs_timers_registrations_and_streams(installs: dict[str,
         result = cli(p, "-upgrade", installs["new"])
         assert result.returncode == 0, result.stderr
         upgraded_at, upgraded_mono = time.time(), time.monotonic()
-        assert "(state v1, 5 jobs)" in p.wait_log("upgrade: resumed from ")[0]
+        assert f"(state v{FORMAT}, 5 jobs)" in p.wait_log("upgrade: resumed from ")[0]
 
         after = jobs(p)
         assert after["long"]["pid"] == before["long"]["pid"] and after["long"]["runs"] == 1
