@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     Message = dict[str, Any]
 
+MMAP_THRESHOLD, ARENAS = 128 << 10, 1
 DEFAULT_BOUND = 3.0  # seconds to deregister in, when PID 1 went away without saying how long
 
 
@@ -41,6 +42,9 @@ def main(sock: socket.socket) -> None:
     from pypilot.loop import Loop
 
     sigfd = reaper_mod.setup_signals()  # first: no thread may exist with signals unblocked
+    # glibc gives each thread that allocates an arena of its own (the Consul threads, waitress's):
+    # each keeps its freed pages as RSS; a few arenas serve these mostly idle threads as well
+    reaper_mod.malloc_tune(MMAP_THRESHOLD, ARENAS)
     loop, reaper = Loop(), reaper_mod.Reaper()
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
