@@ -5,7 +5,7 @@ one, ``Decoder`` takes a byte stream in any pieces and gives back whole messages
 ``MAX_MESSAGE`` or a body that is not a JSON object is a ``ValueError``: the stream cannot be trusted
 after it).
 
-``WorkerLink`` is every worker's end (health, control, discovery); PID 1's end is
+``WorkerLink`` is every worker's end (the I/O worker, control); PID 1's end is
 ``workers.Channel``, which never blocks. A worker may block, so its end is plain: ``send`` from any
 thread (whole frames, under a lock), ``read`` for one ``recv`` worth of messages (for a worker's own
 loop or ``select``), ``drain`` for what is there already, ``serve`` for a reader that runs until PID 1

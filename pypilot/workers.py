@@ -7,7 +7,9 @@ like any other (no second waiter). PID 1 imports nothing to start one (multiproc
 shared. PID 1 and a worker talk over a socketpair in small messages
 (``pypilot.channel``: the framing, and the worker's end); ``Channel`` here is PID 1's end, and a
 worker's ``log`` messages are written to PID 1's log here, for every worker. A dead worker is started
-again, after a delay that grows while it keeps dying.
+again, after a delay that grows while it keeps dying. ``IOWorker`` is the one worker that health
+checks and discovery share (``pypilot.ioworker`` is its process): messages routed by op, one death
+and one replacement for both.
 """
 
 from __future__ import annotations
