@@ -1,6 +1,6 @@
 """py-consul over a small stdlib HTTP/1.1 client, without requests (issue #15).
 
-py-consul stays the discovery worker's Consul API; what this module replaces is only its transport.
+py-consul stays the I/O worker's Consul API; what this module replaces is only its transport.
 py-consul's ``consul.std`` imports requests (with urllib3, idna, charset-normalizer, certifi and ssl:
 ~16 MiB of RSS in a process that makes a handful of calls a second to one agent on loopback). Here:
 

@@ -75,7 +75,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 
 
 class Registry(Protocol):
-    """Service discovery as jobs see it (Consul, in the discovery worker): fire and forget."""
+    """Service discovery as jobs see it (Consul, in the I/O worker): fire and forget."""
 
     def register(self, job: Job, status: str) -> None: ...
 

@@ -1,6 +1,6 @@
-"""Prometheus telemetry (CP §7), served from the discovery worker: ``/metrics`` and ``/status`` over TCP.
+"""Prometheus telemetry (CP §7), served from the I/O worker: ``/metrics`` and ``/status`` over TCP.
 
-This module owns the metric values and their exposition. It runs only in the discovery worker; PID 1
+This module owns the metric values and their exposition. It runs only in the I/O worker; PID 1
 never imports it. The page is prometheus-client's exposition (its registry, metric families, process
 collector and text format), imported without the modules of its push-gateway and server helpers, which
 are not used (``lean_imports.unused``, ~8 MiB); it is served by waitress, the control plane's server.
