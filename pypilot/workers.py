@@ -199,6 +199,7 @@ class Worker:
         self.stopped = False
         self.retiring = False  # an adopted worker of an older image: when it exits, it is not replaced
         self.restarts = 0
+        self.restart_due = False  # died, its restart is scheduled: nothing else starts it meanwhile
         self._delay = self.RESTART_MIN
 
     def start(self) -> None:
@@ -235,6 +236,7 @@ class Worker:
         elif self.pid:  # a worker whose channel broke is on its way out: its exit restarts it
             os.kill(self.pid, signal.SIGTERM)
         if not self.pid and self.restarts and not self.stopped:  # it died: its restart was pending
+            self.restart_due = True
             self.loop.call_soon(self._restart)
 
     def _deliver(self, msg: Message) -> None:
@@ -275,11 +277,13 @@ class Worker:
         self.restarts += 1
         if self.on_death is not None:
             self.on_death()
+        self.restart_due = True
         self.loop.call_later(self._delay, self._restart)
         self._delay = min(self._delay * 2, self.RESTART_MAX)
 
     def _restart(self) -> None:
-        if not self.stopped and self.pid == 0:  # not started meanwhile (a check starts it on demand)
+        self.restart_due = False
+        if not self.stopped and self.pid == 0:
             self.start()
             self.loop.call_later(30.0, self._reset_delay)
 
@@ -344,8 +348,9 @@ class IOWorker:
     def ensure_started(self, role: str) -> None:
         """Start the shared worker unless it runs (or ``role`` has its own old one, or it is stopped)."""
         w = self.worker
-        if role not in self._legacy and w.pid == 0 and not w.stopped and w.channel is None:
-            w.start()
+        idle = w.pid == 0 and not w.stopped and w.channel is None
+        if role not in self._legacy and idle and not w.restart_due:
+            w.start()  # never inside a dead worker's restart delay: a worker dying at every check backs off
 
     def send(self, role: str, msg: Message) -> bool:
         return self.target(role).send(msg)
