@@ -80,9 +80,23 @@ class Cookie:
     """Stands for ``http.cookiejar.Cookie`` where only its name is used (a type alias)."""
 
 
-def install() -> list[str]:
-    """Register the stand-ins not already shadowed by a real import; the names registered."""
-    stand_ins = {
+def _datetime() -> types.ModuleType:
+    """``datetime`` as the C module ``_datetime`` already is: the stdlib's ``datetime.py`` first defines the
+    whole pure-Python implementation (~0.2 MiB of objects), then replaces every public name with
+    ``_datetime``'s. The same names, the same objects; only the discarded copy is never built."""
+    import _datetime
+
+    module = types.ModuleType("datetime", _datetime.__doc__)
+    module.__dict__.update({k: v for k, v in vars(_datetime).items() if not k.startswith("__")})
+    module.__dict__.update(__all__=("date", "datetime", "time", "timedelta", "timezone", "tzinfo", "MINYEAR",
+                                    "MAXYEAR", "UTC"), sys=sys)
+    return module
+
+
+def _stand_ins() -> dict[str, Callable[[], types.ModuleType]]:
+    """What ``install`` registers, and why each is safe (the control worker's libraries, read at import)."""
+    return {
+        # Falcon's ASGI side and a type alias (see the module docstring)
         "asyncio": lambda: StandIn(
             "asyncio",
             {"create_task": _forward("asyncio", "create_task"),
@@ -90,9 +104,34 @@ def install() -> list[str]:
             hidden=frozenset({"Runner"}),
         ),
         "http.cookiejar": lambda: StandIn("http.cookiejar", {"Cookie": Cookie}),
+        # Falcon's HTTPError.to_xml (with pyexpat): an error answered as XML, which this app never does
+        "xml.etree.ElementTree": lambda: StandIn("xml.etree.ElementTree", {}),
+        # waitress: ``calendar`` (and ``locale``) to parse an If-Modified-Since date, ``getopt`` (and
+        # ``gettext``, ``locale``) for its command line; neither runs here
+        "calendar": lambda: StandIn("calendar", {}),
+        "getopt": lambda: StandIn("getopt", {}),
+        # Falcon's UUID parameter and route converter (``uuid`` imports ``platform``): not in these routes
+        "uuid": lambda: StandIn("uuid", {"UUID": _forward("uuid", "UUID")}),
+        # Falcon's App() copies ``mimetypes.types_map`` (after reading /etc/mime.types) as the table of its
+        # static routes; the control app mounts none, so the table it copies is an empty one
+        "mimetypes": lambda: StandIn("mimetypes", {"inited": True, "types_map": {}}),
+        # waitress asks ``platform.system()`` once, to know whether it runs on Windows: on a POSIX system
+        # that is ``os.uname().sysname`` (what platform.uname() reads)
+        "platform": lambda: StandIn("platform", {"system": _system}),
+        "datetime": _datetime,
     }
+
+
+def _system() -> str:
+    import os
+
+    return os.uname().sysname
+
+
+def install() -> list[str]:
+    """Register the stand-ins not already shadowed by a real import; the names registered."""
     done = []
-    for name, make in stand_ins.items():
+    for name, make in _stand_ins().items():
         if name in sys.modules:
             continue
         module = sys.modules[name] = make()

@@ -1,6 +1,7 @@
-"""The control worker serves without asyncio, ssl or http.cookiejar loaded (issue #15): Falcon imports
-them for its ASGI side; ``pypilot.lean_imports`` stands in for them, and a name nobody foresaw still
-reaches the real module."""
+"""The control worker serves without asyncio, ssl, http.cookiejar, xml.etree (pyexpat), calendar, getopt,
+uuid or mimetypes loaded, and with ``datetime`` as the C module it ends up as (issue #15): Falcon and
+waitress import them for what this app never does; ``pypilot.lean_imports`` stands in for them, and a name
+nobody foresaw still reaches the real module."""
 
 from __future__ import annotations
 
@@ -18,12 +19,43 @@ def run(code: str) -> str:
     return out.stdout.strip()
 
 
-def test_the_control_app_and_server_import_without_asyncio_ssl_or_http_client() -> None:
+UNUSED = ("asyncio", "ssl", "_ssl", "http.client", "http.cookiejar", "urllib.request", "email.message",
+          "xml.etree.ElementTree", "pyexpat", "calendar", "locale", "getopt", "gettext", "uuid", "platform",
+          "mimetypes")
+
+
+def test_the_control_app_and_server_import_and_build_without_the_modules_they_do_not_use() -> None:
     code = ("import sys, types; from pypilot import lean_imports; print(lean_imports.install()); "
             "import pypilot.control.worker, pypilot.control.app, pypilot.control.server; "
-            "print([m for m in ('asyncio', 'ssl', '_ssl', 'http.client', 'http.cookiejar', 'urllib.request', "
-            "'email.message') if type(sys.modules.get(m)) is types.ModuleType])")
-    assert run(code).splitlines() == ["['asyncio', 'http.cookiejar']", "[]"]
+            "pypilot.control.app.make_app(None, {}); "
+            f"print([m for m in {UNUSED!r} if type(sys.modules.get(m)) is types.ModuleType]); "
+            "print(hasattr(sys.modules['datetime'], '_ymd2ord'))")  # the pure-Python datetime, never built
+    assert run(code).splitlines() == [
+        "['asyncio', 'http.cookiejar', 'xml.etree.ElementTree', 'calendar', 'getopt', 'uuid', 'mimetypes', "
+        "'platform', 'datetime']", "[]", "False"]
+
+
+def test_datetime_is_the_same_names_and_objects_as_the_stdlib_one() -> None:
+    code = ("import sys; from pypilot import lean_imports; lean_imports.install(); import datetime as lean; "
+            "del sys.modules['datetime']; import datetime as real; "
+            "public = lambda m: {k for k in vars(m) if not k.startswith('__') or k == '__all__'}; "
+            "same = all(getattr(lean, k) is getattr(real, k) for k in real.__all__); "
+            "print(public(lean) == public(real), same, lean.__all__ == real.__all__, "
+            "lean.__doc__ == real.__doc__); "
+            "import pickle; sys.modules['datetime'] = lean; "
+            "d = lean.datetime(2026, 12, 2, tzinfo=lean.UTC); print(pickle.loads(pickle.dumps(d)) == d)")
+    assert run(code).splitlines() == ["True True True True", "True"]
+
+
+def test_a_use_the_stand_ins_did_not_foresee_gets_the_real_module() -> None:
+    code = ("import sys, types; from pypilot import lean_imports; lean_imports.install(); "
+            "import mimetypes, uuid, calendar, xml.etree.ElementTree as et; "
+            "print(mimetypes.guess_type('a.json')[0], type(sys.modules['mimetypes']) is types.ModuleType); "
+            "print(str(uuid.UUID(int=1))[-4:], isinstance(uuid.UUID(int=1), sys.modules['uuid'].UUID)); "
+            "print(calendar.timegm((1970, 1, 2, 0, 0, 0)), et.tostring(et.Element('e'))); "
+            "import platform; system = platform.system(); del sys.modules['platform']; import platform; "
+            "print(system == platform.system(), platform.machine() == platform.uname().machine)")
+    assert run(code).splitlines() == ["application/json True", "0001 True", "86400 b'<e />'", "True True"]
 
 
 def test_a_name_the_stand_in_does_not_know_loads_the_real_module_and_hidden_ones_stay_hidden() -> None:
@@ -57,4 +89,4 @@ def test_the_running_control_worker_has_no_ssl_or_asyncio_mapped_after_serving()
         pid = p.status()["control"]["workerPid"]
         maps = open(f"/proc/{pid}/maps").read()
     assert "falcon" in maps  # it is the control worker, and it has served
-    assert "_ssl." not in maps and "_asyncio." not in maps and "libssl" not in maps
+    assert "_ssl." not in maps and "_asyncio." not in maps and "libssl" not in maps and "pyexpat" not in maps
