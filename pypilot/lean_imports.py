@@ -3,14 +3,28 @@
 Falcon imports ``asyncio`` (with it ``ssl``, ``concurrent.futures``' friends, the event loop machinery) and
 ``http.cookiejar`` (with it ``urllib.request``, ``http.client``, ``email``) at import time, for its ASGI
 side and a type alias: ~13 MiB of RSS in the control worker, which serves WSGI on waitress and never
-touches either. ``install`` registers a stand-in for each before Falcon is imported:
+touches either. Falcon and waitress also import, for what this app never does: ``xml.etree`` (and
+``pyexpat``: an error answered as XML), ``uuid`` (and ``platform``: a UUID parameter or route converter),
+``mimetypes`` (App() reads /etc/mime.types for static routes), ``calendar`` (If-Modified-Since), ``getopt``
+(and ``gettext``, ``locale``: waitress' command line), ``platform`` (one "is this Windows?"): ~2.5 MiB of
+the worker's RSS. ``install`` registers a stand-in for each before Falcon is imported (``_stand_ins`` says
+what each one answers, and why that is safe):
 
-- the stand-in answers the few names Falcon reads at import time (``asyncio.create_task`` and
-  ``get_running_loop``, which it wraps in deprecation shims, as functions that call the real ones;
-  ``http.cookiejar.Cookie``, used only in a type alias, as a placeholder class);
+- the stand-in answers the few names read at import time (``asyncio.create_task`` and
+  ``get_running_loop``, which Falcon wraps in deprecation shims, as functions that call the real ones;
+  ``http.cookiejar.Cookie``, used only in a type alias, as a placeholder class; ``uuid.UUID`` as a function
+  that calls the real one; ``platform.system`` as what it reads, ``os.uname().sysname``);
 - ``asyncio.Runner`` is absent, so Falcon falls back to its own lazy runner instead of building one;
 - any other name read from a stand-in imports the real module then and there, puts it in
   ``sys.modules`` and answers from it: a use nobody foresaw costs the import it always cost, nothing more.
+
+``datetime`` is not a stand-in but the module the stdlib's ends up as: ``datetime.py`` builds a whole
+pure-Python implementation, then replaces every public name with the C module's; here the module is made
+of the C module's names straight away (the same objects, the same ``__all__``).
+
+Not stood in, because they are used while the app is built: ``inspect`` (with ``ast`` and ``dis``: Falcon's
+``add_error_handler`` reads each handler's ``inspect.signature``), ``concurrent.futures`` (Falcon makes an
+executor at import), ``http.cookies`` (Falcon reads ``Morsel`` at import), ``logging`` (waitress').
 
 Only for a process of our own that imports a known set of libraries (the control worker), before any of
 them is imported; never in PID 1 or a test process.

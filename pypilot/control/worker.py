@@ -182,7 +182,7 @@ def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
 
     from pypilot import lean_imports, reaper
 
-    lean_imports.install()  # before Falcon: its asyncio and http.cookiejar imports, unused here (~9 MiB)
+    lean_imports.install()  # before Falcon: the stdlib it and waitress import but do not use here
     from pypilot.control.app import make_app
     from pypilot.control.server import THREADS, make_server
 
