@@ -38,3 +38,53 @@ def test_loading_a_plain_config_prints_no_value_so_loads_no_template_engine(tmp_
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[('/bin/true', '-x'), ('/bin/true',), ('/bin/true',)] []"
+
+
+# what PID 1 imports only once its first job runs: the control socket's side, the workers, reload/upgrade
+AFTER_THE_FIRST_SPAWN = ("socket", "selectors", "struct", "array", "pypilot.channel", "pypilot.workers",
+                         "pypilot.control", "pypilot.control.plane", "pypilot.control.socketfile",
+                         "pypilot.discovery", "pypilot.upgrade", "pypilot.handover", "pypilot.reload",
+                         "pypilot.gofmt", "pypilot.config.template", "pypilot.lean_imports")
+
+FIRST_SPAWN = """
+import sys
+before = set(sys.modules)  # the interpreter's own (no site: -S); all the rest is pypilot's doing
+out, config, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+sys.path.extend(paths)  # where the tests' pypilot is, and its dependencies (cffi)
+from pypilot import reaper
+real = reaper.spawn
+def spawn(*args, **kwargs):
+    if reaper.spawn is spawn:
+        reaper.spawn = real
+        with open(out, "w") as f:
+            f.write("\\n".join(sorted(set(sys.modules) - before)))
+    return real(*args, **kwargs)
+reaper.spawn = spawn
+from pypilot.__main__ import main
+sys.exit(main(["-config", config]))
+"""
+
+
+def test_pid1_spawns_its_first_job_before_importing_the_control_plane_or_anything_heavy(tmp_path) -> None:
+    """The real start-up path, up to the moment of the first spawn (issue #15): the modules PID 1 has
+    imported by then, in an interpreter without ``site`` (whose own imports would hide some)."""
+    import json
+    import site
+    from pathlib import Path
+
+    import pypilot
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({
+        "consul": "localhost:8500", "control": {"socket": str(tmp_path / "c.sock")},
+        "jobs": [{"name": "app", "exec": ["/bin/true"], "restarts": "never"}]}))
+    out = tmp_path / "modules"
+    paths = [str(Path(pypilot.__file__).parent.parent), *site.getsitepackages()]
+    res = subprocess.run([sys.executable, "-I", "-S", "-c", FIRST_SPAWN, str(out), str(config), *paths],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    imported = set(out.read_text().split())
+    assert {"pypilot.supervisor", "pypilot.jobs", "pypilot.reaper"} <= imported  # it did get that far
+    assert sorted(imported & {*HEAVY, *AFTER_THE_FIRST_SPAWN}) == []
+    # the control plane did start, after the spawn
+    assert "control: serving at" in res.stderr + res.stdout
