@@ -16,51 +16,74 @@ reports the config's error); any non-2xx answer is a failure with the server's r
 
 from __future__ import annotations
 
-import http.client
+import _socket  # not socket, which imports enum: -ping needs none of its wrappers
 import os
-import socket
 import sys
-from collections.abc import Mapping
-from typing import Any, TextIO
 
-import orjson
+TYPE_CHECKING = False  # typing, http.client (with email and ssl) and orjson cost every -ping ~40 ms
+if TYPE_CHECKING:
+    import http.client
+    import socket
+    from collections.abc import Mapping
+    from typing import Any, TextIO
 
 CONTROL_COMMANDS = ("reload", "upgrade", "maintenance", "putenv", "putmetric", "ping")
 POSITIONAL = ("status", "job", "logs")
 ERROR_HEADER = "X-Pypilot-Error"
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP/1.1 to host ``control`` over a unix socket, as CP's client dials it."""
+def connect(path: str, timeout: float, kind: type[socket.socket] | None = None) -> _socket.socket:
+    """A connected unix socket (a ``kind``, else the plain ``_socket.socket``); a full listen backlog
+    (EAGAIN: a unix socket does not queue the connect) is retried until the timeout, as a TCP client's SYN
+    would be."""
+    import time
 
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("control", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        """Connect; a full listen backlog (EAGAIN: a unix socket does not queue the connect) is retried
-        until the timeout, as a TCP client's SYN would be."""
-        import time
-
-        deadline = time.monotonic() + (self.timeout if isinstance(self.timeout, (int, float)) else 10.0)
-        delay = 0.005
-        while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(self.timeout)
-            try:
-                sock.connect(self.socket_path)
-            except BlockingIOError:
-                sock.close()
-                if time.monotonic() + delay >= deadline:
-                    raise
-                time.sleep(delay)  # the server has not accepted yet: nothing to wait on but time
-                delay = min(delay * 2, 0.1)
-                continue
-            except OSError:
-                sock.close()
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        sock = (kind or _socket.socket)(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except BlockingIOError:
+            sock.close()
+            if time.monotonic() + delay >= deadline:
                 raise
-            self.sock = sock
-            return
+            time.sleep(delay)  # the server has not accepted yet: nothing to wait on but time
+            delay = min(delay * 2, 0.1)
+            continue
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+
+def _connection_class() -> type[http.client.HTTPConnection]:
+    import http.client
+
+    class UnixHTTPConnection(http.client.HTTPConnection):
+        """HTTP/1.1 to host ``control`` over a unix socket, as CP's client dials it."""
+
+        def __init__(self, path: str, timeout: float) -> None:
+            super().__init__("control", timeout=timeout)
+            self.socket_path = path
+
+        def connect(self) -> None:
+            """Connect (``connect``: a full backlog is retried until the timeout)."""
+            import socket
+
+            timeout = self.timeout if isinstance(self.timeout, (int, float)) else 10.0
+            self.sock = connect(self.socket_path, timeout, socket.socket)
+
+    return UnixHTTPConnection
+
+
+def __getattr__(name: str) -> Any:
+    """``UnixHTTPConnection`` is made on first use: ``-ping`` does without http.client."""
+    if name == "UnixHTTPConnection":
+        cls = globals()[name] = _connection_class()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Failed(Exception):
@@ -72,7 +95,7 @@ class Failed(Exception):
 
 
 class Response:
-    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes) -> None:
+    def __init__(self, status: int, headers: http.client.HTTPMessage | Headers, body: bytes) -> None:
         self.status, self.headers, self.body = status, headers, body
 
     @property
@@ -80,7 +103,74 @@ class Response:
         return self.headers.get(ERROR_HEADER, "") or ""
 
     def json(self) -> Any:
+        import orjson
+
         return orjson.loads(self.body)
+
+
+class Headers(dict[str, str]):
+    """A response's headers by lower-cased name (what ``ping`` reads them with)."""
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+
+PING = b"GET /v3/ping HTTP/1.1\r\nHost: control\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
+MAX_PING_ANSWER = 1 << 20
+
+
+def ping(socket_path: str, timeout: float = 10.0) -> Response:
+    """``GET /v3/ping`` on a plain socket, what an image's HEALTHCHECK runs every few seconds: the same
+    request and errors as ``request``, without http.client (and its email and ssl) or orjson."""
+    url = "http://control/v3/ping"
+    try:
+        sock = connect(socket_path, timeout)
+    except OSError as e:
+        reason = (e.strerror or str(e)).lower()
+        raise Failed(f"Get {url}: dial unix {socket_path}: connect: {reason}", unreachable=True) from None
+    try:
+        sock.sendall(PING)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            data += chunk
+            answer = _answer(data, done=not chunk or len(data) > MAX_PING_ANSWER)
+            if answer is not None:
+                return answer
+    except OSError as e:
+        raise Failed(f"Get {url}: {e or type(e).__name__}") from None
+    except ValueError as e:
+        raise Failed(f"Get {url}: {e}") from None
+    finally:
+        sock.close()
+
+
+def _answer(data: bytes, done: bool) -> Response | None:
+    """The response in ``data``, or None while it is incomplete and more may come (ValueError: malformed)."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        if done:
+            raise ValueError("Remote end closed connection without response" if not data else
+                             f"malformed response {data[:100]!r}")
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code = rest[:3]
+    if not version.startswith("HTTP/1.") or not code.isdigit():
+        raise ValueError(f"malformed status line {lines[0][:100]!r}")
+    headers = Headers()
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    length = headers.get("Content-Length")
+    if length is not None and length.isdigit():
+        if len(body) < int(length) and not done:
+            return None
+        body = body[: int(length)]
+    elif not done:  # no length: the body ends where the server closes
+        return None
+    return Response(int(code), headers, body)
 
 
 def request(
@@ -92,7 +182,11 @@ def request(
     accept_json: bool = False,
 ) -> Response:
     """One request; Failed with Go's error text when the socket cannot be reached."""
-    conn = UnixHTTPConnection(socket_path, timeout)
+    import http.client
+
+    import orjson
+
+    conn = __getattr__("UnixHTTPConnection")(socket_path, timeout)
     headers = {"Accept": "application/json"} if accept_json else {}
     data = None
     if body is not None:
@@ -208,11 +302,15 @@ def run_subcommand(opts: Any, out: TextIO | None = None, err: TextIO | None = No
         prefix = f"-{command}: failed to run subcommand: "
     else:
         prefix = f"{command}: failed: "
-    from pypilot.config import ConfigError
-
     try:
         sock, origin = socket_path(opts)
-    except (ConfigError, ValueError) as e:
+    except ValueError as e:
+        return fatal(str(e), err)
+    except Exception as e:  # a ConfigError; the config package is loaded only if the socket came from it
+        from pypilot.config import ConfigError
+
+        if not isinstance(e, ConfigError):
+            raise
         return fatal(str(e), err)
     try:
         if command == "reload":
@@ -232,7 +330,7 @@ def run_subcommand(opts: Any, out: TextIO | None = None, err: TextIO | None = No
             # JSON: the server refuses (422, with why) a metric CP would have ignored with a 200
             check(request(sock, "POST", "/v3/metric", dict(opts.putmetric), accept_json=True))
         elif command == "ping":
-            check(request(sock, "GET", "/v3/ping"))
+            check(ping(sock))
             out.write("ok\n")
         elif command == "status":
             return _status(sock, opts.json, out, err, origin)
@@ -295,6 +393,8 @@ def _origin(e: Failed, origin: str) -> str:
 
 
 def _json_or_none(resp: Response) -> Any:
+    import orjson
+
     try:
         return resp.json()
     except orjson.JSONDecodeError:
@@ -335,7 +435,11 @@ def _raw_note(name: str, data: dict[str, Any], err: TextIO | None) -> None:
 def _follow(sock: str, path: str, name: str, out: TextIO, err: TextIO | None) -> int:
     """Read the server-sent events of a followed log; a line each ``data:``. The socket timeout is
     well over the server's keep-alive comments (15 s), so a server that went away is noticed."""
-    conn = UnixHTTPConnection(sock, 60.0)
+    import http.client
+
+    import orjson
+
+    conn = __getattr__("UnixHTTPConnection")(sock, 60.0)
     try:
         try:
             conn.connect()
@@ -446,6 +550,8 @@ def _status(sock: str, as_json: bool, out: TextIO, err: TextIO | None, origin: s
         return fatal(f"status: failed: {e}{_origin(e, origin)}", err)
     data = resp.json()
     if as_json:
+        import orjson
+
         out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     out.write(format_status(data))
