@@ -23,6 +23,10 @@ PY=${PY:-$ROOT/.venv/bin/python}
 MODULES=${MODULES:-"pypilot/jobs.py pypilot/process.py pypilot/reaper.py pypilot/supervisor.py pypilot/loop.py"}
 WORK=${WORK:-$(mktemp -d /tmp/pypilot-mutation-XXXXXX)}
 JOBS=${JOBS:-2}
+# A mutant that hangs a test is killed in seconds, not minutes: pytest-timeout fails the test (mutmut
+# counts it killed) after TEST_TIMEOUT s, ten times the slowest test here; mutmut's own wall-clock
+# timeout, (the mutant's tests' time + 10 s) x 3, catches a hang outside a test (collection, teardown).
+TEST_TIMEOUT=${TEST_TIMEOUT:-10}
 
 # Per module: its unit tests, then end-to-end tests of a second or less that drive it (no storms: a
 # surviving mutant runs every test that reached it, and mutmut's trampolines slow a storm tenfold).
@@ -53,6 +57,8 @@ tests_for() {
         tests/test_reload.py::test_reload_with_a_bad_config_is_rejected_and_keeps_every_job
         tests/test_reload.py::test_diff_reload_restarts_a_job_whose_environment_changed_by_putenv
         tests/test_reload.py::test_shutdown_overrides_a_reload_waiting_for_its_grace_and_exits_at_once
+        tests/test_reload.py::test_diff_reload_rolls_back_a_changed_job_that_never_turns_healthy_within_the_grace
+        tests/test_reload.py::test_diff_reload_waits_for_a_changed_jobs_readiness_and_rolls_back_without_it
         tests/test_pid1.py::test_shutdown_signal_takes_effect_and_returns_early
         tests/test_pid1.py::test_sighup_does_not_stop_pypilot
         tests/test_pid1.py::test_signal_storm_leaves_pid1_alive_and_working
@@ -129,12 +135,12 @@ def pytest_runtest_teardown(item: object) -> None:
 EOF
 
 # A mutant that hangs a test is killed by mutmut's timeout, and the pypilot it started (under unshare,
-# in $WORK/<module>/tmp) is left: end those older than any test here lasts.
+# in $WORK/<module>/tmp) is left: end those older than any test here may last (TEST_TIMEOUT).
 sweep() {
     while sleep 30; do
         ps -eo pid=,etimes=,args= | while read -r pid age args; do
             case "$args" in
-            *"-m pypilot -config $WORK/"*) [ "$age" -gt 180 ] && kill -KILL "$pid" 2>/dev/null ;;
+            *"-m pypilot -config $WORK/"*) [ "$age" -gt 60 ] && kill -KILL "$pid" 2>/dev/null ;;
             esac
         done
     done
@@ -173,7 +179,8 @@ for m in $MODULES; do
         for t in $tests; do [ -e "$dir/${t%%::*}" ] && printf '    %s\n' "$t"; done
         printf 'also_copy=\n    pypilot/\n    tests/\n    csrc/\n'
         printf 'pytest_add_cli_args=\n    -m\n    not slow and not image\n    -p\n    no:cacheprovider\n'
-        printf '    -p\n    mutation_hits\n    --timeout=30\n'
+        printf '    -p\n    mutation_hits\n    --timeout=%s\n' "$TEST_TIMEOUT"
+        printf 'timeout_multiplier=3.0\ntimeout_constant=10.0\n'
     } > "$dir/setup.cfg"
     echo "== $m ($(date -u +%H:%M) UTC)"
     (
