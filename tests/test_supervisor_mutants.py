@@ -437,3 +437,47 @@ def test_a_second_reload_is_refused_and_shutdown_ends_the_one_under_way(tmp_path
     assert answers == [(False, "a reload is already in progress")]
     sup.shutdown()
     assert answers[-1] == (False, "pypilot is shutting down") and sup._reload is None
+
+
+def test_a_jobs_command_carries_what_its_config_says(tmp_path: Path) -> None:
+    from pypilot import joblogs
+
+    sup = supervisor(tmp_path, {"jobs": [
+        {"name": "web-app.sh", "exec": ["sleep", "1"], "workdir": "/tmp"},
+        {"name": "raw", "exec": "true", "logging": {"raw": True}},
+    ]})
+    web, raw = (j.cfg for j in sup.jobs)
+    cmd = sup.command(web, 2.5)
+    assert (cmd.name, cmd.argv, cmd.timeout, cmd.env_name) == ("web-app.sh", ("sleep", "1"), 2.5, "WEB_APP")
+    assert cmd.loop is sup.loop and cmd.reaper is sup.reaper
+    assert cmd.process is web.process and cmd.process is not None and cmd.process.workdir == "/tmp"
+    assert cmd.raw is False and cmd.interactive is False
+    assert cmd.sink is joblogs.get("web-app.sh")  # its output goes through the job's own log
+    rcmd = sup.command(raw, None)
+    assert rcmd.raw is True and rcmd.sink is None and rcmd.timeout is None and rcmd.process is None
+    tini = sup.command(raw._replace(interactive=True), None)
+    assert tini.interactive is True
+
+
+def test_the_supervisor_makes_health_checks_and_discovery_only_for_jobs_that_need_them(
+        tmp_path: Path) -> None:
+    health = {"exec": "true", "interval": 5, "ttl": 10}
+    service = {"name": "web", "exec": "true", "port": 8080, "interfaces": ["static:10.1.2.3"],
+               "health": health}
+    os.environ.pop("CONTAINERPILOT_WEB_IP", None)
+    try:
+        sup = supervisor(tmp_path, {"jobs": [service, {"name": "side", "exec": "true"}]})
+        assert os.environ["CONTAINERPILOT_WEB_IP"] == "10.1.2.3"  # a service's IP, for every job (CP)
+    finally:
+        os.environ.pop("CONTAINERPILOT_WEB_IP", None)
+    assert sup.health is not None and sup.discovery is not None
+    assert sup.is_pid1 is False  # pytest is not PID 1: the subreaper's sweep, not kill(-1)
+    assert sup.started > 0 and sup.env_generation == 0 and sup.control is None
+    side = {"name": "side", "exec": "true", "interfaces": ["static:10.9.9.9"]}
+    plain = supervisor(tmp_path, {"jobs": [side]})
+    assert plain.health is None and plain.discovery is None  # no service, no watch, no telemetry
+    assert "CONTAINERPILOT_SIDE_IP" not in os.environ
+    watch = supervisor(tmp_path, {"jobs": [], "watches": [{"name": "db", "interval": 5}]})
+    assert watch.discovery is not None and watch.health is None
+    tele = supervisor(tmp_path, {"jobs": [], "telemetry": {"port": 9090, "interfaces": ["static:127.0.0.1"]}})
+    assert tele.discovery is not None
