@@ -108,6 +108,9 @@ def test_status_view(tmp_path: Path) -> None:
     assert st["pid"] == os.getpid() and st["shuttingDown"] is False and st["maintenance"] is False
     assert [j["name"] for j in st["jobs"]] == ["a", "b"]  # type: ignore[attr-defined]
     assert st["watches"] == []
+    from pypilot import __version__
+
+    assert st["pypilot"]["version"] == __version__  # type: ignore[index]
     assert sup.deadline_remaining() is None
     assert sup.job("b") is sup.jobs[1] and sup.job("c") is None
 
@@ -162,6 +165,23 @@ def test_descendants_scan_finds_children_and_theirs() -> None:
         assert len(grandkids) == 1 and grandkids[0] != child.pid
         below_us = _descendants_of(os.getpid())
         assert child.pid in below_us and grandkids[0] in below_us
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_descendants_scan_of_a_childless_process_is_empty_and_skips_a_process_gone_meanwhile(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert _descendants_of(child.pid) == []
+        real = os.listdir
+
+        def listdir(path: str) -> list[str]:  # a process that exited between the listing and its stat
+            return ["999999999", *real(path)] if path == "/proc" else real(path)
+
+        monkeypatch.setattr(os, "listdir", listdir)
+        assert child.pid in _descendants_of(os.getpid())
     finally:
         child.kill()
         child.wait()
@@ -295,7 +315,7 @@ def test_a_committed_reload_takes_the_new_config_and_tells_what_needs_telling(
     assert [s.signals for s in stubs] == [[], [signal.SIGUSR1], []]
     out = b"".join(logged).decode()
     assert f"Z kept sent reload signal {int(signal.SIGUSR1)} to kept\n" in out  # the job's line
-    assert "control: reloaded app via control plane" in out
+    assert '"msg":"control: reloaded app via control plane"' in out  # CP's line, whole (in the new format)
     assert answers == [(True, "reloaded")] and sup._reload is None
     restarts = [t for t in sup.loop._timers if t.callback == sup.restart_control and not t.cancelled]
     assert len(restarts) == 1 and 0.9 < restarts[0].deadline - sup.loop.now() <= 1.0
