@@ -501,3 +501,83 @@ def test_the_supervisor_makes_health_checks_and_discovery_only_for_jobs_that_nee
     assert watch.discovery is not None and watch.health is None
     tele = supervisor(tmp_path, {"jobs": [], "telemetry": {"port": 9090, "interfaces": ["static:127.0.0.1"]}})
     assert tele.discovery is not None
+
+
+def test_each_signal_on_the_signalfd_does_its_own_thing(
+        tmp_path: Path, logged: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from pypilot import logs as logs_mod
+    from pypilot import reaper as reaper_mod
+
+    sup = supervisor(tmp_path, {"stopTimeout": 30, "jobs": [{"name": "a", "exec": "true"}]})
+    seen: list[Event] = []
+    sup.bus.listen(seen.append)
+    pending: list[tuple[int, int]] = []
+    monkeypatch.setattr(reaper_mod, "read_signals", lambda fd: pending)
+    drains: list[int] = []
+    monkeypatch.setattr(sup.reaper, "drain", lambda: drains.append(1) or 0)
+    steps: list[int] = []
+    monkeypatch.setattr(sup, "_progress", lambda: steps.append(1))
+    reopened: list[int] = []
+    monkeypatch.setattr(logs_mod, "reopen", lambda: reopened.append(1))
+    logs_mod.configure("DEBUG")
+    try:
+        pending[:] = [(signal.SIGHUP, 11), (signal.SIGUSR2, 12), (signal.SIGWINCH, 13), (signal.SIGUSR1, 14)]
+        sup._on_signals()
+        assert seen == [Event("signal", "SIGHUP"), Event("signal", "SIGUSR2")]  # for the jobs' `when`
+        assert reopened == [1] and drains == [] and not sup.shutting_down
+        assert f"ignoring signal {int(signal.SIGWINCH)} from pid 13\n" in b"".join(logged).decode()
+        pending[:] = [(signal.SIGCHLD, 0), (signal.SIGCHLD, 0)]
+        sup._on_signals()
+        assert drains == [1] and steps == []  # one drain for any number of SIGCHLD; no sweep yet
+        sup._sweeping = True
+        sup._on_signals()
+        assert drains == [1, 1] and steps == [1]  # while sweeping, every drain is followed by the next step
+        shutdowns: list[int] = []
+        monkeypatch.setattr(sup, "shutdown", lambda: shutdowns.append(1))
+        pending[:] = [(signal.SIGTERM, 41), (signal.SIGINT, 42), (signal.SIGQUIT, 43)]
+        sup._on_signals()
+        assert shutdowns == [1, 1, 1] and len(seen) == 2 and reopened == [1]
+        out = b"".join(logged).decode()
+        for name, pid in (("SIGTERM", 41), ("SIGINT", 42), ("SIGQUIT", 43)):
+            assert f"received {name} from pid {pid}\n" in out
+    finally:
+        logs_mod.configure()
+
+
+def test_the_control_plane_restarts_unless_shutting_down_and_a_failed_start_is_logged(
+        tmp_path: Path, logged: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    from pypilot.control import plane
+
+    made: list[Any] = []
+
+    class Plane:
+        def __init__(self, sup: Supervisor, cfg: Any) -> None:
+            self.sup, self.cfg = sup, cfg
+            self.calls: list[str] = []
+            made.append(self)
+
+        def start(self) -> None:
+            self.calls.append("start")
+            if self.cfg.socket.endswith("bad.sock"):
+                raise OSError("no such directory")
+
+        def stop(self) -> None:
+            self.calls.append("stop")
+
+    monkeypatch.setattr(plane, "ControlPlane", Plane)
+    sup = supervisor(tmp_path, {"control": {"socket": str(tmp_path / "ok.sock")}, "jobs": []})
+    sup.restart_control()  # none yet (its first start failed, say): just a start
+    first = made[0]
+    assert sup.control is first and first.sup is sup and first.cfg is sup.config.control
+    assert first.calls == ["start"]
+    sup.restart_control()
+    assert first.calls == ["start", "stop"] and sup.control is made[1] and made[1].calls == ["start"]
+    sup._shutting_down = True
+    sup.restart_control()
+    assert len(made) == 2 and made[1].calls == ["start"]  # shutting down: no new socket
+    bad = supervisor(tmp_path, {"control": {"socket": str(tmp_path / "bad.sock")}, "jobs": []})
+    bad._start_control()  # PID 1 carries on without its control socket
+    assert "control plane failed to start" in b"".join(logged).decode()
+    assert "no such directory" in b"".join(logged).decode()
