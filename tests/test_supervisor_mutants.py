@@ -581,3 +581,190 @@ def test_the_control_plane_restarts_unless_shutting_down_and_a_failed_start_is_l
     bad._start_control()  # PID 1 carries on without its control socket
     assert "control plane failed to start" in b"".join(logged).decode()
     assert "no such directory" in b"".join(logged).decode()
+
+
+def pending(sup: Supervisor, callback: Any) -> list[Any]:
+    """The supervisor's live timers that will call ``callback``."""
+    return [t for t in sup.loop._timers if not t.cancelled and t.callback == callback]
+
+
+def complete(sup: Supervisor) -> None:
+    from pypilot.jobs import State
+
+    for job in sup.jobs:
+        job.state = State.COMPLETED
+
+
+def test_shutdown_is_published_each_time_and_sweeps_at_once_only_when_nothing_is_left_to_stop(
+        tmp_path: Path) -> None:
+    from pypilot.events import SHUTDOWN
+
+    sup = supervisor(tmp_path, {"stopTimeout": 5, "jobs": [{"name": "a", "exec": "true"}]})
+    seen: list[Event] = []
+    sup.bus.listen(seen.append)
+    sup.shutdown()
+    assert seen == [Event(SHUTDOWN, "global")] and pending(sup, sup._sweep) == []  # a job to stop first
+    (deadline,) = pending(sup, sup._kill_everything)
+    assert 4.9 < deadline.deadline - sup.loop.now() <= 5
+    complete(sup)
+    sup.shutdown()
+    assert seen == [Event(SHUTDOWN, "global")] * 2 and len(pending(sup, sup._sweep)) == 1
+    empty = supervisor(tmp_path, {"jobs": []})
+    empty.shutdown()
+    assert len(pending(empty, empty._sweep)) == 1  # no jobs at all (CP: pypilot exits at once)
+
+
+def test_the_last_job_to_complete_starts_the_sweep_unless_a_reload_replaces_them(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pypilot.jobs import State
+    from pypilot.supervisor import Reloading
+
+    sup = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}, {"name": "b", "exec": "true"}]})
+    a, b = sup.jobs
+    a.state = State.COMPLETED
+    sup.job_completed(a)  # b still active
+    assert pending(sup, sup._sweep) == []
+    complete(sup)
+    progress = SimpleNamespace(plan=SimpleNamespace(keep=[]), up=set())
+    sup._reload = Reloading(progress, sup.config, lambda ok, msg: None)  # type: ignore[arg-type]
+    sup.job_completed(b)
+    assert pending(sup, sup._sweep) == []  # the reload's new jobs are coming
+    sup._reload = None
+    sup.job_completed(b)
+    assert len(pending(sup, sup._sweep)) == 1
+
+
+def test_a_reload_that_ends_with_every_job_completed_sweeps_unless_shutting_down(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pypilot.supervisor import Reloading
+
+    progress = SimpleNamespace(plan=SimpleNamespace(keep=[]), up=set())
+    answers: list[tuple[bool, str]] = []
+    sup = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}]})
+    complete(sup)
+    sup._reload = Reloading(progress, sup.config, lambda ok, msg: answers.append((ok, msg)))  # type: ignore[arg-type]
+    sup._reload_finished(True, "reloaded")
+    assert len(pending(sup, sup._sweep)) == 1 and answers == [(True, "reloaded")]
+    running = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}]})
+    running._reload = Reloading(progress, running.config, lambda ok, msg: None)  # type: ignore[arg-type]
+    running._reload_finished(True, "reloaded")
+    assert pending(running, running._sweep) == []  # a job still runs
+    down = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}]})
+    complete(down)
+    down._shutting_down = True
+    down._reload = Reloading(progress, down.config, lambda ok, msg: None)  # type: ignore[arg-type]
+    down._reload_finished(False, "pypilot is shutting down")
+    assert pending(down, down._sweep) == []  # the shutdown sweeps, not this
+    none = supervisor(tmp_path, {"jobs": []})
+    none._reload = Reloading(progress, none.config, lambda ok, msg: None)  # type: ignore[arg-type]
+    none._reload_finished(True, "reloaded")
+    assert pending(none, none._sweep) == []  # a reload to no jobs leaves pypilot up, as CP's did
+
+
+def test_the_sweep_stops_the_workers_once_sets_a_deadline_if_none_and_moves_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stopped: list[str] = []
+
+    class Worker:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def stop(self, bound: float | None = None) -> None:
+            stopped.append(self.name)
+
+    sup = supervisor(tmp_path, {"stopTimeout": 7, "jobs": [{"name": "a", "exec": "true"}]})
+    sup.discovery, sup.health, sup.control = Worker("discovery"), Worker("health"), Worker("control")  # type: ignore[assignment]
+    steps: list[int] = []
+    monkeypatch.setattr(sup, "_progress", lambda: steps.append(1))
+    sup._sweep()
+    assert stopped == ["discovery", "health", "control"] and steps == [1] and sup._sweeping
+    (deadline,) = pending(sup, sup._kill_everything)  # every job completed by itself: no shutdown's
+    assert 6.9 < deadline.deadline - sup.loop.now() <= 7
+    sup._sweep()
+    assert steps == [1] and len(stopped) == 3  # once
+    bare = supervisor(tmp_path, {"stopTimeout": 7, "jobs": []})
+    monkeypatch.setattr(bare, "_progress", lambda: steps.append(2))
+    bare.shutdown()
+    first = bare._deadline
+    bare._sweep()  # no workers to stop; the shutdown's deadline stands
+    assert steps == [1, 2] and pending(bare, bare._kill_everything) == [first]
+
+
+def test_the_sweep_terms_the_escapees_once_the_jobs_are_gone_and_ends_with_the_last_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from pypilot import supervisor as sup_mod
+
+    sup = supervisor(tmp_path, {"jobs": [{"name": "a", "exec": "true"}, {"name": "idle"}]})
+    stub = StubCommand(True)
+    sup.jobs[0].command = stub  # type: ignore[assignment]
+    drains: list[int] = []
+    monkeypatch.setattr(sup.reaper, "drain", lambda: drains.append(1) or 0)  # type: ignore[func-returns-value]
+    swept: list[int] = []
+    monkeypatch.setattr(sup, "_signal_everyone", swept.append)
+    children = [True]
+    monkeypatch.setattr(sup_mod.Supervisor, "_has_children", staticmethod(lambda: children[0]))
+    stops: list[int] = []
+    monkeypatch.setattr(sup.loop, "stop", lambda: stops.append(1))
+    sup._progress()
+    assert drains == [1] and swept == [] and stops == [] and not sup._escapees_termed  # its own grace first
+    stub.running = False
+    sup._progress()
+    assert swept == [signal.SIGTERM] and sup._escapees_termed and drains == [1, 1, 1] and stops == []
+    sup._progress()
+    assert swept == [signal.SIGTERM] and stops == []  # TERM once; the deadline's KILL comes next
+    children[0] = False
+    sup._progress()
+    assert stops == [1]
+    children[0] = True
+    sup._killing = True
+    sup._progress()  # after the final KILL, a subreaper's new orphan gets one too
+    assert swept == [signal.SIGTERM, signal.SIGKILL] and stops == [1]
+
+
+def test_everyone_is_signalled_by_kill_minus_one_as_pid1_else_each_descendant(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from pypilot import reaper as reaper_mod
+    from tests.pid1 import wait_for
+
+    sup = supervisor(tmp_path, {"jobs": []})
+    sent: list[tuple[int, int]] = []
+    child = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
+    try:
+        wait_for(lambda: _descendants_of(child.pid), 5, "the grandchild")
+        (grandchild,) = _descendants_of(child.pid)
+        monkeypatch.setattr(reaper_mod, "kill", lambda pid, sig: sent.append((pid, sig)) or True)
+        sup.is_pid1 = True
+        sup._signal_everyone(signal.SIGTERM)
+        assert sent == [(-1, signal.SIGTERM)]
+        sent.clear()
+        sup.is_pid1 = False
+        sup._signal_everyone(signal.SIGKILL)
+        assert (child.pid, signal.SIGKILL) in sent and (grandchild, signal.SIGKILL) in sent
+        assert (-1, signal.SIGKILL) not in sent and {s for _, s in sent} == {signal.SIGKILL}
+    finally:
+        monkeypatch.undo()
+        os.kill(grandchild, signal.SIGKILL)
+        child.kill()
+        child.wait()
+
+
+def test_has_children_is_true_with_a_child_and_false_without(tmp_path: Path) -> None:
+    import sys
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert Supervisor._has_children() is True
+    finally:
+        child.kill()
+        child.wait()
+    alone = subprocess.run(  # a process sure to have no child at all, not pytest
+        [sys.executable, "-c",
+         "from pypilot.supervisor import Supervisor; print(Supervisor._has_children())"],
+        capture_output=True, text=True, timeout=30, check=True)
+    assert alone.stdout.strip() == "False"
