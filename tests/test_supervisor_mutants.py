@@ -768,3 +768,36 @@ def test_has_children_is_true_with_a_child_and_false_without(tmp_path: Path) -> 
          "from pypilot.supervisor import Supervisor; print(Supervisor._has_children())"],
         capture_output=True, text=True, timeout=30, check=True)
     assert alone.stdout.strip() == "False"
+
+
+def test_a_watched_job_without_a_check_has_come_up_only_while_its_process_runs(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pypilot.supervisor import Reloading
+
+    health = {"exec": "true", "interval": 5, "ttl": 10}
+    sup = supervisor(tmp_path, {"jobs": [
+        {"name": "web", "exec": "true"}, {"name": "api", "exec": "true"},
+        {"name": "checked", "exec": "true", "port": 80, "interfaces": ["static:10.0.0.1"], "health": health},
+        {"name": "says", "exec": "true", "ready": "notify"}, {"name": "idle"},
+        {"name": "old", "exec": "true"},
+    ]})
+    os.environ.pop("CONTAINERPILOT_CHECKED_IP", None)
+    web, api, checked, says, _idle, old = sup.jobs
+    for job in (web, api, checked, says, old):
+        job.command = StubCommand(True)  # type: ignore[assignment]
+    web.command.running = False  # type: ignore[union-attr]
+    came: list[str] = []
+
+    def came_up(name: str) -> str | None:  # the progress's step once the last watched one is up
+        came.append(name)
+        return "commit" if name == "api" else None
+
+    progress = SimpleNamespace(plan=SimpleNamespace(keep=[]), up={"web", "api", "checked", "says", "idle"},
+                               came_up=came_up)
+    r = Reloading(progress, sup.config, lambda ok, msg: None)  # type: ignore[arg-type]
+    assert sup._reload_spawned(r) == "commit"
+    assert came == ["api"]  # web is not running; checked and says wait for healthy; old is not watched
+    web.command.running = True  # type: ignore[union-attr]
+    came.clear()
+    assert sup._reload_spawned(r) == "commit" and came == ["web", "api"]  # the first step found is kept
