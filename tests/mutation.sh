@@ -18,6 +18,13 @@
 # pypilot ones run from it anyway (tests/pid1.py's cwd). `mutmut results` / `mutmut show NAME` in
 # $WORK/<module> list the survivors and show one (with PYTHONPATH=$WORK/hooks).
 set -eu
+# Its own PID namespace (this script its PID 1): a mutant can make a pypilot that is not PID 1 (the
+# subreaper tests) take itself for one and kill(-1) as root, which outside would reach every process
+# on the machine. Inside, it reaches only this run. Ending the run: kill the unshare (--kill-child).
+if [ -z "${MUTATION_NS:-}" ]; then
+    export MUTATION_NS=1
+    exec unshare -fp --mount-proc --kill-child "$0" "$@"
+fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
 MODULES=${MODULES:-"pypilot/jobs.py pypilot/process.py pypilot/reaper.py pypilot/supervisor.py pypilot/loop.py"}
@@ -181,6 +188,9 @@ for m in $MODULES; do
         printf 'pytest_add_cli_args=\n    -m\n    not slow and not image\n    -p\n    no:cacheprovider\n'
         printf '    -p\n    mutation_hits\n    --timeout=%s\n' "$TEST_TIMEOUT"
         printf 'timeout_multiplier=3.0\ntimeout_constant=10.0\n'
+        # not mutated: where pypilot tells PID 1 (kill(-1)) from a subreaper (its descendants); a
+        # mutant there is a kill(-1) from a pypilot that is not PID 1 (see the namespace above)
+        printf 'do_not_mutate_patterns=\n    is_pid1 = os.getpid\\(\\) == 1\n    if self.is_pid1:\n'
     } > "$dir/setup.cfg"
     echo "== $m ($(date -u +%H:%M) UTC)"
     (

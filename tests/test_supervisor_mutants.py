@@ -801,3 +801,26 @@ def test_a_watched_job_without_a_check_has_come_up_only_while_its_process_runs(t
     web.command.running = True  # type: ignore[union-attr]
     came.clear()
     assert sup._reload_spawned(r) == "commit" and came == ["web", "api"]  # the first step found is kept
+
+
+@pytest.mark.timeout(30)
+def test_not_as_pid1_pypilot_is_the_subreaper_of_a_setsid_escapee_and_sweeps_it_at_the_end() -> None:
+    """Beyond PID 1 (`tini -s`'s case): the escapee is reparented to pypilot, not to the host's init,
+    and the end-of-run sweep of pypilot's descendants TERMs it (kill(-1) would reach the whole host)."""
+    import psutil
+
+    from tests.pid1 import Pilot, wait_for
+
+    with Pilot({"jobs": [{"name": "app", "main": True, "exec": [
+            "sh", "-c", "setsid sleep 30 & echo $! >&2; exec sleep 30"]}]}, pid1=False) as p:
+        line = p.wait_log(r"^\S+ app \d+$")[0]
+        escapee = psutil.Process(int(line.split()[-1]))
+        app = wait_for(lambda: [c for c in p.children() if c.pid != escapee.pid], 5, "the app")[0]
+        app.kill()  # the main job ends: shutdown; the escapee was pypilot's orphan since its parent went
+        assert p.wait_exit() == 137  # the main job's exit code, as it is the container's
+        assert "main job app ended with exit code 137; shutting down" in p.log()
+        try:
+            assert not escapee.is_running() or escapee.status() == psutil.STATUS_ZOMBIE
+        finally:
+            if escapee.is_running():  # left to the host's init: a pypilot that was no subreaper
+                escapee.kill()
