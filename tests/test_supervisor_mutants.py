@@ -824,3 +824,22 @@ def test_not_as_pid1_pypilot_is_the_subreaper_of_a_setsid_escapee_and_sweeps_it_
         finally:
             if escapee.is_running():  # left to the host's init: a pypilot that was no subreaper
                 escapee.kill()
+
+
+def test_a_reloads_jobs_take_the_new_configs_order_are_subscribed_armed_and_wired(tmp_path: Path) -> None:
+    sup = supervisor(tmp_path, {"jobs": [{"name": "b"}, {"name": "gone"}]})
+    kept = sup.jobs[0]
+    new_path = tmp_path / "new.json5"
+    new_path.write_text(json.dumps({"consul": "localhost:8500", "jobs": [
+        {"name": "a"}, {"name": "b"},
+        {"name": "c", "when": {"source": "b", "once": "stopping", "timeout": "5s"}},
+        {"name": "z"},
+    ]}))
+    cfgs = {c.name: c for c in load(str(new_path), environ={}).jobs}
+    before = len([t for t in sup.loop._timers if not t.cancelled])
+    fresh = sup._add_jobs([cfgs["z"], cfgs["c"], cfgs["a"]], ["a", "b", "c"], ["b"])
+    assert [j.name for j in fresh] == ["z", "c", "a"]
+    assert [j.name for j in sup.jobs] == ["a", "b", "c", "z"]  # the new order; a name not in it last
+    assert sup.jobs[1] is kept and all(j in sup.bus._subscribers for j in fresh)
+    assert kept.stopping_wait == Event(STOPPED, "c")  # the new preStop job is waited for
+    assert len([t for t in sup.loop._timers if not t.cancelled]) == before + 1  # c's `when` timeout
