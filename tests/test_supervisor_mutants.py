@@ -24,6 +24,13 @@ def supervisor(tmp_path: Path, cfg: dict[str, Any]) -> Supervisor:
     return Supervisor(load(str(path), environ={}), -1)
 
 
+def said(logged: list[bytes], message: str, whole: bool = True) -> bool:
+    """A log entry is ``message`` after its timestamp (``whole``; else begins with it): with a
+    substring, a mutant that changed the line around it would pass."""
+    texts = [entry.decode().split(" ", 1)[-1] for entry in logged]
+    return any(t == message + "\n" if whole else t.startswith(message) for t in texts)
+
+
 def test_stop_grace_is_the_jobs_stop_timeout_else_the_global_one(tmp_path: Path) -> None:
     sup = supervisor(tmp_path, {"stopTimeout": 7, "jobs": [
         {"name": "own", "exec": "true", "stopTimeout": "500ms"},
@@ -59,13 +66,12 @@ def test_main_job_end_logs_the_remapped_code_and_shuts_down(tmp_path: Path, logg
     app.last_exit = 143
     sup.main_job_ended(app)
     assert sup.shutting_down
-    assert "main job app ended with exit code 143 (pypilot exits 0: exitCodeMap); shutting down" in (
-        b"".join(logged).decode())
+    assert said(logged, "main job app ended with exit code 143 (pypilot exits 0: exitCodeMap); shutting down")
     sup2 = supervisor(tmp_path, {"jobs": [{"name": "app", "exec": "true", "main": True}]})
     sup2.jobs[0].last_exit = 4
     logged.clear()
     sup2.main_job_ended(sup2.jobs[0])
-    assert "main job app ended with exit code 4; shutting down" in b"".join(logged).decode()
+    assert said(logged, "main job app ended with exit code 4; shutting down")
 
 
 def test_a_prestop_job_makes_its_source_wait_for_it(tmp_path: Path) -> None:
@@ -152,7 +158,7 @@ def test_a_reload_of_a_broken_config_is_refused_and_keeps_the_jobs(tmp_path: Pat
     sup.reload(lambda ok, msg: answers.append((ok, msg)))
     assert len(answers) == 1 and answers[0][0] is False and answers[0][1].startswith("invalid config: ")
     assert [j.name for j in sup.jobs] == ["a"] and sup._reload is None
-    assert "reload rejected, the running config is kept" in b"".join(logged).decode()
+    assert said(logged, "reload rejected, the running config is kept: ", whole=False)
 
 
 def test_descendants_scan_finds_children_and_theirs() -> None:
@@ -242,7 +248,7 @@ def test_the_deadline_kills_running_jobs_and_waits_a_little_for_what_is_left(
     sup._kill_everything()
     assert a.signals[0] == signal.SIGKILL and b.signals == []
     assert swept == [signal.SIGKILL]
-    assert 'killing processes for job "a"' in b"".join(logged).decode()
+    assert said(logged, 'killing processes for job "a"')
     assert 'job "b"' not in b"".join(logged).decode()
     assert all(j.completed for j in sup.jobs) and sup._sweeping and sup._escapees_termed
     assert stopped == []  # children left: wait for them a little
@@ -428,8 +434,7 @@ def test_a_rollback_stops_the_new_jobs_and_a_restore_brings_the_old_ones_back(
     sup._reload_step(None)  # no step: nothing happens
     assert seen == [] and sup._reload is r
     sup._reload_step(Step(ROLLBACK, "fresh did not come up"))
-    assert "reload failed, rolling back to the previous config: fresh did not come up" in (
-        b"".join(logged).decode())
+    assert said(logged, "reload failed, rolling back to the previous config: fresh did not come up")
     assert Event("error", "reload rolled back: fresh did not come up") in seen
     assert fresh.completed and not kept.completed and r.leaving == []  # gone at once: no process
     sup._reload_step(Step(RESTORE, "fresh did not come up"))
@@ -527,7 +532,7 @@ def test_each_signal_on_the_signalfd_does_its_own_thing(
         sup._on_signals()
         assert seen == [Event("signal", "SIGHUP"), Event("signal", "SIGUSR2")]  # for the jobs' `when`
         assert reopened == [1] and drains == [] and not sup.shutting_down
-        assert f"ignoring signal {int(signal.SIGWINCH)} from pid 13\n" in b"".join(logged).decode()
+        assert said(logged, f"ignoring signal {int(signal.SIGWINCH)} from pid 13")
         pending[:] = [(signal.SIGCHLD, 0), (signal.SIGCHLD, 0)]
         sup._on_signals()
         assert drains == [1] and steps == []  # one drain for any number of SIGCHLD; no sweep yet
@@ -539,9 +544,8 @@ def test_each_signal_on_the_signalfd_does_its_own_thing(
         pending[:] = [(signal.SIGTERM, 41), (signal.SIGINT, 42), (signal.SIGQUIT, 43)]
         sup._on_signals()
         assert shutdowns == [1, 1, 1] and len(seen) == 2 and reopened == [1]
-        out = b"".join(logged).decode()
         for name, pid in (("SIGTERM", 41), ("SIGINT", 42), ("SIGQUIT", 43)):
-            assert f"received {name} from pid {pid}\n" in out
+            assert said(logged, f"received {name} from pid {pid}")
     finally:
         logs_mod.configure()
 
@@ -579,8 +583,7 @@ def test_the_control_plane_restarts_unless_shutting_down_and_a_failed_start_is_l
     assert len(made) == 2 and made[1].calls == ["start"]  # shutting down: no new socket
     bad = supervisor(tmp_path, {"control": {"socket": str(tmp_path / "bad.sock")}, "jobs": []})
     bad._start_control()  # PID 1 carries on without its control socket
-    assert "control plane failed to start" in b"".join(logged).decode()
-    assert "no such directory" in b"".join(logged).decode()
+    assert said(logged, "control plane failed to start: OSError('no such directory')", whole=False)
 
 
 def pending(sup: Supervisor, callback: Any) -> list[Any]:
@@ -843,3 +846,29 @@ def test_a_reloads_jobs_take_the_new_configs_order_are_subscribed_armed_and_wire
     assert sup.jobs[1] is kept and all(j in sup.bus._subscribers for j in fresh)
     assert kept.stopping_wait == Event(STOPPED, "c")  # the new preStop job is waited for
     assert len([t for t in sup.loop._timers if not t.cancelled]) == before + 1  # c's `when` timeout
+
+
+def test_an_upgrade_goes_to_the_one_upgrader_made_on_first_use(tmp_path: Path) -> None:
+    from pypilot.upgrade import Upgrader
+
+    sup = supervisor(tmp_path, {"jobs": []})
+    assert sup._upgrader is None  # not before the first spawn: start-up time
+    up = sup.upgrader
+    assert isinstance(up, Upgrader) and sup.upgrader is up
+    asked: list[tuple[str, Any]] = []
+    up.start = lambda path, reply: asked.append((path, reply))  # type: ignore[method-assign]
+
+    def reply(code: int, body: Any) -> None:
+        pass
+
+    sup.upgrade("/new/pypilot", reply)
+    assert asked == [("/new/pypilot", reply)]
+
+
+def test_processes_left_after_the_final_kill_are_given_up_on_with_a_warning(
+        tmp_path: Path, logged: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    sup = supervisor(tmp_path, {"jobs": []})
+    stopped: list[int] = []
+    monkeypatch.setattr(sup.loop, "stop", lambda: stopped.append(1))
+    sup._give_up_waiting()
+    assert stopped == [1] and said(logged, "processes still left after SIGKILL; exiting anyway")
