@@ -872,3 +872,55 @@ def test_processes_left_after_the_final_kill_are_given_up_on_with_a_warning(
     monkeypatch.setattr(sup.loop, "stop", lambda: stopped.append(1))
     sup._give_up_waiting()
     assert stopped == [1] and said(logged, "processes still left after SIGKILL; exiting anyway")
+
+
+def test_run_wires_signals_logs_and_jobs_survives_its_loop_failing_and_returns_the_exit_code(
+        tmp_path: Path, logged: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    from pypilot import logs as logs_mod
+    from pypilot import reaper as reaper_mod
+    from pypilot.jobs import State
+
+    def no_subreaper() -> None:
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(reaper_mod, "set_subreaper", no_subreaper)
+    rd, wr = os.pipe()
+    try:
+        path = tmp_path / "config.json5"
+        path.write_text(json.dumps({"consul": "localhost:8500", "jobs": [
+            {"name": "app", "exec": "true", "main": True}, {"name": "done", "exec": "true"}]}))
+        sup = Supervisor(load(str(path), environ={}), rd)
+        app, done = sup.jobs
+        done.state = State.COMPLETED  # taken over completed (an upgrade): no subscription
+        started: list[int] = []
+        monkeypatch.setattr(sup, "_start", lambda: started.append(1))
+        monkeypatch.setattr(sup.reaper, "drain", lambda: 0)
+        stops: list[int] = []
+        sup.control = type("Control", (), {"stop": lambda self: stops.append(1)})()  # type: ignore[assignment]
+        inside: list[tuple[Any, ...]] = []
+
+        def loop_run() -> None:
+            inside.append((sup.loop._readers.get(rd), logs_mod._s.loop, list(sup.bus._listeners),
+                           list(sup.bus._subscribers)))
+            if len(inside) == 1:
+                raise RuntimeError("boom")  # the loop's own machinery: PID 1 logs it and goes on
+            app.last_exit = 3
+
+        monkeypatch.setattr(sup.loop, "run", loop_run)
+        assert sup.run() == 3  # the main job's exit code
+        assert started == [1] and stops == [1] and len(inside) == 2
+        readers, log_loop, listeners, subscribers = inside[0]
+        assert readers == sup._on_signals and log_loop is sup.loop
+        assert listeners == [sup._on_event] and subscribers == [app]
+        assert said(logged, "not PID 1 and cannot be a subreaper, orphans will not be reaped: "
+                    "[Errno 1] Operation not permitted")
+        assert said(logged, "event loop failed; resuming: RuntimeError('boom')", whole=False)
+        again = Supervisor(load(str(path), environ={}), rd)
+        monkeypatch.setattr(again, "_start", lambda: started.append(2))
+        monkeypatch.setattr(again.loop, "run", lambda: None)
+        monkeypatch.setattr(again.reaper, "drain", lambda: 0)
+        assert again.run(resumed=True) == 0 and started == [1]  # taken over: nothing started again
+    finally:
+        logs_mod.attach(None)
+        os.close(rd)
+        os.close(wr)
