@@ -496,6 +496,8 @@ def test_the_supervisor_makes_health_checks_and_discovery_only_for_jobs_that_nee
     finally:
         os.environ.pop("CONTAINERPILOT_WEB_IP", None)
     assert sup.health is not None and sup.discovery is not None
+    assert sup.health.loop is sup.loop and sup.health.worker.reaper is sup.reaper  # one loop, one reaper
+    assert sup.discovery.sup is sup and sup.discovery.config is sup.config  # type: ignore[attr-defined]
     assert sup.is_pid1 is False  # pytest is not PID 1: the subreaper's sweep, not kill(-1)
     assert sup.started > 0 and sup.env_generation == 0 and sup.control is None
     side = {"name": "side", "exec": "true", "interfaces": ["static:10.9.9.9"]}
