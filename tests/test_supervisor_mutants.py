@@ -926,3 +926,33 @@ def test_run_wires_signals_logs_and_jobs_survives_its_loop_failing_and_returns_t
         logs_mod.attach(None)
         os.close(rd)
         os.close(wr)
+
+
+def test_a_diff_reload_keeps_the_unchanged_jobs_stops_the_removed_starts_the_new_and_says_so(
+        tmp_path: Path, logged: list[bytes]) -> None:
+    """In-process, with jobs that have no exec: every step of the reload runs at once, no waiting."""
+    path = tmp_path / "config.json5"
+
+    def write(jobs: list[str], mode: str) -> None:
+        path.write_text(json.dumps({"consul": "localhost:8500", "control": {"reload": mode},
+                                    "jobs": [{"name": n} for n in jobs]}))
+
+    write(["a", "b", "x"], "diff")
+    sup = Supervisor(load(str(path), environ={}), -1)
+    for job in sup.jobs:
+        sup.bus.subscribe(job)
+    a, b, x = sup.jobs
+    write(["a", "c", "b"], "diff")
+    answers: list[tuple[bool, str]] = []
+    sup.reload(lambda ok, msg: answers.append((ok, msg)))
+    assert answers == [(True, "reloaded")] and sup._reload is None
+    assert [j.name for j in sup.jobs] == ["a", "c", "b"] and sup.jobs[0] is a and sup.jobs[2] is b
+    assert x.completed and x not in sup.jobs and not a.completed
+    assert sup.jobs[1] in sup.bus._subscribers and sup.jobs[1].started_at is not None
+    assert [c.name for c in sup.config.jobs] == ["a", "c", "b"]
+    assert said(logged, "reloading: keeping 2 job(s), stopping 1, starting 1")
+    write(["a", "c", "b"], "restart")  # CP's reload: every job again
+    logged.clear()
+    sup.reload(lambda ok, msg: answers.append((ok, msg)))
+    assert answers[-1] == (True, "reloaded") and not {id(j) for j in sup.jobs} & {id(a), id(b)}
+    assert said(logged, "reloading: keeping 0 job(s), stopping 3, starting 3")
