@@ -6,7 +6,8 @@
 #   nice -n 19 tests/mutation.sh                       # every module below, one after another
 #   MODULES="pypilot/jobs.py" nice -n 19 tests/mutation.sh
 #   TESTS="tests/test_jobs.py" MODULES="pypilot/jobs.py" tests/mutation.sh   # other tests
-#   RECHECK=1 WORK=/tmp/pypilot-mutation-XXXXXX tests/mutation.sh  # survivors again, with HEAD's tests
+#   RECHECK=1 WORK=/tmp/pypilot-mutation-XXXXXX tests/mutation.sh  # survivors (and "no tests") again,
+#                                                                   # with HEAD's tests
 #
 # Each module runs in its own copy of HEAD (plus the built pypilot/_reaper extension) under
 # $WORK/<module>, so the checkout is untouched, against its own test set (tests_for below): the unit
@@ -164,11 +165,11 @@ for m in $MODULES; do
     if [ -n "${RECHECK:-}" ]; then
         # the same test selection (a changed one resets every result), its files as in HEAD now
         (cd "$ROOT" && git archive HEAD tests) | tar -x -C "$dir"
-        echo "== $m: survivors again ($(date -u +%H:%M) UTC)"
+        echo "== $m: survivors (and mutants no test reached) again ($(date -u +%H:%M) UTC)"
         (
             cd "$dir"
             export TMPDIR="$dir/tmp" MUTATION_HITS="$dir/tmp/hits" PYTHONPATH="$WORK/hooks:$dir/mutants"
-            survivors=$(grep ': survived' results.txt | sed 's/^ *//; s/: survived$//')
+            survivors=$(grep -E ': (survived|no tests)$' results.txt | sed 's/^ *//; s/: [a-z ]*$//')
             [ -z "$survivors" ] || "$PY" -m mutmut run --max-children "$JOBS" $survivors >"$dir/recheck.log" 2>&1 || true
             "$PY" -m mutmut results >"$dir/results.txt" 2>&1 || true
         )

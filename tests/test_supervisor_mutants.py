@@ -695,6 +695,10 @@ def test_the_sweep_stops_the_workers_once_sets_a_deadline_if_none_and_moves_on(
     first = bare._deadline
     bare._sweep()  # no workers to stop; the shutdown's deadline stands
     assert steps == [1, 2] and pending(bare, bare._kill_everything) == [first]
+    now = supervisor(tmp_path, {"stopTimeout": -1, "jobs": []})
+    monkeypatch.setattr(now, "_progress", lambda: None)
+    now._sweep()
+    assert now.deadline_remaining() == 0.0  # no grace: the kill is due at once, never a negative timer
 
 
 def test_the_sweep_terms_the_escapees_once_the_jobs_are_gone_and_ends_with_the_last_process(
