@@ -163,8 +163,15 @@ for m in $MODULES; do
     dir="$WORK/$name"
     tests=${TESTS:-$(tests_for "$m")}
     if [ -n "${RECHECK:-}" ]; then
-        # the same test selection (a changed one resets every result), its files as in HEAD now
-        (cd "$ROOT" && git archive HEAD tests) | tar -x -C "$dir"
+        # the same test selection (a changed one resets every result), its files and the rest of
+        # pypilot as in HEAD now (a rebase); the module itself only if it changed: mutmut then mutates
+        # its changed functions afresh (their old results go)
+        (cd "$ROOT" && git archive HEAD tests pypilot csrc) | tar -x -C "$dir" --exclude="$m"
+        cp "$ROOT"/pypilot/_reaper*.so "$dir/pypilot/"
+        if ! (cd "$ROOT" && git show "HEAD:$m") | cmp -s - "$dir/$m"; then
+            (cd "$ROOT" && git show "HEAD:$m") >"$dir/$m"
+            echo "$m changed since the run: its changed functions are mutated afresh"
+        fi
         echo "== $m: survivors (and mutants no test reached) again ($(date -u +%H:%M) UTC)"
         (
             cd "$dir"
