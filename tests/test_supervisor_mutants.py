@@ -1,7 +1,10 @@
-"""The supervisor's decisions that need no PID 1: the grace each job gets, the container's exit code,
-which job waits for which preStop dependent, the environment generation, the status view, the
-descendants scan, and a reload refused before it begins (pypilot/supervisor.py; its loop, signals and
-shutdown are the end-to-end tests')."""
+"""The supervisor's decisions, pinned where no PID 1 is needed (pypilot/supervisor.py; written for the
+mutants of tests/mutation.sh that the end-to-end tests let through): the grace each job gets, the
+container's exit code, the command a job gets, which workers are made, which job waits for which
+preStop dependent, the status view, what each signal does, ``run``'s wiring, every step of a reload
+(in-process, with exec-less jobs), the shutdown sequence (deadline, sweep, TERM then KILL, the end),
+the descendants scan, and one end-to-end run as a subreaper (not PID 1).
+"""
 
 from __future__ import annotations
 
