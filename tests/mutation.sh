@@ -128,6 +128,16 @@ def _take() -> set[str]:
     return names
 
 
+def pytest_configure(config: object) -> None:
+    # each mutant's tests their own process group: a mutant that signals its caller's group (kill(0))
+    # ends that mutant's run, not mutmut
+    if os.environ.get("MUTANT_UNDER_TEST") not in (None, "", "stats"):
+        try:
+            os.setpgid(0, 0)
+        except OSError:  # a session leader already
+            pass
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: object) -> None:
     _take()
@@ -196,9 +206,12 @@ for m in $MODULES; do
         printf 'pytest_add_cli_args=\n    -m\n    not slow and not image\n    -p\n    no:cacheprovider\n'
         printf '    -p\n    mutation_hits\n    --timeout=%s\n' "$TEST_TIMEOUT"
         printf 'timeout_multiplier=3.0\ntimeout_constant=10.0\n'
-        # not mutated: where pypilot tells PID 1 (kill(-1)) from a subreaper (its descendants); a
-        # mutant there is a kill(-1) from a pypilot that is not PID 1 (see the namespace above)
-        printf 'do_not_mutate_patterns=\n    is_pid1 = os.getpid\\(\\) == 1\n    if self.is_pid1:\n'
+        # Not mutated, the lines where a mutant signals far beyond what the test runs: where pypilot
+        # tells PID 1 (kill(-1)) from a subreaper (its descendants), so a pypilot that is not PID 1
+        # would kill(-1) as root; a Command's "no process" pid (0; a 1 makes its signal kill(-1)) and
+        # the guard that keeps pid 0 from being signalled (killpg(0): the caller's own group, mutmut's).
+        printf 'do_not_mutate_patterns=\n'
+        printf '    %s\n' 'is_pid1 = os.getpid\(\) == 1' 'if self.is_pid1:' 'self\.pid = 0$' 'if not self\.pid:'
     } > "$dir/setup.cfg"
     echo "== $m ($(date -u +%H:%M) UTC)"
     (
