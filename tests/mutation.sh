@@ -41,7 +41,7 @@ TEST_TIMEOUT=${TEST_TIMEOUT:-10}
 tests_for() {
     case "$1" in
     pypilot/jobs.py) echo "tests/test_jobs.py tests/test_jobs_mutants.py tests/test_job_flow.py
-        tests/test_readiness_unit.py tests/test_jobs_stop.py
+        tests/test_readiness_unit.py tests/test_jobs_stop.py tests/test_jobs_exit_events.py
         tests/test_jobs_e2e.py::test_tasks_cp tests/test_jobs_e2e.py::test_coprocess_cp
         tests/test_jobs_e2e.py::test_sigterm_runs_prestop_and_poststop_cp
         tests/test_jobs_e2e.py::test_per_job_stop_signal
