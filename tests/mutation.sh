@@ -56,7 +56,8 @@ tests_for() {
         tests/test_pid1.py::test_raw_logging_passes_output_through_untouched
         tests/test_jobs_e2e.py::test_logging_formats_cp
         tests/test_jobs_e2e.py::test_envvars_pid_of_a_running_job_cp" ;;
-    pypilot/reaper.py) echo "tests/test_reaper.py tests/test_reaper_mutants.py tests/test_process.py
+    pypilot/reaper.py) echo "tests/test_reaper.py tests/test_reaper_mutants.py tests/test_reaper_spawn_messages.py
+        tests/test_process.py
         tests/test_process_mutants.py tests/test_spawn_ex.py
         tests/test_pid1.py::test_jobs_start_with_clean_signal_mask_and_dispositions
         tests/test_pid1.py::test_missing_executable_is_a_failed_exit_and_pid1_stays_up" ;;
