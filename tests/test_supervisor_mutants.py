@@ -499,16 +499,22 @@ def test_the_supervisor_makes_health_checks_and_discovery_only_for_jobs_that_nee
     finally:
         os.environ.pop("CONTAINERPILOT_WEB_IP", None)
     assert sup.health is not None and sup.discovery is not None
-    assert sup.health.loop is sup.loop and sup.health.worker.reaper is sup.reaper  # one loop, one reaper
+    assert sup.io is not None and sup.health.io is sup.io  # one I/O worker for both (pypilot.ioworker)
+    assert sup.health.loop is sup.loop and sup.io.loop is sup.loop and sup.io.reaper is sup.reaper
+    assert sup.io.worker.name == "health+discovery"
     assert sup.discovery.sup is sup and sup.discovery.config is sup.config  # type: ignore[attr-defined]
     assert sup.is_pid1 is False  # pytest is not PID 1: the subreaper's sweep, not kill(-1)
     assert sup.started > 0 and sup.env_generation == 0 and sup.control is None
     side = {"name": "side", "exec": "true", "interfaces": ["static:10.9.9.9"]}
     plain = supervisor(tmp_path, {"jobs": [side]})
-    assert plain.health is None and plain.discovery is None  # no service, no watch, no telemetry
+    assert plain.health is None and plain.discovery is None and plain.io is None  # no service, ...
     assert "CONTAINERPILOT_SIDE_IP" not in os.environ
     watch = supervisor(tmp_path, {"jobs": [], "watches": [{"name": "db", "interval": 5}]})
     assert watch.discovery is not None and watch.health is None
+    assert watch.io is not None and watch.io.worker.name == "discovery"
+    checked = supervisor(tmp_path, {"jobs": [{"name": "chk", "exec": "true", "health": health}]})
+    assert checked.health is not None and checked.discovery is None  # a check without a service
+    assert checked.io is not None and checked.io.worker.name == "health"
     tele = supervisor(tmp_path, {"jobs": [], "telemetry": {"port": 9090, "interfaces": ["static:127.0.0.1"]}})
     assert tele.discovery is not None
 
