@@ -17,7 +17,8 @@
 # write the functions they reach to a file, and a pytest plugin hands them to mutmut per test.
 # PYTHONPATH puts the mutated copy first for children that run from elsewhere (the reaper probe); the
 # pypilot ones run from it anyway (tests/pid1.py's cwd). `mutmut results` / `mutmut show NAME` in
-# $WORK/<module> list the survivors and show one (with PYTHONPATH=$WORK/hooks).
+# $WORK/<module> list the survivors and show one (with PYTHONPATH=$WORK/hooks). sh reads this file as
+# it goes: do not edit it while a run is under way (a run broke off with a syntax error that way).
 set -eu
 # Its own PID namespace (this script its PID 1): a mutant can make a pypilot that is not PID 1 (the
 # subreaper tests) take itself for one and kill(-1) as root, which outside would reach every process
