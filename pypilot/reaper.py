@@ -150,12 +150,9 @@ def spawn(
 
 def _cwd_unusable(cwd: str) -> int:
     """The errno a chdir into ``cwd`` would fail with (0: it would not), asked only after a failed spawn."""
-    try:
-        if not os.path.isdir(cwd):
-            return errno.ENOTDIR if os.path.exists(cwd) else errno.ENOENT
-    except OSError as e:
-        return e.errno or errno.ENOENT
-    return 0 if os.access(cwd, os.X_OK) else errno.EACCES
+    if not os.path.isdir(cwd):
+        return errno.ENOTDIR if os.path.exists(cwd) else errno.ENOENT
+    return 0 if os.access(cwd, os.X_OK) else errno.EACCES  # root passes: only a non-root pypilot is refused
 
 
 class _SpawnOptions:
