@@ -96,6 +96,9 @@ class _IO:
             self.end(float(msg.get("bound") or DEFAULT_BOUND))
         else:
             if self.agent is None:
+                from pypilot import lean_imports
+
+                lean_imports.install()  # before py-consul, prometheus-client, waitress
                 from pypilot.consul import _Agent
 
                 self.agent = _Agent(self.link.sock, link=self.link)
