@@ -16,12 +16,13 @@ behind: the link is broken from then on and ``on_broken`` says so, once.
 
 from __future__ import annotations
 
-import socket
 import struct
+from _socket import MSG_DONTWAIT  # the C module: ``socket`` itself costs a service config's first spawn
 from collections.abc import Callable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from typing import Any
 
 Message = dict[str, "Any"]
@@ -195,7 +196,7 @@ class WorkerLink:
         out: list[Message] = []
         while True:
             try:
-                data = self.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+                data = self.sock.recv(1 << 16, MSG_DONTWAIT)
                 out += self._decoder.feed(data) if data else []
             except (OSError, ValueError):  # nothing more now (EAGAIN), or a broken channel
                 return out

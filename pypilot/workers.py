@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 from collections.abc import Callable
 
@@ -27,6 +26,7 @@ from pypilot.reaper import Reaper, describe
 
 TYPE_CHECKING = False  # typing is not imported at start-up
 if TYPE_CHECKING:
+    import socket  # at run time only where a worker is started or adopted: not before the first spawn
     from typing import Any, NoReturn
 
 __all__ = ["Channel", "IOWorker", "Message", "Worker"]
@@ -102,6 +102,8 @@ class Channel:
         cls, loop: Loop, s: dict[str, object], on_message: Callable[[Message], None],
         on_close: Callable[[], None],
     ) -> Channel:
+        import socket
+
         chan = cls(loop, socket.socket(fileno=int(str(s["fd"]))), on_message, on_close)
         chan._decoder._buf += bytes.fromhex(str(s["in"]))
         if s["out"]:
@@ -120,7 +122,7 @@ class Channel:
         self.on_close()
 
 
-WorkerMain = Callable[[socket.socket], None]
+WorkerMain = Callable[["socket.socket"], None]
 
 
 def _child(main: WorkerMain, sock: socket.socket, pass_fds: tuple[int, ...] = ()) -> None:
@@ -203,6 +205,8 @@ class Worker:
         self._delay = self.RESTART_MIN
 
     def start(self) -> None:
+        import socket
+
         since = self.reaper.generation
         ours, theirs = socket.socketpair()
         pid = os.fork()  # PID 1 has one thread, so the child's copy of it is whole

@@ -88,3 +88,27 @@ def test_pid1_spawns_its_first_job_before_importing_the_control_plane_or_anythin
     assert sorted(imported & {*HEAVY, *AFTER_THE_FIRST_SPAWN}) == []
     # the control plane did start, after the spawn
     assert "control: serving at" in res.stderr + res.stdout
+
+
+def test_a_service_config_spawns_its_first_job_before_importing_socket(tmp_path) -> None:
+    """A job with a Consul service and a health check builds the I/O worker's handle before the first
+    spawn; the worker's socketpair, and with it ``socket`` (~15 M instructions), come after it."""
+    import json
+    import site
+    from pathlib import Path
+
+    import pypilot
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({
+        "consul": "localhost:8500", "control": {"socket": str(tmp_path / "c.sock")},
+        "jobs": [{"name": "app", "exec": ["/bin/true"], "restarts": "never", "port": 8080,
+                  "interfaces": ["static:127.0.0.1"], "health": {"exec": "true", "interval": 1, "ttl": 5}}]}))
+    out = tmp_path / "modules"
+    paths = [str(Path(pypilot.__file__).parent.parent), *site.getsitepackages()]
+    res = subprocess.run([sys.executable, "-I", "-S", "-c", FIRST_SPAWN, str(out), str(config), *paths],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    imported = set(out.read_text().split())
+    assert {"pypilot.supervisor", "pypilot.health", "pypilot.workers"} <= imported  # it built the handle
+    assert sorted(imported & {"socket", "selectors", *HEAVY}) == []

@@ -13,7 +13,9 @@ Both list addresses in no particular order; ``interfaces.get_ip`` sorts them as 
 
 from __future__ import annotations
 
-import socket
+# the C module: ``socket`` itself (its constants made into enums) would cost ~15 M instructions before the
+# first spawn of a config whose services need an address
+import _socket as socket
 
 __all__ = ["addresses", "ipv4_addresses", "ipv6_addresses"]
 
@@ -38,7 +40,8 @@ def ipv4_addresses() -> list[tuple[str, str]]:
     ifreq = 16 + (24 if pointer == 8 else 16)
     ifconf = "iL" if pointer == 4 else "iQ"  # int ifc_len; (padding); char *ifc_buf
     size = 32 * ifreq
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    try:
         while True:
             buf = array.array("B", bytes(size))
             address, _ = buf.buffer_info()
@@ -47,6 +50,8 @@ def ipv4_addresses() -> list[tuple[str, str]]:
             if filled < size:  # a full buffer may have been cut short: ask again with twice the room
                 break
             size *= 2
+    finally:
+        sock.close()
     raw = buf.tobytes()
     out = []
     for off in range(0, filled - ifreq + 1, ifreq):
