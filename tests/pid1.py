@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Self
 
@@ -174,3 +174,16 @@ class Pilot:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def host_pid(ns_pid: int, candidates: Iterable[int]) -> int:
+    """The host PID of a PID namespace's ``ns_pid`` among ``candidates`` (by ``NSpid`` in /proc)."""
+    for pid in candidates:
+        try:
+            line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+                        if ln.startswith("NSpid:"))
+        except (OSError, StopIteration):
+            continue
+        if int(line.split()[-1]) == ns_pid:
+            return pid
+    raise AssertionError(f"no process is {ns_pid} in the namespace among {list(candidates)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 # each of these cost PID 1 2-13 ms of its start (python -X importtime); none is needed to spawn
 HEAVY = ("typing", "dataclasses", "inspect", "re", "json", "psutil", "ssl", "asyncio", "threading",
@@ -65,25 +66,32 @@ sys.exit(main(["-config", config]))
 """
 
 
-def test_pid1_spawns_its_first_job_before_importing_the_control_plane_or_anything_heavy(tmp_path) -> None:
-    """The real start-up path, up to the moment of the first spawn (issue #15): the modules PID 1 has
-    imported by then, in an interpreter without ``site`` (whose own imports would hide some)."""
-    import json
+def modules_at_first_spawn(tmp_path: Any, config: Any) -> tuple[set[str], subprocess.CompletedProcess[str]]:
+    """What PID 1 has imported when it first spawns, on the real start-up path without ``site``."""
     import site
     from pathlib import Path
 
     import pypilot
 
-    config = tmp_path / "c.json"
-    config.write_text(json.dumps({
-        "consul": "localhost:8500", "control": {"socket": str(tmp_path / "c.sock")},
-        "jobs": [{"name": "app", "exec": ["/bin/true"], "restarts": "never"}]}))
     out = tmp_path / "modules"
     paths = [str(Path(pypilot.__file__).parent.parent), *site.getsitepackages()]
     res = subprocess.run([sys.executable, "-I", "-S", "-c", FIRST_SPAWN, str(out), str(config), *paths],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    imported = set(out.read_text().split())
+    return set(out.read_text().split()), res
+
+
+def test_pid1_spawns_its_first_job_before_importing_the_control_plane_or_anything_heavy(tmp_path) -> None:
+    """The real start-up path, up to the moment of the first spawn (issue #15): the modules PID 1 has
+    imported by then, in an interpreter without ``site`` (whose own imports would hide some)."""
+    import json
+
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({
+        "consul": "localhost:8500", "control": {"socket": str(tmp_path / "c.sock")},
+        "jobs": [{"name": "app", "exec": ["/bin/true"], "restarts": "never"}]}))
+    imported, res = modules_at_first_spawn(tmp_path, config)
     assert {"pypilot.supervisor", "pypilot.jobs", "pypilot.reaper"} <= imported  # it did get that far
     assert sorted(imported & {*HEAVY, *AFTER_THE_FIRST_SPAWN}) == []
     # the control plane did start, after the spawn
@@ -94,21 +102,13 @@ def test_a_service_config_spawns_its_first_job_before_importing_socket(tmp_path)
     """A job with a Consul service and a health check builds the I/O worker's handle before the first
     spawn; the worker's socketpair, and with it ``socket`` (~15 M instructions), come after it."""
     import json
-    import site
-    from pathlib import Path
 
-    import pypilot
 
     config = tmp_path / "c.json"
     config.write_text(json.dumps({
         "consul": "localhost:8500", "control": {"socket": str(tmp_path / "c.sock")},
         "jobs": [{"name": "app", "exec": ["/bin/true"], "restarts": "never", "port": 8080,
                   "interfaces": ["static:127.0.0.1"], "health": {"exec": "true", "interval": 1, "ttl": 5}}]}))
-    out = tmp_path / "modules"
-    paths = [str(Path(pypilot.__file__).parent.parent), *site.getsitepackages()]
-    res = subprocess.run([sys.executable, "-I", "-S", "-c", FIRST_SPAWN, str(out), str(config), *paths],
-                         capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, res.stderr
-    imported = set(out.read_text().split())
+    imported, _ = modules_at_first_spawn(tmp_path, config)
     assert {"pypilot.supervisor", "pypilot.health", "pypilot.workers"} <= imported  # it built the handle
     assert sorted(imported & {"socket", "selectors", *HEAVY}) == []

@@ -15,6 +15,7 @@ import pytest
 
 from tests.consul_standin import ConsulStandin
 from tests.discovery.harness import LOCAL, Pilot, free_port, service_job, sid
+from tests.pid1 import host_pid
 
 
 def started(p: Pilot, name: str) -> list[int]:
@@ -22,17 +23,6 @@ def started(p: Pilot, name: str) -> list[int]:
     return [int(m.group(1)) for ln in p.lines(rf"worker {re.escape(name)} started as pid \d+")
             if (m := re.search(r"started as pid (\d+)", ln))]
 
-
-def host_pid(ns_pid: int, candidates: list[int]) -> int:
-    for pid in candidates:
-        try:
-            line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
-                        if ln.startswith("NSpid:"))
-        except (OSError, StopIteration):
-            continue
-        if int(line.split()[-1]) == ns_pid:
-            return pid
-    raise AssertionError(f"no process is {ns_pid} in the namespace among {candidates}")
 
 
 def updates(standin: ConsulStandin, name: str) -> int:

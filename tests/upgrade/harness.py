@@ -34,7 +34,7 @@ import psutil
 
 from tests.consul_standin import ConsulStandin
 from tests.discovery.harness import LOCAL, Pilot, free_port, http, service_job, sid
-from tests.pid1 import wait_for
+from tests.pid1 import host_pid, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 STORM = Path(__file__).with_name("storm.py")
@@ -258,15 +258,7 @@ class UpPilot(Pilot):
     def host_pid_of(self, job: str) -> int:
         """The host PID of ``job``'s process (the status API shows the namespace's: NSpid maps them)."""
         ns = self.until(lambda: self.jobs()[job]["pid"], 10, f"{job} running")
-        for pid in self.host_children():
-            try:
-                line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
-                            if ln.startswith("NSpid:"))
-            except (OSError, StopIteration):
-                continue
-            if int(line.split()[-1]) == ns:
-                return pid
-        raise AssertionError(f"no child of PID 1 is {job}'s process {ns}")
+        return host_pid(ns, self.host_children())
 
     def ns_zombies(self) -> list[int]:
         """Zombies anywhere in the namespace (PID 1's descendants)."""

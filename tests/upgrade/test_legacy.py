@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from tests.consul_standin import ConsulStandin
+from tests.pid1 import host_pid
 from tests.upgrade.harness import (
     LOCAL,
     ROOT,
@@ -55,18 +56,6 @@ def legacy(tmp_path_factory: pytest.TempPathFactory, a: Install) -> Install:
     launcher.chmod(0o755)
     return Install("legacy", Path(sys.executable), launcher, a.env)
 
-
-def host_pid(ns_pid: int, candidates: list[int]) -> int:
-    """The host PID of the namespace's ``ns_pid`` among ``candidates`` (by ``NSpid``)."""
-    for pid in candidates:
-        try:
-            line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
-                        if ln.startswith("NSpid:"))
-        except (OSError, StopIteration):
-            continue
-        if int(line.split()[-1]) == ns_pid:
-            return pid
-    raise AssertionError(f"no process is {ns_pid} in the namespace among {candidates}")
 
 
 def started_workers(p: UpPilot, name: str) -> list[int]:
