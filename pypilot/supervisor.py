@@ -27,6 +27,7 @@ from pypilot.process import Command, setenv
 
 TYPE_CHECKING = False  # typing's costs start-up time; mypy reads this name as True
 if TYPE_CHECKING:
+    import socket
     from typing import Any, Protocol
 
     from pypilot.control.plane import ControlPlane
@@ -91,7 +92,7 @@ class Supervisor:
             from pypilot.workers import IOWorker
 
             name = "+".join(r for r, used in (("health", checks), ("discovery", consul)) if used)
-            self.io = IOWorker(self.loop, self.reaper, name)
+            self.io = IOWorker(self.loop, self.reaper, name, _io_main)
         if checks and self.io is not None:
             from pypilot.health import HealthChecks
 
@@ -537,3 +538,10 @@ def _descendants_of(root: int) -> list[int]:
         out.append(pid)
         todo.extend(parent.get(pid, ()))
     return out
+
+
+def _io_main(sock: socket.socket) -> None:
+    """The I/O worker's body, imported in the worker only: PID 1 never loads its side."""
+    from pypilot.ioworker import main
+
+    main(sock)

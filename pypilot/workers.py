@@ -296,12 +296,6 @@ class Worker:
             self._delay = self.RESTART_MIN
 
 
-def _io_main(sock: socket.socket) -> None:
-    from pypilot.ioworker import main  # in the worker: PID 1 never loads its side
-
-    main(sock)
-
-
 class IOWorker:
     """PID 1's handle on the one I/O worker (``pypilot.ioworker``): health checks, Consul and telemetry.
 
@@ -315,9 +309,11 @@ class IOWorker:
     exits; it is not replaced: the role moves to the shared worker then, as after a worker's death.
     """
 
-    def __init__(self, loop: Loop, reaper: Reaper, name: str) -> None:
-        self.loop, self.reaper = loop, reaper
-        self.worker = Worker(name, _io_main, loop, reaper, self._route, self._on_death, self._on_start)
+    def __init__(self, loop: Loop, reaper: Reaper, name: str, main: WorkerMain) -> None:
+        """``main``: the worker process's body (``pypilot.ioworker.main``, passed in so that this module,
+        which PID 1 loads, never imports the worker's side)."""
+        self.loop, self.reaper, self.main = loop, reaper, main
+        self.worker = Worker(name, main, loop, reaper, self._route, self._on_death, self._on_start)
         self.roles: list[str] = []
         self._routes: dict[str, Callable[[Message], None]] = {}
         self._deaths: dict[str, Callable[[], None]] = {}
@@ -416,7 +412,7 @@ class IOWorker:
         One that was not running is not started again: the shared worker serves ``role`` from now."""
         if not s.get("pid"):
             return
-        w = Worker(role, _io_main, self.loop, self.reaper, self._route, lambda: self._legacy_ended(role))
+        w = Worker(role, self.main, self.loop, self.reaper, self._route, lambda: self._legacy_ended(role))
         w.retiring = True
         self._legacy[role] = w
         w.adopt({**s, "restarts": 0})  # never restarted: no pending restart either

@@ -19,7 +19,7 @@ def test_a_dead_worker_is_not_started_again_inside_its_restart_delay_by_a_check(
     """A worker that dies at every start backs off (0.05 s, doubling) even while checks keep asking for it:
     ``ensure_started`` once restarted it at the next check, whatever the delay."""
     loop, reaper = Loop(), Reaper()
-    io = IOWorker(loop, reaper, "health")
+    io = IOWorker(loop, reaper, "health", _dies_at_once)
     io.attach("health", ("result",), lambda msg: None)
     io.worker = w = Worker("health", _dies_at_once, loop, reaper, io._route, io._on_death, io._on_start)
     io.ensure_started("health")
