@@ -44,7 +44,9 @@ def test_putmetric_without_telemetry_says_nothing_records_it() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_connect_waits_while_the_listen_backlog_is_full(tmp_path: Path) -> None:
+def test_connect_waits_while_the_listen_backlog_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from pypilot.control.client import UnixHTTPConnection
 
     path = str(tmp_path / "busy.sock")
@@ -63,18 +65,25 @@ def test_connect_waits_while_the_listen_backlog_is_full(tmp_path: Path) -> None:
             break
         fillers.append(s)
     accepted: list[socket.socket] = []
+    refused = threading.Event()  # the client was refused (EAGAIN) and is waiting to try again
+    pause = time.sleep
+
+    def retry_pause(delay: float) -> None:
+        refused.set()
+        pause(delay)
+
+    monkeypatch.setattr(time, "sleep", retry_pause)
 
     def accept_later() -> None:
-        time.sleep(0.3)  # the server is busy for a while, then takes connections again
+        refused.wait(10)  # the server makes room only once the client has been turned away
         while len(accepted) < len(fillers) + 1:
             accepted.append(server.accept()[0])
 
     t = threading.Thread(target=accept_later, daemon=True)
     t.start()
     conn = UnixHTTPConnection(path, 5.0)
-    began = time.monotonic()
     conn.connect()  # EAGAIN at first: retried until the server accepts
-    assert time.monotonic() - began >= 0.25
+    assert refused.is_set()
     t.join(5)
     conn.close()
     # and a server that never makes room fails within the timeout, with EAGAIN
