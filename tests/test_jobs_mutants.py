@@ -23,6 +23,16 @@ def text(lines: list[bytes]) -> str:
     return b"".join(lines).decode()
 
 
+def crash_looping(name: str, initial: float) -> tuple[Ctx, Any, FakeCommand]:
+    """A started job restarted without limit, with a backoff from ``initial`` (doubling, max 30 s,
+    reset after a 10 s run)."""
+    ctx = Ctx()
+    backoff = Backoff(initial=initial, factor=2.0, max=30.0, reset_after=10.0)
+    job, cmd = ctx.add(name=name, restarts=UNLIMITED, backoff=backoff)
+    ctx.bus.publish(STARTUP)
+    return ctx, job, cmd
+
+
 def test_snapshot_of_a_fresh_job_before_its_trigger() -> None:
     ctx = Ctx()
     job, _cmd = ctx.add(name="app", restarts=3)
@@ -55,10 +65,7 @@ def test_snapshot_of_a_running_then_exited_job_counts_runs_and_restarts() -> Non
 
 
 def test_snapshot_shows_the_backoff_and_when_it_ends() -> None:
-    ctx = Ctx()
-    backoff = Backoff(initial=2.0, factor=2.0, max=30.0, reset_after=10.0)
-    job, cmd = ctx.add(name="crash", restarts=UNLIMITED, backoff=backoff)
-    ctx.bus.publish(STARTUP)
+    ctx, job, cmd = crash_looping("crash", initial=2.0)
     cmd.exit(1)
     cmd.exit(1)  # second quick failure: backs off 2 s
     ctx.loop.advance(0.1234)
@@ -111,10 +118,7 @@ def test_snapshot_counts_down_finite_restarts() -> None:
 
 
 def test_backoff_log_says_failed_runs_and_the_delay(logged: list[bytes]) -> None:
-    ctx = Ctx()
-    backoff = Backoff(initial=0.25, factor=2.0, max=30.0, reset_after=10.0)
-    _job, cmd = ctx.add(name="crash", restarts=UNLIMITED, backoff=backoff)
-    ctx.bus.publish(STARTUP)
+    _ctx, _job, cmd = crash_looping("crash", initial=0.25)
     cmd.exit(1)
     cmd.exit(1)
     out = text(logged)
@@ -123,10 +127,7 @@ def test_backoff_log_says_failed_runs_and_the_delay(logged: list[bytes]) -> None
 
 
 def test_quick_clean_exits_warn_once_about_daemons_then_log_each_backoff(logged: list[bytes]) -> None:
-    ctx = Ctx()
-    backoff = Backoff(initial=0.5, factor=2.0, max=30.0, reset_after=10.0)
-    _job, cmd = ctx.add(name="daemon", restarts=UNLIMITED, backoff=backoff)
-    ctx.bus.publish(STARTUP)
+    ctx, _job, cmd = crash_looping("daemon", initial=0.5)
     cmd.exit(0)
     cmd.exit(0)
     ctx.loop.advance(0.5)
@@ -139,10 +140,7 @@ def test_quick_clean_exits_warn_once_about_daemons_then_log_each_backoff(logged:
 
 
 def test_a_long_failed_run_counts_as_the_first_failure_again() -> None:
-    ctx = Ctx()
-    backoff = Backoff(initial=1.0, factor=2.0, max=30.0, reset_after=10.0)
-    job, cmd = ctx.add(name="crash", restarts=UNLIMITED, backoff=backoff)
-    ctx.bus.publish(STARTUP)
+    ctx, job, cmd = crash_looping("crash", initial=1.0)
     cmd.exit(1)
     cmd.exit(1)
     assert job.failures_in_a_row == 2
@@ -212,10 +210,7 @@ def test_operator_restart_of_a_stopped_job_starts_it() -> None:
 
 
 def test_operator_stop_cancels_a_pending_backoff_restart() -> None:
-    ctx = Ctx()
-    backoff = Backoff(initial=1.0, factor=2.0, max=30.0, reset_after=10.0)
-    job, cmd = ctx.add(name="crash", restarts=UNLIMITED, backoff=backoff)
-    ctx.bus.publish(STARTUP)
+    ctx, job, cmd = crash_looping("crash", initial=1.0)
     cmd.exit(1)
     cmd.exit(1)
     assert job.snapshot()["state"] == "backoff"
@@ -226,10 +221,7 @@ def test_operator_stop_cancels_a_pending_backoff_restart() -> None:
 
 
 def test_operator_start_during_a_backoff_starts_now_and_drops_the_pending_restart() -> None:
-    ctx = Ctx()
-    backoff = Backoff(initial=1.0, factor=2.0, max=30.0, reset_after=10.0)
-    job, cmd = ctx.add(name="crash", restarts=UNLIMITED, backoff=backoff)
-    ctx.bus.publish(STARTUP)
+    ctx, job, cmd = crash_looping("crash", initial=1.0)
     cmd.exit(1)
     cmd.exit(1)
     assert job.operator_start() and cmd.running
@@ -484,10 +476,7 @@ def test_watchdog_makes_a_running_job_unhealthy_and_restarts_it(logged: list[byt
 
 
 def test_backoff_log_lines_carry_the_job_name(logged: list[bytes]) -> None:
-    ctx = Ctx()
-    backoff = Backoff(initial=0.5, factor=2.0, max=30.0, reset_after=10.0)
-    _job, cmd = ctx.add(name="daemon", restarts=UNLIMITED, backoff=backoff)
-    ctx.bus.publish(STARTUP)
+    _ctx, _job, cmd = crash_looping("daemon", initial=0.5)
     cmd.exit(0)
     cmd.exit(0)
     out = text(logged)
@@ -573,10 +562,7 @@ def test_a_start_failure_is_exit_127_a_failure_and_an_error_event(logged: list[b
 
 
 def test_start_failures_of_an_unlimited_job_back_off() -> None:
-    ctx = Ctx()
-    backoff = Backoff(initial=1.0, factor=2.0, max=30.0, reset_after=10.0)
-    job, cmd = ctx.add(name="app", restarts=UNLIMITED, backoff=backoff)
-    ctx.bus.publish(STARTUP)
+    _ctx, job, cmd = crash_looping("app", initial=1.0)
     start_fails(cmd, "no")
     assert cmd.starts == 2  # the first restart is immediate
     start_fails(cmd, "no")
