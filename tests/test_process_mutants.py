@@ -4,9 +4,11 @@ here): its output lines, its timeout, its PID variable, a start failure and the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -273,22 +275,29 @@ def test_a_forked_worker_opens_its_own_dev_null() -> None:
     assert st == 0
 
 
-def test_a_commands_stdin_is_dev_null_not_pypilots() -> None:
-    run = Run()
+@contextlib.contextmanager
+def stdin_holding(data: bytes) -> Iterator[None]:
+    """This process's fd 0 is a pipe holding ``data`` for the block (what pypilot's stdin would have)."""
     r, w = os.pipe()
     saved = os.dup(0)
     os.dup2(r, 0)
     try:
-        os.write(w, b"hello\n")
-        got: list[str] = []
-        cmd = run.command(["sh", "-c", "read x; echo \"got $x\"; readlink /proc/self/fd/0"], sink=got.append)
-        cmd.start(run.on_exit)
-        run.until(lambda: run.exits)
+        os.write(w, data)
+        yield
     finally:
         os.dup2(saved, 0)
         os.close(saved)
         os.close(r)
         os.close(w)
+
+
+def test_a_commands_stdin_is_dev_null_not_pypilots() -> None:
+    run = Run()
+    with stdin_holding(b"hello\n"):
+        got: list[str] = []
+        cmd = run.command(["sh", "-c", "read x; echo \"got $x\"; readlink /proc/self/fd/0"], sink=got.append)
+        cmd.start(run.on_exit)
+        run.until(lambda: run.exits)
     assert got == ["got ", "/dev/null"]
 
 
@@ -324,20 +333,11 @@ def test_an_output_whose_read_fails_is_closed_and_says_nothing(monkeypatch: pyte
 def test_an_interactive_command_gets_pypilots_stdin() -> None:
     """tini mode: the command reads what pypilot's stdin has (no terminal here: no foreground to set)."""
     run = Run()
-    r, w = os.pipe()
-    saved = os.dup(0)
-    os.dup2(r, 0)
-    try:
-        os.write(w, b"hello\n")
+    with stdin_holding(b"hello\n"):
         got: list[str] = []
         cmd = run.command(["sh", "-c", "read x; echo \"got $x\""], interactive=True, sink=got.append)
         cmd.start(run.on_exit)
         run.until(lambda: run.exits)
-    finally:
-        os.dup2(saved, 0)
-        os.close(saved)
-        os.close(r)
-        os.close(w)
     assert got == ["got hello"] and run.exits == [(0, None)]
 
 
