@@ -375,20 +375,13 @@ def _many_config(standin: ConsulStandin) -> dict[str, Any]:
     }
 
 
-@pytest.mark.timeout(180)
-def test_twenty_upgrades_in_a_row_grow_no_fd_memory_or_zombie(
-    a: Install, b: Install, standin: ConsulStandin
+@pytest.mark.parametrize("rounds", [
+    pytest.param(20, id="20", marks=pytest.mark.timeout(180)),  # CI's form
+    pytest.param(100, id="100", marks=[pytest.mark.slow, pytest.mark.timeout(600)]),
+])
+def test_upgrades_in_a_row_grow_no_fd_memory_or_zombie(
+    rounds: int, a: Install, b: Install, standin: ConsulStandin
 ) -> None:
     with UpPilot(_many_config(standin), a) as p:
-        _round_trips(p, a, b, 20)
-        assert deregistrations(standin) == [] and len(registrations(standin)) == 1
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_a_hundred_upgrades_in_a_row_grow_no_fd_memory_or_zombie(
-    a: Install, b: Install, standin: ConsulStandin
-) -> None:
-    with UpPilot(_many_config(standin), a) as p:
-        _round_trips(p, a, b, 100)
+        _round_trips(p, a, b, rounds)
         assert deregistrations(standin) == [] and len(registrations(standin)) == 1
