@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, TextIO
 
+    from pypilot.http1 import Headers
+
 CONTROL_COMMANDS = ("reload", "upgrade", "maintenance", "putenv", "putmetric", "ping")
 POSITIONAL = ("status", "job", "logs")
 ERROR_HEADER = "X-Pypilot-Error"
@@ -108,13 +110,6 @@ class Response:
         return orjson.loads(self.body)
 
 
-class Headers(dict[str, str]):
-    """A response's headers by lower-cased name (what ``ping`` reads them with)."""
-
-    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        return super().get(name.lower(), default)
-
-
 PING = b"GET /v3/ping HTTP/1.1\r\nHost: control\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
 MAX_PING_ANSWER = 1 << 20
 
@@ -158,11 +153,10 @@ def _answer(data: bytes, done: bool) -> Response | None:
     code = rest[:3]
     if not version.startswith("HTTP/1.") or not code.isdigit():
         raise ValueError(f"malformed status line {lines[0][:100]!r}")
-    headers = Headers()
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if colon:
-            headers[name.strip().lower()] = value.strip()
+    from pypilot.http1 import Headers
+
+    fields = (ln.partition(":") for ln in lines[1:])
+    headers = Headers((name.strip(), value.strip()) for name, colon, value in fields if colon)
     length = headers.get("Content-Length")
     if length is not None and length.isdigit():
         if len(body) < int(length) and not done:
