@@ -45,8 +45,8 @@ def check(results: dict[tuple[str, str], Result]) -> list[Verdict]:
     ratio("  same, JSON5 config", launch, "python3 -I -S", 1.5, "pypilot (JSON5 config)")
     cp = "ContainerPilot 3.8"  # issue #15: measured in the same run
     for n in (3, 20):
-        for ping in ("", "_ping"):
-            when = ", after one -ping" if ping else ""
+        for ping in ("", "_ping", "_ctl"):
+            when = {"": "", "_ping": ", after one -ping", "_ctl": ", control worker up (a -putenv)"}[ping]
             ratio(f"{n}-service tree PSS{when} <= 1.5x {cp}", f"tree{n}{ping}_pss", cp, 1.5)
             ratio(f"{n}-service tree RSS{when} <= 2x {cp}", f"tree{n}{ping}_rss", cp, 2.0)
     absolute("exit -> dispatch p99 <= 2 ms", "dispatch_p99", 2.0, "ms")

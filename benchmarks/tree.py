@@ -9,12 +9,13 @@ own in the one agent.
 8 s after start, RSS and PSS (``smaps_rollup``) are summed over the init's own processes: those whose
 executable is PID 1's (pypilot's workers are forks of PID 1; the jobs and their health checks are other
 executables and are excluded). Then the system's own ``-ping`` is run once against its control socket, as
-the image's ``HEALTHCHECK`` does (it starts pypilot's control worker), and 3 s later the tree is read again
-(``*_ping`` rows). Per process (pypilot): RSS and thread count, in the note. ``repeats`` rounds; each row
-says its sample count (n).
+the image's ``HEALTHCHECK`` does (pypilot's PID 1 answers it itself), and 3 s later the tree is read again
+(``*_ping`` rows); then one ``-putenv`` (a control request of ContainerPilot's that PID 1 does not answer
+itself: pypilot's control worker starts), and 3 s later the tree is read once more (``*_ctl`` rows). Per
+process (pypilot): RSS and thread count, in the note. ``repeats`` rounds; each row says its sample count (n).
 
-``tree3_breakdown``: pypilot's processes after the ping of the last N = 3 round, RSS by mapping (the
-interpreter and libpython, each extension module's package, other shared libraries, heap and anonymous
+``tree3_breakdown``: pypilot's processes after the control request of the last N = 3 round, RSS by mapping
+(the interpreter and libpython, each extension module's package, other shared libraries, heap and anonymous
 memory), so that benchmarks/README.md can say where each MiB goes (a row per process, its parts in the note).
 """
 
@@ -302,23 +303,19 @@ def measure(ctx: Context) -> None:
                     time.sleep(max(0.0, t0 + SAMPLE_AT_S - time.monotonic()))
                     for name, (ns, _) in running.items():
                         _sample(ctx, measure_name, name, ns)
-                    for name, (_, cfg) in running.items():
-                        binary = next(p.binary() for p in systems if p.name == name)
-                        res = subprocess.run(
-                            [binary, "-config", str(cfg), "-ping"],
-                            capture_output=True,
-                            timeout=30,
-                            check=False,
-                        )
-                        if res.returncode != 0:
-                            ctx.col.fail(
-                                f"{measure_name}_ping_rss", name, "MiB", f"-ping exit {res.returncode}"
-                            )
-                    time.sleep(AFTER_PING_S)
-                    for name, (ns, _) in running.items():
-                        pids = _sample(ctx, f"{measure_name}_ping", name, ns)
-                        if name == "pypilot" and services == SIZES[0]:
-                            detail = {i: breakdown(pid) for i, pid in enumerate(pids)}
+                    for step, args in (("ping", ["-ping"]), ("ctl", ["-putenv", "BENCH_PROBE=1"])):
+                        for name, (_, cfg) in running.items():
+                            binary = next(p.binary() for p in systems if p.name == name)
+                            argv = [binary, "-config", str(cfg), *args]
+                            res = subprocess.run(argv, capture_output=True, timeout=30, check=False)
+                            if res.returncode != 0:
+                                why = f"{args[0]} exit {res.returncode}"
+                                ctx.col.fail(f"{measure_name}_{step}_rss", name, "MiB", why)
+                        time.sleep(AFTER_PING_S)
+                        for name, (ns, _) in running.items():
+                            pids = _sample(ctx, f"{measure_name}_{step}", name, ns)
+                            if name == "pypilot" and services == SIZES[0] and step == "ctl":
+                                detail = {i: breakdown(pid) for i, pid in enumerate(pids)}
     mine = [p for p in systems if p.name == "pypilot"]
     if mine:
         libs(ctx, _python_of(mine[0].binary()))

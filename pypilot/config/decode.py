@@ -80,7 +80,7 @@ _TELEMETRY: Spec = [("port", "int"), ("interfaces", "list"), ("tags", "strs"), (
 _METRIC: Spec = [("namespace", "str"), ("subsystem", "str"), ("name", "str"), ("help", "str"),
                  ("type", "str")]
 _CONTROL: Spec = [("socket", "str"), ("socketMode", "any"), ("reload", "str"), ("reloadGrace", "str"),
-                  ("allowUids", "any")]
+                  ("allowUids", "any"), ("workerIdle", "str")]
 _TLS: Spec = [("cafile", "str"), ("capath", "str"), ("clientcert", "str"), ("clientkey", "str"),
               ("servername", "str"), ("verify", "bool")]
 _CONSUL: Spec = [("address", "str"), ("scheme", "str"), ("token", "str"), ("tls", _TLS)]
@@ -249,6 +249,15 @@ def _control(raw: Any, errs: Collector) -> m.ControlConfig:
             kw["reload_grace"] = _secs(_duration(d["reloadGrace"]))
         except DurationError as e:
             errs.add(f"unable to parse control: control.reloadGrace '{d['reloadGrace']}': {e}")
+    if d.get("workerIdle") not in (None, ""):
+        try:
+            kw["worker_idle"] = _secs(_duration(d["workerIdle"]))
+        except DurationError as e:
+            errs.add(f"unable to parse control: control.workerIdle '{d['workerIdle']}': {e}")
+        else:
+            if kw["worker_idle"] < 0:
+                errs.add(f"unable to parse control: control.workerIdle '{d['workerIdle']}' invalid: "
+                         "must be 0 (the worker stays) or more")
     uids = d.get("allowUids")
     if uids is not None:
         if isinstance(uids, list) and all(isinstance(u, int) and not isinstance(u, bool) and u >= 0

@@ -199,6 +199,7 @@ class ControlConfig(Record):
     reload: str = "restart"  # restart (CP: every job restarts) | diff (beyond CP: only what changed)
     reload_grace: float = 30.0
     allow_uids: tuple[int, ...] = ()  # connecting uids accepted (SO_PEERCRED); () = any the mode lets in
+    worker_idle: float = 60.0  # the control worker exits after this long with no connection; 0: it stays
 
 
 @record

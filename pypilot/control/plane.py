@@ -1,10 +1,11 @@
 """PID 1's side of the control plane: the listening socket, the control worker, and the op handlers.
 
 PID 1 binds and listens on ``control.socket`` itself (one fd: stale file removed, created with the
-configured mode, 0600 by default) and polls it. The first connection starts the control worker (a
-``Worker`` forked from PID 1), hands it the listening fd over the socketpair (SCM_RIGHTS, the first
-byte the worker reads), and stops polling the fd: from then on the worker accepts. A dead worker is
-replaced by ``Worker``; connections wait in the listen backlog meanwhile.
+configured mode, 0600 by default) and accepts on it (``front``): a ping it answers itself; the first
+other request starts the control worker (a ``Worker`` forked from PID 1), which is handed the listening
+fd and the connections PID 1 was reading, with their bytes, over the socketpair (SCM_RIGHTS, before
+any message). From then on the worker accepts. A dead worker is replaced by ``Worker``; connections
+wait in the listen backlog meanwhile.
 
 The worker forwards every request that needs PID 1 as ``{"op": "req", "id", "kind", ...}`` and gets
 ``{"op": "rep", "id", "status", "data"}`` back. Every handler runs inside a try: PID 1 answers 500
@@ -23,6 +24,7 @@ from collections.abc import Callable
 
 from pypilot import joblogs, logs
 from pypilot.config.model import Config, ControlConfig
+from pypilot.control.front import Front, Held, pack_held
 from pypilot.control.routes import KINDS
 from pypilot.control.validate import metric_problem, parse_signal, valid_env
 from pypilot.events import CP_NAMES, Bus, Event
@@ -103,7 +105,10 @@ class ControlPlane:
         self.streaming = False
         self.followed: set[str] = set()  # jobs whose new output lines go to the worker (logs -f)
         self.events_seen = 0
-        self._listening = False  # PID 1 polls the listening fd (no worker yet)
+        self._listening = False  # PID 1 accepts (no worker yet): ``front``
+        self.front: Front | None = None
+        self._handed: list[Held] = []  # connections PID 1 was reading, for the worker starting
+        self._restarts = 0  # of the workers stopped as idle
         self._listener_added = False
         self._handlers: dict[str, Callable[[Message, Reply], None]] = {
             "ping": lambda msg, reply: reply(200, None),
@@ -132,10 +137,16 @@ class ControlPlane:
             self.sup.bus.listen(self._on_event)
             joblogs.set_listener(self._on_job_line)
             self._listener_added = True
-        self.sup.loop.add_reader(self.sock.fileno(), self._on_first_connection)
-        self._listening = True
+        self._serve_front()
         logs.info(f"control: serving at {self.path}")
         return True
+
+    def _serve_front(self) -> None:
+        assert self.sock is not None
+        allowed = frozenset(self.cfg.allow_uids)
+        self.front = Front(self.sup.loop, self.sock, allowed, self._hand_off, self._count)
+        self.front.start()
+        self._listening = True
 
     def handover(self, fds: list[int]) -> dict[str, Any] | None:
         """The listening fd (never closed: clients wait in its backlog across the exec), the worker
@@ -143,6 +154,8 @@ class ControlPlane:
         if self.sock is None:
             return None
         fds.append(self.sock.fileno())
+        # "listening" (PID 1 accepts, ``front``): only until the first request that is not a ping, and an
+        # upgrade is one, so no connection PID 1 was reading is ever left to carry over
         return {
             "fd": self.sock.fileno(),
             "listening": self._listening,
@@ -166,8 +179,7 @@ class ControlPlane:
             self.worker = self._make_worker()
             self.worker.adopt(s["worker"])
         if s["listening"]:
-            self.sup.loop.add_reader(self.sock.fileno(), self._on_first_connection)
-            self._listening = True
+            self._serve_front()
 
     def _bind(self) -> socket.socket:
         from pypilot.control.socketfile import bind
@@ -179,9 +191,13 @@ class ControlPlane:
         if self.worker is not None:
             self.worker.stop()
         if self.sock is not None:
-            if self._listening:
-                self.sup.loop.remove_reader(self.sock.fileno())
-                self._listening = False
+            if self.front is not None:
+                self.front.close()
+                self.front = None
+            self._listening = False
+            for sock, _data in self._handed:
+                sock.close()
+            self._handed = []
             self.sock.close()
             self.sock = None
             try:
@@ -189,13 +205,25 @@ class ControlPlane:
             except OSError:
                 pass
 
-    def _on_first_connection(self) -> None:
-        assert self.sock is not None
-        self.sup.loop.remove_reader(self.sock.fileno())
+    def _hand_off(self, held: list[Held]) -> None:
+        """A request that is not a ping: the worker starts, and takes the socket and ``held``."""
         self._listening = False
+        self.front = None
+        self._handed = held
         if self.worker is None:
             self.worker = self._make_worker()
-        self.worker.start()
+        try:
+            self.worker.start()
+        except OSError as e:  # no fork (EAGAIN, ENOMEM): those clients lose, pings go on being answered
+            logs.error(f"control: cannot start the control worker: {e.strerror or e}")
+            for conn, _data in self._handed:
+                conn.close()
+            self._handed = []
+            self.worker = None
+            self._serve_front()
+
+    def _count(self, code: int, path: str) -> None:
+        self.requests[(code, path)] = self.requests.get((code, path), 0) + 1
 
     def _make_worker(self) -> _ControlWorker:
         worker = _ControlWorker(
@@ -203,6 +231,7 @@ class ControlPlane:
             self._on_worker_death,
         )
         worker.on_started = self._send_listener
+        worker.restarts = self._restarts  # one that went idle is not a restart: the count goes on
         return worker
 
     def _worker_main(self, chan: socket.socket) -> None:
@@ -211,19 +240,29 @@ class ControlPlane:
         worker_main(
             chan,
             {"socket": self.path, "reload_timeout": self.cfg.reload_grace + 30.0, "timeout": REQUEST_TIMEOUT,
-             "allow_uids": list(self.cfg.allow_uids)},
+             "allow_uids": list(self.cfg.allow_uids), "worker_idle": self.cfg.worker_idle},
         )
 
     def _send_listener(self) -> None:
-        """The listening fd goes to the worker as the first byte on the channel."""
-        worker, sock = self.worker, self.sock
-        if worker is None or worker.channel is None or sock is None:
-            return
+        """The listening fd, and the connections PID 1 was reading, go to the worker before any message:
+        ``L``, then their bytes (``front.pack_held``), in one send with their fds."""
+        worker, sock, held = self.worker, self.sock, self._handed
+        self._handed = []
         try:
-            socket.send_fds(worker.channel.sock, [b"L"], [sock.fileno()])
-        except OSError as e:
-            logs.error(f"control: cannot hand the socket to the worker: {e}")
-            worker.channel.close()
+            if worker is None or worker.channel is None or sock is None:
+                return
+            payload = b"L" + pack_held(held)
+            try:
+                fds = [sock.fileno(), *(conn.fileno() for conn, _data in held)]
+                sent = socket.send_fds(worker.channel.sock, [payload], fds)
+                if sent != len(payload):
+                    raise OSError(f"sent {sent} of {len(payload)} bytes")
+            except OSError as e:
+                logs.error(f"control: cannot hand the socket to the worker: {e}")
+                worker.channel.close()
+        finally:
+            for conn, _data in held:
+                conn.close()  # the worker has its own copies now (or the connection is lost with it)
 
     def _on_worker_death(self) -> None:
         self.streaming = False  # the new worker has no stream clients
@@ -269,6 +308,21 @@ class ControlPlane:
         elif op == "count":
             key = (int(msg.get("code", 0)), str(msg.get("path", "")))
             self.requests[key] = self.requests.get(key, 0) + 1
+        elif op == "idle":
+            self._retire_worker()
+
+    def _retire_worker(self) -> None:
+        """The worker had no connection for ``control.workerIdle`` and has stopped accepting: it is
+        stopped (not a death: no restart), and PID 1 accepts again, answering pings itself."""
+        worker = self.worker
+        if worker is None or self.sock is None or self._listening:
+            return
+        self._restarts = worker.restarts
+        worker.stop()
+        self.worker = None
+        self._on_worker_death()
+        self._serve_front()
+        logs.info(f"control: worker idle for {self.cfg.worker_idle:g}s, stopped; PID 1 answers pings")
 
     def handle(self, msg: Message, reply: Reply) -> None:
         """One request from the worker: the Supervisor API call, then ``reply(status, data)``."""

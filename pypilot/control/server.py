@@ -20,6 +20,9 @@ starve a new client, and what is done about it:
 - time: a connection with no request in service is closed after ``IDLE_TIMEOUT`` of silence, and an
   unfinished request after ``IDLE_TIMEOUT`` from its first byte, however slowly it keeps dripping.
 
+With no connection at all for ``control.workerIdle``, the server stops accepting and calls ``on_idle``:
+the worker asks PID 1 to take the socket back (``front``), and is stopped.
+
 Waitress' own error answers (413, 431, 400) are given in the app's form: CP's status text on CP's paths,
 JSON on pypilot's, the reason in ``X-Pypilot-Error``.
 """
@@ -132,10 +135,14 @@ def _reason(err: Any) -> str:
 class _Server(UnixWSGIServer):
     channel_class = _Channel
     count: Counter = staticmethod(lambda code, path: None)
+    idle_exit = 0.0  # control.workerIdle; 0: never
+    accepting: bool  # waitress' (asyncore's) own flag
+    on_idle: Callable[[], None] = staticmethod(lambda: None)
 
     def __init__(self, *args: Any, limit: int, budget: int, **kw: Any) -> None:
         self.limit, self.budget, self.pending_total = limit, budget, 0
         self._pending_lock = threading.Lock()
+        self.quiet_since = time.monotonic()  # since when no connection has been open
         super().__init__(*args, **kw)
 
     @property
@@ -157,7 +164,16 @@ class _Server(UnixWSGIServer):
         super().readable()
         return bool(self.accepting)  # never stop accepting: the limit evicts instead (handle_accept)
 
+    def adopt(self, conn: socket.socket, data: bytes) -> None:
+        """A connection PID 1 accepted and read ``data`` of (``front``): served as if accepted here."""
+        self.quiet_since = time.monotonic()
+        conn.setblocking(False)
+        channel = self.channel_class(self, conn, self.fix_addr(None), self.adj, map=self._map)
+        if data:
+            channel.received(data)
+
     def handle_accept(self) -> None:
+        self.quiet_since = time.monotonic()
         if len(self.active_channels) >= self.limit:
             self._make_room()
         super().handle_accept()
@@ -177,13 +193,20 @@ class _Server(UnixWSGIServer):
 
     def maintenance(self, now: float) -> None:
         super().maintenance(now)  # idle connections: no byte for channel_timeout
+        # the loop's thread, as accepting is: no connection can slip in between the check and the stop
+        if self.active_channels or not self.accepting:
+            self.quiet_since = time.monotonic()
+        elif self.idle_exit and time.monotonic() - self.quiet_since >= self.idle_exit:
+            self.accepting = False  # new clients wait in the backlog, for PID 1
+            self.on_idle()
         cutoff = time.monotonic() - self.adj.channel_timeout
         for channel in list(self.active_channels.values()):
             if channel.request is not None and not channel.requests and channel.waiting_since < cutoff:
                 channel.will_close = True  # an unfinished request, however slowly it drips
 
 
-def make_server(app: Any, listener: socket.socket, count: Counter) -> _Server:
+def make_server(app: Any, listener: socket.socket, count: Counter, idle_exit: float = 0.0,
+                on_idle: Callable[[], None] | None = None) -> _Server:
     nofile = raise_fd_limit()
     limit = max(16, min(CONNECTIONS, nofile - RESERVED_FDS))
     idle = float(os.environ.get("PYPILOT_CONTROL_IDLE_TIMEOUT") or IDLE_TIMEOUT)  # tests shorten it
@@ -194,7 +217,7 @@ def make_server(app: Any, listener: socket.socket, count: Counter) -> _Server:
         asyncore_use_poll=True,  # select() cannot watch an fd above 1024
         connection_limit=limit,  # where waitress would stop accepting; _Server evicts instead
         channel_timeout=idle,
-        cleanup_interval=max(0.2, min(idle / 4, 5.0)),
+        cleanup_interval=max(0.2, min(idle / 4, idle_exit / 4 or 5.0, 5.0)),
         max_request_header_size=HEADER_MAX,
         max_request_body_size=READ_MAX,
         inbuf_overflow=READ_MAX,  # bodies stay in memory (counted in the budget), not in temp files
@@ -218,4 +241,7 @@ def make_server(app: Any, listener: socket.socket, count: Counter) -> _Server:
         budget=PENDING_BUDGET,
     )
     server.count = count
+    server.idle_exit = idle_exit
+    if on_idle is not None:
+        server.on_idle = on_idle
     return server

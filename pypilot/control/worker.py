@@ -144,13 +144,26 @@ def _offer(q: queue.Queue[Message | None], msg: Message) -> bool:
         return False
 
 
-def receive_listener(chan: socket.socket) -> socket.socket:
-    """The listening socket PID 1 passes as the channel's first byte."""
+def receive_listener(chan: socket.socket) -> tuple[socket.socket, list[tuple[socket.socket, bytes]]]:
+    """The listening socket PID 1 passes before any message, and the connections it had been reading
+    (``front``), each with the bytes it had read of it."""
+    from pypilot.control.front import MAX_HELD, unpack_held
+
     chan.setblocking(True)
-    msg, fds, _flags, _addr = socket.recv_fds(chan, 1, 1)
-    if msg != b"L" or not fds:
+    msg, fds, _flags, _addr = socket.recv_fds(chan, 5, MAX_HELD + 2)
+    while 0 < len(msg) < 5:
+        msg += chan.recv(5 - len(msg))
+    if msg[:1] != b"L" or not fds:
         raise RuntimeError("control worker: PID 1 did not pass the listening socket")
-    return socket.socket(fileno=fds[0])
+    size = int.from_bytes(msg[1:5], "big")
+    body = b""
+    while len(body) < size:
+        chunk = chan.recv(size - len(body))
+        if not chunk:
+            raise RuntimeError("control worker: the channel closed inside PID 1's hand-over")
+        body += chunk
+    listener, *conns = (socket.socket(fileno=fd) for fd in fds)
+    return listener, list(zip(conns, unpack_held(body, len(conns)), strict=True))
 
 
 class PeerCheckedListener(socket.socket):
@@ -193,7 +206,7 @@ def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
     # _child resets every disposition to default, SIGPIPE included: a client that hangs up while we
     # write to it would kill the worker. Ignore it, as Python itself does, and get EPIPE instead.
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    listener = receive_listener(chan)
+    listener, held = receive_listener(chan)
     if settings.get("allow_uids"):
         checked = PeerCheckedListener(fileno=listener.detach())
         checked.allowed = frozenset(settings["allow_uids"])
@@ -204,4 +217,10 @@ def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
     link.start()
     app = make_app(link, {"max_streams": THREADS - 4, **settings})
     count = lambda code, path: link.send({"op": "count", "code": code, "path": path})  # noqa: E731
-    make_server(app, listener, count).run()
+    # with no connection for worker_idle the worker hands the socket back: PID 1 closes our channel
+    # in answer, and the link's reader ends the process
+    idle = float(settings.get("worker_idle") or 0.0)
+    server = make_server(app, listener, count, idle, lambda: link.send({"op": "idle"}))
+    for conn, data in held:
+        server.adopt(conn, data)
+    server.run()

@@ -159,6 +159,10 @@ CASES = [
      'unable to parse control: control.socketMode \'999\' invalid: must be an octal mode such as "0600"', ''),
     (f'{{{C}, control: {{reload: "hot"}}}}',
      "unable to parse control: control.reload 'hot' invalid: must be 'diff' or 'restart'", ''),
+    (f'{{{C}, control: {{workerIdle: "-1s"}}}}',
+     "unable to parse control: control.workerIdle '-1s' invalid: must be 0 (the worker stays) or more", ''),
+    (f'{{{C}, control: {{workerIdle: "soon"}}}}',
+     "unable to parse control: control.workerIdle 'soon': time: invalid duration soon", ''),
 ]
 
 

@@ -114,7 +114,7 @@ def test_ping_and_status_answer_in_100ms_with_1000_hung_clients() -> None:
     with Pilot({"jobs": [KEEPER]}) as p:
         path = _sock_path(p)
         wait_for(lambda: p.lines("control: serving at"), 10, "control socket")
-        _ping_ok(path)  # the worker is up
+        _status_ok(path)  # the worker is up (PID 1 answers a ping itself until then)
         worker = _worker(p)
         rss_idle = worker.memory_info().rss
         with hung_clients(path, 1000) as socks:
@@ -149,7 +149,7 @@ def test_flood_beyond_the_connection_limit_evicts_the_oldest_and_memory_stays_bo
     with Pilot({"jobs": [KEEPER]}) as p:
         path = _sock_path(p)
         wait_for(lambda: p.lines("control: serving at"), 10, "control socket")
-        _ping_ok(path)
+        _status_ok(path)  # the worker is up
         worker = _worker(p)
         rss_idle = worker.memory_info().rss
         # each holds 64 KiB of an unfinished 1 MiB body: 3 000 of them would be 190 MiB if kept
@@ -227,7 +227,7 @@ def test_a_50mb_body_is_refused_413_without_being_read() -> None:
     with Pilot({"jobs": [KEEPER]}) as p:
         path = _sock_path(p)
         wait_for(lambda: p.lines("control: serving at"), 10, "control socket")
-        _ping_ok(path)
+        _status_ok(path)  # the worker is up
         worker = _worker(p)
         rss_before = worker.memory_info().rss
         size, mib = 50 << 20, b"x" * (1 << 20)
@@ -291,7 +291,7 @@ def test_complete_requests_queued_while_pid1_is_frozen_stay_within_the_budget() 
     with Pilot({"jobs": [KEEPER]}) as p:
         path = _sock_path(p)
         wait_for(lambda: p.lines("control: serving at"), 10, "control socket")
-        _ping_ok(path)
+        _status_ok(path)  # the worker is up
         worker = _worker(p)
         rss_idle = worker.memory_info().rss
         p.signal(signal.SIGSTOP)

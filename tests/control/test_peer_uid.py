@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from tests.control.harness import http
 from tests.pid1 import Pilot, wait_for
 
 NOBODY = 65534
@@ -44,12 +45,16 @@ def ping_as(uid: int, path: str) -> str:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another uid")
-def test_allow_uids_refuses_other_uids_even_with_an_open_mode() -> None:
+@pytest.mark.parametrize("answerer", ["pid1", "worker"])
+def test_allow_uids_refuses_other_uids_even_with_an_open_mode(answerer: str) -> None:
+    """Both doors check: PID 1's own (a ping before any other request) and the control worker's."""
     control = {"socketMode": "0666", "allowUids": [0]}
     with Pilot({"jobs": [{"name": "a", "exec": "sleep 1000"}], "control": control}) as p:
         path = str(p.dir / "control.sock")
         os.chmod(p.dir, 0o755)  # let the other uid reach the socket file itself
         wait_for(lambda: os.path.exists(path), 10, "the control socket")
+        if answerer == "worker":
+            assert http(path, "GET", "/v3/status")[0] == 200  # the worker starts, and accepts from now on
         assert ping_as(0, path) == "HTTP/1.1 200 OK"
         assert ping_as(NOBODY, path).startswith("refused")
         assert ping_as(0, path) == "HTTP/1.1 200 OK"  # the refusal cost nothing

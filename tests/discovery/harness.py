@@ -123,7 +123,7 @@ class Pilot(BasePilot):
     @contextmanager
     def pid1_probe(self) -> Iterator[PingProbe]:
         """PID 1's answers to ``/v3/ping`` while the block runs: the worst must stay under PID1_STALL."""
-        http(self.control, "GET", "/v3/ping", timeout=30)  # the control worker's start-up is not PID 1's
+        http(self.control, "GET", "/v3/ping", timeout=30)  # PID 1 answers pings itself: latency is its stall
         probe = PingProbe(self.control)
         probe._thread.start()
         try:
