@@ -287,7 +287,12 @@ class Telemetry:
                     return
                 if self._stopped.wait(1.0):
                     return
-        self._server = Server(listener, self.respond)
+        try:
+            self._server = Server(listener, self.respond)
+        except OSError as e:  # no fd left for its wake-up pipe: say so rather than end the thread unseen
+            listener.close()
+            logs.error(f"telemetry: cannot serve at {addr}: {e}")
+            return
         logs.info(f"telemetry: serving /metrics and /status at {addr}")
         if self._stopped.is_set():  # stopped while we were binding: ``stop`` saw no server to stop
             self._server.stop()

@@ -9,6 +9,7 @@ import contextlib
 import http.client
 import json
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -159,9 +160,12 @@ def test_a_head_over_8_kib_is_refused_with_431_and_the_connection_closed(
     with connect(port) as s:  # the head is not even complete: refused as soon as it is too long
         s.sendall(b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 9000)
         assert read_response(s, bytearray())[0] == b"HTTP/1.0 431 Request Header Fields Too Large"
-    with connect(port) as s:
-        s.sendall(b"NOT HTTP\r\n\r\n")
-        assert read_response(s, bytearray())[0] == b"HTTP/1.0 400 Bad Request"
+    for bad in (b"NOT HTTP\r\n\r\n", b"GET /metrics HTTP/1.1\r\nno colon\r\n\r\n",
+                b"GET /metrics HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"GET metrics HTTP/1.1\r\n\r\n"):
+        with connect(port) as s:
+            s.sendall(bad)
+            assert read_response(s, bytearray())[0] == b"HTTP/1.0 400 Bad Request", bad
+            assert closed_by_server(s, 5)
     assert b"\ng 0\n" in scrape(port)
 
 
@@ -177,17 +181,25 @@ def test_a_silent_client_is_closed_after_the_idle_time_while_a_scrape_is_answere
         assert 0.9 < time.monotonic() - started < 4
 
 
+# 1000 metrics: answers of ~100 KiB, so that 100 of them are far more than the kernel's buffers hold
+# (a socket's send buffer grows to 4 MiB at most)
+MANY = [{"name": f"gauge_{i}", "help": "h" * 60, "type": "gauge"} for i in range(1000)]
+
+
+def blocked_client(telemetry: Telemetry, port: int, n: int) -> socket.socket:
+    """A client that sent ``n`` scrapes and reads nothing, once an answer waits in the server's buffer."""
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(("127.0.0.1", port))
+    stuck.sendall(b"GET /metrics HTTP/1.1\r\n\r\n" * n)
+    server = telemetry._server
+    wait_for(lambda: any(c.out for c in list(server._conns.values())), 10, "an answer waiting to be sent")
+    return stuck
+
+
 def test_a_client_that_never_reads_holds_only_its_own_answers() -> None:
-    # 100 answers of ~100 KiB: far more than the kernel's buffers hold (send buffer at most 4 MiB)
-    many = [{"name": f"gauge_{i}", "help": "h" * 60, "type": "gauge"} for i in range(1000)]
     n = 100
-    with serving(many) as (telemetry, port):
-        stuck = socket.socket()
-        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stuck.connect(("127.0.0.1", port))
-        stuck.sendall(b"GET /metrics HTTP/1.1\r\n\r\n" * n)
-        server = telemetry._server
-        wait_for(lambda: any(c.out for c in list(server._conns.values())), 10, "an answer waiting to be sent")
+    with serving(MANY) as (telemetry, port), blocked_client(telemetry, port, n) as stuck:
         for _ in range(3):
             began = time.monotonic()
             assert b"\ngauge_999 0\n" in scrape(port)
@@ -197,7 +209,15 @@ def test_a_client_that_never_reads_holds_only_its_own_answers() -> None:
         answers = [read_response(stuck, buf) for _ in range(n)]  # now it reads: every answer, whole
         assert [a[0] for a in answers] == [b"HTTP/1.1 200 OK"] * n
         assert all(b"\ngauge_999 0\n" in a[2] for a in answers)
-        stuck.close()
+
+
+def test_a_client_reset_while_its_answers_wait_is_forgotten() -> None:
+    with serving(MANY) as (telemetry, port):
+        stuck = blocked_client(telemetry, port, 100)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        stuck.close()  # a reset, not a close: the server's next send fails
+        wait_for(lambda: not telemetry._server._conns, 5, "the connection forgotten")
+        assert b"\ngauge_999 0\n" in scrape(port)
 
 
 def test_past_64_connections_the_one_idle_longest_is_closed(served: tuple[Telemetry, int]) -> None:
