@@ -3,7 +3,8 @@
 This module owns the connections, the parsing of a request's head and the framing of the answer; what to
 answer is the handler's (``Telemetry.respond``: method and path in, status, content type and body out).
 One thread rather than waitress' three (its loop and two task threads) and its modules, in the I/O worker,
-whose memory is the tree's biggest item (issue #15). Not on the worker's own ``Loop``: a scrape asks PID 1
+whose memory is the tree's biggest item (issue #15); with no connection open it sleeps in ``poll`` with no
+timeout (no wake-up; waitress' loop woke once a second). Not on the worker's own ``Loop``: a scrape asks PID 1
 for a snapshot and waits for the answer, which that loop delivers.
 
 Bounded, so that no client holds up another's scrape or grows the worker:
