@@ -1,7 +1,8 @@
 """Telemetry's own HTTP server (``pypilot.telemetry_server``), in this process on loopback: a real
 ``Telemetry`` with a fixed snapshot, its server thread and real client sockets. What it answers byte for byte
-(as waitress did, HEAD without the body), keep-alive and pipelining, and its bounds: a head over 8 KiB,
-a silent client, a client that never reads, more than 64 connections, a scrape that raises."""
+(as waitress did, HEAD without the body), keep-alive and pipelining, and its bounds: a head over 8 KiB, bad
+requests, a silent client, a client that never reads or resets, more than 64 connections, a scrape that
+raises; listening retried, and no HTTP-server module imported for it."""
 
 from __future__ import annotations
 
