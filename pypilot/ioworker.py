@@ -10,9 +10,9 @@ here (the Consul threads and the probe pool start later and inherit the mask), s
 comes only through this process' reaper and PID 1's SIGTERM is read from the signalfd, never delivered
 to a thread. Messages are routed by ``op``: ``env`` and ``check`` to the checks (``pypilot.health``),
 ``stop`` ends the process, every other op goes to the Consul agent (``pypilot.consul``), which is created
-by the first of them: a config with health checks only never imports py-consul, prometheus-client or
-waitress here. The Consul side keeps its threads (one per service and per watch, waitress's for
-telemetry): they are blocking calls that keep each service's calls in order, and a parked thread
+by the first of them: a config with health checks only never imports py-consul or prometheus-client
+here. The Consul side keeps its threads (one per service and per watch, one for telemetry's server):
+they are blocking calls that keep each service's calls in order, and a parked thread
 costs its stack's touched pages only (measured: docs/architecture.md).
 """
 
@@ -42,7 +42,7 @@ def main(sock: socket.socket) -> None:
     from pypilot.loop import Loop
 
     sigfd = reaper_mod.setup_signals()  # first: no thread may exist with signals unblocked
-    # glibc gives each thread that allocates an arena of its own (the Consul threads, waitress's):
+    # glibc gives each thread that allocates an arena of its own (the Consul threads, telemetry's):
     # each keeps its freed pages as RSS; a few arenas serve these mostly idle threads as well
     reaper_mod.malloc_tune(MMAP_THRESHOLD, ARENAS)
     loop, reaper = Loop(), reaper_mod.Reaper()
@@ -98,7 +98,7 @@ class _IO:
             if self.agent is None:
                 from pypilot import lean_imports
 
-                lean_imports.install()  # before py-consul, prometheus-client, waitress
+                lean_imports.install()  # before py-consul and prometheus-client
                 from pypilot.consul import _Agent
 
                 self.agent = _Agent(self.link.sock, link=self.link)

@@ -3,7 +3,7 @@
 This module owns the metric values and their exposition. It runs only in the I/O worker; PID 1
 never imports it. The page is prometheus-client's exposition (its registry, metric families, process
 collector and text format), imported without the modules of its push-gateway and server helpers, which
-are not used (``lean_imports.unused``, ~8 MiB); it is served by waitress, the control plane's server.
+are not used (``lean_imports.unused``, ~8 MiB); it is served by ``pypilot.telemetry_server`` (one thread).
 Values come from three places:
 
 - the declared metrics (``telemetry.metrics``: counter, gauge, histogram, summary) are fed by bus
@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
+import socket
 import threading
 import time
 from collections import deque
@@ -36,7 +37,9 @@ from pypilot import logs
 from pypilot.gofmt import go_float as _go_float
 from pypilot.lean_imports import unused
 
-with unused("http.server", "urllib.request", "urllib.error", "wsgiref.simple_server", "ssl"):
+# gzip and socketserver too: only its own servers and the push gateway use them (~0.3 MiB)
+with unused("http.server", "urllib.request", "urllib.error", "wsgiref.simple_server", "ssl", "gzip",
+            "socketserver"):
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
     from prometheus_client.process_collector import ProcessCollector
@@ -148,7 +151,7 @@ class _Collector:
 
 
 class Telemetry:
-    """The metric values and the HTTP server; thread-safe (HTTP threads and the worker's threads)."""
+    """The metric values and the HTTP server; thread-safe (the server's thread and the worker's threads)."""
 
     def __init__(self, cfg: dict[str, Any], version: str, snapshot: Snapshot) -> None:
         self.lock = threading.Lock()
@@ -252,28 +255,21 @@ class Telemetry:
         self._stopped.set()
         server = self._server
         if server is not None:
-            server.close()
+            server.stop()
 
-    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        """The WSGI app of the two endpoints (waitress' threads)."""
-        method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
+    def respond(self, method: str, path: str) -> tuple[int, str, bytes]:
+        """What the server answers (CP §7.3): status, content type and body."""
         if path == "/metrics":
-            code, ctype, body = "200 OK", "text/plain; version=0.0.4; charset=utf-8", self.metrics_text()
-        elif path == "/status" and method != "GET":
-            code, ctype, body = "405 Method Not Allowed", "text/plain; charset=utf-8", b"Method Not Allowed"
-        elif path == "/status":
-            code, ctype, body = "200 OK", "application/json", self.status_body()
-        else:
-            code, ctype, body = "404 Not Found", "text/plain; charset=utf-8", b"404 page not found\n"
-        start_response(code, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
-        return [body]
+            return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics_text()
+        if path == "/status" and method != "GET":
+            return 405, "text/plain; charset=utf-8", b"Method Not Allowed"
+        if path == "/status":
+            return 200, "application/json", self.status_body()
+        return 404, "text/plain; charset=utf-8", b"404 page not found\n"
 
     def _serve(self) -> None:
-        import logging
-
-        from waitress.server import create_server
-
-        logging.getLogger("waitress").setLevel(logging.ERROR)  # its queue-depth notes are not ours to print
+        """The server thread: listen (CP's 10 tries, 1 s apart), then serve until ``stop``."""
+        from pypilot.telemetry_server import Server
 
         ip = str(self.cfg.get("ip") or "")
         port = int(self.cfg.get("port") or 9090)
@@ -283,9 +279,7 @@ class Telemetry:
         addr = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
         for attempt in range(LISTEN_TRIES):
             try:
-                # two threads: a scrape or two at a time; a silent client is dropped after 10 s
-                self._server = create_server(self._app, listen=addr, threads=2, channel_timeout=10,
-                                             cleanup_interval=2, ident="pypilot")
+                listener = _listen(ip, port)
                 break
             except OSError as e:
                 if attempt == LISTEN_TRIES - 1:
@@ -293,11 +287,29 @@ class Telemetry:
                     return
                 if self._stopped.wait(1.0):
                     return
-        logs.info(f"telemetry: serving /metrics and /status at {addr}")
-        if self._stopped.is_set():
-            self._server.close()
+        try:
+            self._server = Server(listener, self.respond)
+        except OSError as e:  # no fd left for its wake-up pipe: say so rather than end the thread unseen
+            listener.close()
+            logs.error(f"telemetry: cannot serve at {addr}: {e}")
             return
+        logs.info(f"telemetry: serving /metrics and /status at {addr}")
+        if self._stopped.is_set():  # stopped while we were binding: ``stop`` saw no server to stop
+            self._server.stop()
         self._server.run()
+
+
+def _listen(ip: str, port: int) -> socket.socket:
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(ip, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _pid1_visible() -> bool:

@@ -122,9 +122,9 @@ def test_telemetry(request: pytest.FixtureRequest, kind: str) -> None:
 
 
 def test_telemetry_on_ipv6_answers_while_a_silent_client_holds_a_connection(standin: ConsulStandin) -> None:
-    """Served by waitress: a client that connects and sends nothing holds no thread (a scrape is answered
-    meanwhile) and is dropped after 10 s; the discovery worker never maps OpenSSL for an http agent (the
-    unused helpers of prometheus-client were imported as placeholders)."""
+    """A client that connects and sends nothing holds up no scrape (one is answered meanwhile) and is
+    dropped after 10 s; the I/O worker never maps OpenSSL for an http agent (the unused helpers of
+    prometheus-client were imported as placeholders)."""
     import socket
     import time
 
@@ -134,7 +134,7 @@ def test_telemetry_on_ipv6_answers_while_a_silent_client_holds_a_connection(stan
     with Pilot(cfg) as p:
         base = f"http://[::1]:{port}"
         p.until(lambda: get(f"{base}/metrics")[0] == 200, 10, "/metrics on ::1")
-        silent = [socket.create_connection(("::1", port)) for _ in range(4)]  # more than its 2 threads
+        silent = [socket.create_connection(("::1", port)) for _ in range(4)]
         try:
             code, body = get(f"{base}/metrics")
             assert code == 200 and b"\nprocess_resident_memory_bytes " in body
