@@ -211,7 +211,7 @@ LADDER = (  # what each process imports, in the order the tree pays for it; "mod
     ("+ threading (workers)", "threading"),
     ("+ py-consul on pypilot.consul_http", "pypilot.consul_http:_import_consul"),
     ("+ pypilot.consul", "pypilot.consul"),
-    ("+ pypilot.telemetry (prometheus-client, waitress)", "pypilot.telemetry"),
+    ("+ pypilot.telemetry (prometheus-client, its own server)", "pypilot.telemetry pypilot.telemetry_server"),
     ("+ falcon (after pypilot.lean_imports' stand-ins)", "pypilot.lean_imports:install falcon"),
     ("+ waitress", "waitress"),
     (
