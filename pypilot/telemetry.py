@@ -244,7 +244,7 @@ class Telemetry:
             "Services": services or None,
             "Watches": list(snap.get("watches") or ()) or None,
         }
-        return json.dumps(body, separators=(",", ":")).encode()
+        return json.dumps(body, separators=(",", ":")).encode() + b"\n"  # Go's json.Encoder ends with one
 
     # -- server ------------------------------------------------------------------------------
 
@@ -262,7 +262,7 @@ class Telemetry:
         if path == "/metrics":
             return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics_text()
         if path == "/status" and method != "GET":
-            return 405, "text/plain; charset=utf-8", b"Method Not Allowed"
+            return 405, "text/plain; charset=utf-8", b"Method Not Allowed\n"  # Go's http.Error, as CP
         if path == "/status":
             return 200, "application/json", self.status_body()
         return 404, "text/plain; charset=utf-8", b"404 page not found\n"

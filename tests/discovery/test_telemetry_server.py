@@ -118,7 +118,7 @@ def test_two_requests_on_one_keep_alive_connection_then_head_and_the_error_pages
     conn.request("HEAD", "/metrics")
     r3 = conn.getresponse()
     assert r3.status == 200 and int(r3.getheader("Content-Length", "0")) > 0 and r3.read() == b""
-    for method, path, code, body in [("POST", "/status", 405, b"Method Not Allowed"),
+    for method, path, code, body in [("POST", "/status", 405, b"Method Not Allowed\n"),
                                      ("HEAD", "/status", 405, b""),
                                      ("GET", "/nothing", 404, b"404 page not found\n")]:
         conn.request(method, path)
