@@ -73,6 +73,7 @@ def test_soak_against_the_real_agent_rss_fds_threads_flat(agent: RealConsul, sec
     with Pilot(cfg) as p:
         p.until(all_passing, 15, "every service passing")
         p.until(lambda: p.count("changed") >= 2, 15, "flappy seen changing")  # warm-up: every path ran
+        p.status()  # and the control worker is up (PID 1 answers pings itself): it is one of the workers
         pid1 = p.process()
         first = [usage([pid1])]
         first_workers = [usage(workers(p))]
