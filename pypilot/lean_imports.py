@@ -35,6 +35,12 @@ PID 1 or a test process.
 worker, its push-gateway and HTTP-server helpers' modules (``http.server``, ``urllib.request``, ``wsgiref``,
 ``ssl``: ~8 MiB) answer every name with a placeholder class; they are taken out again straight after, so
 any later import gets the real module, and only those helpers, never called here, hold placeholders.
+
+``deferring`` is the same scoped tool for modules a library does use, only not at import or not in our
+path: within the block each is a ``StandIn`` (the names given, anything else loads the real module), taken
+out of ``sys.modules`` after; what the library kept of it goes on forwarding. The I/O worker imports
+py-consul while ``logging`` (its loggers taken at import: ``lazy_logging``) and the endpoint modules are
+deferred (``pypilot.consul_http``). Scoped, so safe in any process: a test process gets the real modules.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
-__all__ = ["StandIn", "install", "standing_in", "unused"]
+__all__ = ["StandIn", "deferring", "forward", "install", "lazy_logging", "standing_in", "unused"]
 
 
 class StandIn(types.ModuleType):
@@ -78,14 +84,21 @@ class StandIn(types.ModuleType):
         return real
 
 
-def _forward(module: str, attr: str) -> Callable[..., Any]:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        target = sys.modules.get(module)
-        if isinstance(target, StandIn) or target is None:
-            import importlib
+def _real(module: str) -> types.ModuleType:
+    """The real ``module``: imported now if only a stand-in (or nothing) is there."""
+    target = sys.modules.get(module)
+    if isinstance(target, StandIn):
+        return target._load()
+    if target is None:
+        import importlib
 
-            target = target._load() if isinstance(target, StandIn) else importlib.import_module(module)
-        return getattr(target, attr)(*args, **kwargs)
+        return importlib.import_module(module)
+    return target
+
+
+def forward(module: str, attr: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(_real(module), attr)(*args, **kwargs)
 
     call.__name__ = call.__qualname__ = attr
     call.__doc__ = f"{module}.{attr}, imported when first called"
@@ -115,8 +128,8 @@ def _stand_ins() -> dict[str, Callable[[], types.ModuleType]]:
         # Falcon's ASGI side and a type alias (see the module docstring)
         "asyncio": lambda: StandIn(
             "asyncio",
-            {"create_task": _forward("asyncio", "create_task"),
-             "get_running_loop": _forward("asyncio", "get_running_loop")},
+            {"create_task": forward("asyncio", "create_task"),
+             "get_running_loop": forward("asyncio", "get_running_loop")},
             hidden=frozenset({"Runner"}),
         ),
         "http.cookiejar": lambda: StandIn("http.cookiejar", {"Cookie": Cookie}),
@@ -127,7 +140,7 @@ def _stand_ins() -> dict[str, Callable[[], types.ModuleType]]:
         "calendar": lambda: StandIn("calendar", {}),
         "getopt": lambda: StandIn("getopt", {}),
         # Falcon's UUID parameter and route converter (``uuid`` imports ``platform``): not in these routes
-        "uuid": lambda: StandIn("uuid", {"UUID": _forward("uuid", "UUID")}),
+        "uuid": lambda: StandIn("uuid", {"UUID": forward("uuid", "UUID")}),
         # Falcon's App() copies ``mimetypes.types_map`` (after reading /etc/mime.types) as the table of its
         # static routes; the control app mounts none, so the table it copies is an empty one
         "mimetypes": lambda: StandIn("mimetypes", {"inited": True, "types_map": {}}),
@@ -195,3 +208,49 @@ def standing_in(modules: dict[str, dict[str, Any]]) -> Iterator[list[str]]:
 def unused(*names: str) -> contextlib.AbstractContextManager[list[str]]:
     """``standing_in`` for modules whose every name is a placeholder."""
     return standing_in({name: {} for name in names})
+
+
+@contextlib.contextmanager
+def deferring(modules: dict[str, dict[str, Any]]) -> Iterator[list[str]]:
+    """Within the block, each module of ``modules`` not imported yet is a ``StandIn`` answering the names
+    given for it; taken out of ``sys.modules`` after, so a later import gets the real module, while what
+    the block's imports kept of a stand-in goes on forwarding any other name to the real one (imported
+    then). Unlike ``standing_in``'s placeholders, a use nobody foresaw is still the real thing: for
+    modules the block's libraries do call, only not at import or not in our path."""
+    placed = [name for name in modules if name not in sys.modules]
+    for name in placed:
+        sys.modules[name] = StandIn(name, modules[name])
+    try:
+        yield placed
+    finally:
+        for name in placed:
+            module = sys.modules.get(name)
+            if isinstance(module, StandIn) and module.__dict__["_real"] is None:
+                del sys.modules[name]
+
+
+class _Logger:
+    """Stands for ``logging.getLogger(name)`` until it is used: then it is that logger's every name."""
+
+    def __init__(self, name: str | None) -> None:
+        self.__dict__["_name"] = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(_real("logging").getLogger(self.__dict__["_name"]), attr)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        setattr(_real("logging").getLogger(self.__dict__["_name"]), attr, value)
+
+
+def _get_logger(name: str | None = None) -> Any:
+    real = sys.modules.get("logging")
+    if real is not None and not isinstance(real, StandIn):
+        return real.getLogger(name)
+    return _Logger(name)
+
+
+def lazy_logging() -> dict[str, Any]:
+    """``deferring``'s names for ``logging`` in a library that only takes its loggers at import
+    (``log = logging.getLogger(__name__)``): each logger is the real one once something is logged."""
+    return {"getLogger": _get_logger}
+
