@@ -40,7 +40,8 @@ any later import gets the real module, and only those helpers, never called here
 path: within the block each is a ``StandIn`` (the names given, anything else loads the real module), taken
 out of ``sys.modules`` after; what the library kept of it goes on forwarding. The I/O worker imports
 py-consul while ``logging`` (its loggers taken at import: ``lazy_logging``) and the endpoint modules are
-deferred (``pypilot.consul_http``). Scoped, so safe in any process: a test process gets the real modules.
+deferred (``pypilot.consul_http``), and prometheus-client while its ``decorator`` (with ``inspect``) and
+``gzip`` are (``pypilot.consul``). Scoped, so safe in any process: a test process gets the real modules.
 """
 
 from __future__ import annotations

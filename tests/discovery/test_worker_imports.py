@@ -1,7 +1,7 @@
-"""The I/O worker loads py-consul without modules it imports but the worker never uses (issue #15):
-``logging`` and py-consul's endpoint modules, stood in for while it imports (``lean_imports.deferring``).
-Each runs in a fresh interpreter, as the worker's first import does; a use nobody foresaw gets the real
-module."""
+"""The I/O worker loads py-consul and prometheus-client without modules they import but it never uses
+(issue #15): ``logging`` and py-consul's endpoint modules, prometheus-client's ``decorator`` (with
+``inspect``) and ``gzip``, stood in for while they import (``lean_imports.deferring``). Each runs in a
+fresh interpreter, as the worker's first import does; a use nobody foresaw gets the real module."""
 
 from __future__ import annotations
 
@@ -79,3 +79,20 @@ def test_pyconsul_logs_through_the_real_logging_when_it_logs() -> None:
     warning = "consul.check DEPRECATED: use consul.Check.script/http/ttl to specify check"
     assert run(code) == ["False", warning, "module"]
 
+def test_telemetry_renders_its_page_without_inspect_or_gzip_and_a_timer_decorator_still_works() -> None:
+    code = """
+        import sys
+        from pypilot.consul import _import_telemetry
+        Telemetry = _import_telemetry()
+        print([m for m in ('inspect', 'gzip', 'zlib', 'prometheus_client.decorator') if m in sys.modules])
+        t = Telemetry({'metrics': [{'name': 'hits', 'help': 'h', 'type': 'counter'}]}, '1', dict)
+        t.record('hits|2')
+        print([line for line in t.metrics_text().decode().splitlines() if line.startswith('hits')])
+        from prometheus_client import CollectorRegistry, Summary, exposition
+        s = Summary('t', 'h', registry=CollectorRegistry())
+        @s.time()
+        def f(a, b=2):
+            return a + b
+        print(f(1), 'inspect' in sys.modules, len(exposition.gzip.compress(b'x')) > 0)
+    """
+    assert run(code) == ["[]", "['hits 2']", "3 True True"]
