@@ -84,7 +84,9 @@ def test_telemetry_renders_its_page_without_inspect_or_gzip_and_a_timer_decorato
         import sys
         from pypilot.consul import _import_telemetry
         Telemetry = _import_telemetry()
-        print([m for m in ('inspect', 'gzip', 'zlib', 'prometheus_client.decorator') if m in sys.modules])
+        unused = ('inspect', 'gzip', 'zlib', 'prometheus_client.decorator', 'base64', 'mmap', 'timeit',
+                  'socketserver')
+        print([m for m in unused if m in sys.modules])
         t = Telemetry({'metrics': [{'name': 'hits', 'help': 'h', 'type': 'counter'}]}, '1', dict)
         t.record('hits|2')
         print([line for line in t.metrics_text().decode().splitlines() if line.startswith('hits')])
@@ -94,5 +96,8 @@ def test_telemetry_renders_its_page_without_inspect_or_gzip_and_a_timer_decorato
         def f(a, b=2):
             return a + b
         print(f(1), 'inspect' in sys.modules, len(exposition.gzip.compress(b'x')) > 0)
+        print(exposition.base64.b64encode(b'u:p'), type(sys.modules['timeit']).__name__)
+        import socketserver
+        print(socketserver.ThreadingMixIn.daemon_threads)  # the real module for any other importer
     """
-    assert run(code) == ["[]", "['hits 2']", "3 True True"]
+    assert run(code) == ["[]", "['hits 2']", "3 True True", "b'dTpw' module", "False"]
