@@ -146,8 +146,9 @@ def _stand_ins() -> dict[str, Callable[[], types.ModuleType]]:
         # static routes; the control app mounts none, so the table it copies is an empty one
         "mimetypes": lambda: StandIn("mimetypes", {"inited": True, "types_map": {}}),
         # waitress asks ``platform.system()`` once, to know whether it runs on Windows: on a POSIX system
-        # that is ``os.uname().sysname`` (what platform.uname() reads)
-        "platform": lambda: StandIn("platform", {"system": _system}),
+        # that is ``os.uname().sysname`` (what platform.uname() reads); prometheus-client's platform
+        # collector (in the I/O worker) reads the Python version and implementation at import
+        "platform": lambda: StandIn("platform", {"system": _system, **_python_platform()}),
         "datetime": _datetime,
     }
 
@@ -156,6 +157,18 @@ def _system() -> str:
     import os
 
     return os.uname().sysname
+
+
+def _python_platform() -> dict[str, Callable[[], Any]]:
+    """``platform.python_version``, ``python_version_tuple`` and ``python_implementation`` on CPython: the
+    version at the head of ``sys.version`` (``platform`` parses the same, and makes "3.14" "3.14.0").
+    On another implementation, none: the real module answers."""
+    if sys.implementation.name != "cpython":
+        return {}
+    parts = sys.version.split(None, 1)[0].split(".")
+    version = ".".join([*parts, "0"] if len(parts) == 2 else parts)
+    return {"python_version": lambda: version, "python_version_tuple": lambda: tuple(version.split(".")),
+            "python_implementation": lambda: "CPython"}
 
 
 def install() -> list[str]:

@@ -101,3 +101,22 @@ def test_telemetry_renders_its_page_without_inspect_or_gzip_and_a_timer_decorato
         print(socketserver.ThreadingMixIn.daemon_threads)  # the real module for any other importer
     """
     assert run(code) == ["[]", "['hits 2']", "3 True True", "b'dTpw' module", "False"]
+
+
+def test_the_platform_collector_reads_the_python_version_without_the_real_platform_module() -> None:
+    code = """
+        import sys
+        from pypilot import lean_imports
+        lean_imports.install()  # as the I/O worker does before its first Consul message
+        from pypilot.consul import _import_telemetry
+        _import_telemetry()
+        from prometheus_client import PLATFORM_COLLECTOR
+        labels = next(iter(PLATFORM_COLLECTOR.collect())).samples[0].labels
+        print(type(sys.modules['platform']).__name__)
+        del sys.modules['platform']
+        import platform
+        real = {'version': platform.python_version(), 'implementation': platform.python_implementation()}
+        real.update(zip(('major', 'minor', 'patchlevel'), platform.python_version_tuple()))
+        print(labels == real, labels['implementation'])
+    """
+    assert run(code) == ["StandIn", "True CPython"]
