@@ -567,22 +567,19 @@ def _instances(nodes: Any) -> list[tuple[str, str, str, int]]:
 
 def _import_telemetry() -> Any:
     """``pypilot.telemetry.Telemetry``, its module imported while modules prometheus-client imports for
-    what the worker never does are stand-ins (``lean_imports.deferring``): its ``decorator`` (with
-    ``inspect``: a function wrapped in a metric's timer), ``gzip`` (its own servers' compressed answers),
-    ``base64`` (push-gateway auth), ``mmap`` (multiprocess mode), ``timeit`` (a timer's clock, read when
-    one runs) and ``socketserver``. Any such use still gets the real module, but for ``socketserver``'s
-    ``ThreadingMixIn``: only a base of prometheus-client's own WSGI server class, which telemetry's
-    placeholder ``wsgiref`` already makes unusable. After the import, any importer gets the real modules.
-    Measured in a child forked from PID 1's modules: the import's private pages 3.3 -> 1.8 MiB
-    (``inspect`` with ``ast``, ``dis`` and ``tokenize`` 0.9, ``gzip`` with ``zlib`` 0.1, the rest 0.25)."""
+    what the worker never does are stand-ins (``lean_imports.deferring``; ``pypilot.telemetry`` itself
+    keeps out those of its servers and push gateway): its ``decorator`` (with ``inspect``: a function
+    wrapped in a metric's timer), ``base64`` (push-gateway auth), ``mmap`` (multiprocess mode) and
+    ``timeit`` (a timer's clock, read when one runs). Any such use still gets the real module; after
+    the import, any importer does. Measured in a child forked from PID 1's modules: the import's private
+    pages 3.3 -> 1.8 MiB (``inspect`` with ``ast``, ``dis`` and ``tokenize`` 0.9, the rest 0.15)."""
     from pypilot.lean_imports import deferring, forward
 
     decorator = "prometheus_client.decorator"
     with deferring({
         decorator: {"decorate": forward(decorator, "decorate")},
         "timeit": {"default_timer": forward("timeit", "default_timer")},
-        "socketserver": {"ThreadingMixIn": type("ThreadingMixIn", (), {"__module__": "socketserver"})},
-        "gzip": {}, "base64": {}, "mmap": {},
+        "base64": {}, "mmap": {},
     }):  # fmt: skip
         from pypilot.telemetry import Telemetry
     return Telemetry
