@@ -7,8 +7,9 @@ touches either. Falcon and waitress also import, for what this app never does: `
 ``pyexpat``: an error answered as XML), ``uuid`` (and ``platform``: a UUID parameter or route converter),
 ``mimetypes`` (App() reads /etc/mime.types for static routes), ``calendar`` (If-Modified-Since), ``getopt``
 (and ``gettext``, ``locale``: waitress' command line), ``platform`` (one "is this Windows?"): ~2.5 MiB of
-the worker's RSS. ``install`` registers a stand-in for each before Falcon is imported (``_stand_ins`` says
-what each one answers, and why that is safe):
+the worker's RSS. ``install`` registers a stand-in for each before Falcon is imported, made at the module's
+first import (``_Finder``: one nothing imports costs nothing); ``_stand_ins`` says what each one answers, and
+why that is safe:
 
 - the stand-in answers the few names read at import time (``asyncio.create_task`` and
   ``get_running_loop``, which Falcon wraps in deprecation shims, as functions that call the real ones;
@@ -171,19 +172,40 @@ def _python_platform() -> dict[str, Callable[[], Any]]:
             "python_implementation": lambda: "CPython"}
 
 
-def install() -> list[str]:
-    """Register the stand-ins not already shadowed by a real import; the names registered."""
-    done = []
-    for name, make in _stand_ins().items():
-        if name in sys.modules:
-            continue
-        module = sys.modules[name] = make()
-        parent, _, child = name.rpartition(".")
-        if parent:  # ``import http.cookiejar`` then ``http.cookiejar.X`` reads the package's attribute
-            import importlib
+class _Finder:
+    """On ``sys.meta_path``: the first import of a stand-in's name gets the stand-in, made then; any later
+    one (after a stand-in loaded its real module, or ``del sys.modules[name]``) the real module. A
+    stand-in nothing imports costs nothing: no parent package imported for it (the I/O worker imports
+    neither ``http`` nor ``xml``), no ``_datetime`` loaded."""
 
-            setattr(importlib.import_module(parent), child, module)
-        done.append(name)
+    def __init__(self) -> None:
+        self.pending: dict[str, Callable[[], types.ModuleType]] = {}
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in self.pending:
+            return None
+        from importlib.machinery import ModuleSpec
+
+        return ModuleSpec(name, self)  # type: ignore[arg-type]  # a loader by protocol (importlib.abc: MiBs)
+
+    def create_module(self, spec: Any) -> types.ModuleType:
+        return self.pending.pop(spec.name)()
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        pass
+
+
+_finder = _Finder()
+
+
+def install() -> list[str]:
+    """Register the stand-ins not already shadowed by a real import (each is made at its first import, and
+    its package gets it as an attribute as for any submodule); the names registered."""
+    makers = _stand_ins()
+    done = [name for name in makers if name not in sys.modules and name not in _finder.pending]
+    _finder.pending.update({name: makers[name] for name in done})
+    if done and _finder not in sys.meta_path:
+        sys.meta_path.insert(0, _finder)
     return done
 
 

@@ -121,3 +121,18 @@ def test_the_platform_collector_reads_the_python_version_without_the_real_platfo
         print(labels == real, labels['implementation'])
     """
     assert run(code) == ["StandIn", "True CPython"]
+
+
+def test_a_stand_in_is_made_at_its_first_import_so_one_nothing_imports_loads_nothing() -> None:
+    code = """
+        import sys
+        from pypilot import lean_imports
+        registered = lean_imports.install()
+        print(len(registered) > 5, [m for m in ('http', 'xml', 'datetime', '_datetime') if m in sys.modules])
+        import http.cookiejar
+        print(type(http.cookiejar).__name__, sys.modules['http.cookiejar'] is http.cookiejar)
+        del sys.modules['http.cookiejar']
+        import http.cookiejar as again
+        print(type(again).__name__, hasattr(again, 'CookieJar'), lean_imports.install())
+    """
+    assert run(code) == ["True []", "StandIn True", "module True []"]
