@@ -149,7 +149,11 @@ def _probe(kind: str, target: str, timeout: float) -> tuple[bool, str]:
 
     if kind == "tcp":
         host, _, port = target.rpartition(":")
-        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+        host = host.strip("[]") or "127.0.0.1"
+        # an ASCII name as bytes: a str would be encoded with the idna codec, whose first use imports
+        # encodings.idna, stringprep and unicodedata (as pypilot.consul_http.ascii_host says)
+        addr = host.encode("ascii") if host.isascii() else host
+        with socket.create_connection((addr, int(port)), timeout=timeout):  # type: ignore[arg-type]
             return True, f"connected to {target}"
     import http.client
     import urllib.parse

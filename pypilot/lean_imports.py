@@ -7,8 +7,9 @@ touches either. Falcon and waitress also import, for what this app never does: `
 ``pyexpat``: an error answered as XML), ``uuid`` (and ``platform``: a UUID parameter or route converter),
 ``mimetypes`` (App() reads /etc/mime.types for static routes), ``calendar`` (If-Modified-Since), ``getopt``
 (and ``gettext``, ``locale``: waitress' command line), ``platform`` (one "is this Windows?"): ~2.5 MiB of
-the worker's RSS. ``install`` registers a stand-in for each before Falcon is imported (``_stand_ins`` says
-what each one answers, and why that is safe):
+the worker's RSS. ``install`` registers a stand-in for each before Falcon is imported, made at the module's
+first import (``_Finder``: one nothing imports costs nothing); ``_stand_ins`` says what each one answers, and
+why that is safe:
 
 - the stand-in answers the few names read at import time (``asyncio.create_task`` and
   ``get_running_loop``, which Falcon wraps in deprecation shims, as functions that call the real ones;
@@ -35,6 +36,13 @@ PID 1 or a test process.
 worker, its push-gateway and HTTP-server helpers' modules (``http.server``, ``urllib.request``, ``wsgiref``,
 ``ssl``: ~8 MiB) answer every name with a placeholder class; they are taken out again straight after, so
 any later import gets the real module, and only those helpers, never called here, hold placeholders.
+
+``deferring`` is the same scoped tool for modules a library does use, only not at import or not in our
+path: within the block each is a ``StandIn`` (the names given, anything else loads the real module), taken
+out of ``sys.modules`` after; what the library kept of it goes on forwarding. The I/O worker imports
+py-consul while ``logging`` (its loggers taken at import: ``lazy_logging``) and the endpoint modules are
+deferred (``pypilot.consul_http``), and prometheus-client while its ``decorator`` (with ``inspect``) and
+``gzip`` are (``pypilot.consul``). Scoped, so safe in any process: a test process gets the real modules.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
-__all__ = ["StandIn", "install", "standing_in", "unused"]
+__all__ = ["StandIn", "deferring", "forward", "install", "lazy_logging", "standing_in", "unused"]
 
 
 class StandIn(types.ModuleType):
@@ -78,14 +86,21 @@ class StandIn(types.ModuleType):
         return real
 
 
-def _forward(module: str, attr: str) -> Callable[..., Any]:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        target = sys.modules.get(module)
-        if isinstance(target, StandIn) or target is None:
-            import importlib
+def _real(module: str) -> types.ModuleType:
+    """The real ``module``: imported now if only a stand-in (or nothing) is there."""
+    target = sys.modules.get(module)
+    if isinstance(target, StandIn):
+        return target._load()
+    if target is None:
+        import importlib
 
-            target = target._load() if isinstance(target, StandIn) else importlib.import_module(module)
-        return getattr(target, attr)(*args, **kwargs)
+        return importlib.import_module(module)
+    return target
+
+
+def forward(module: str, attr: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(_real(module), attr)(*args, **kwargs)
 
     call.__name__ = call.__qualname__ = attr
     call.__doc__ = f"{module}.{attr}, imported when first called"
@@ -115,8 +130,8 @@ def _stand_ins() -> dict[str, Callable[[], types.ModuleType]]:
         # Falcon's ASGI side and a type alias (see the module docstring)
         "asyncio": lambda: StandIn(
             "asyncio",
-            {"create_task": _forward("asyncio", "create_task"),
-             "get_running_loop": _forward("asyncio", "get_running_loop")},
+            {"create_task": forward("asyncio", "create_task"),
+             "get_running_loop": forward("asyncio", "get_running_loop")},
             hidden=frozenset({"Runner"}),
         ),
         "http.cookiejar": lambda: StandIn("http.cookiejar", {"Cookie": Cookie}),
@@ -127,13 +142,14 @@ def _stand_ins() -> dict[str, Callable[[], types.ModuleType]]:
         "calendar": lambda: StandIn("calendar", {}),
         "getopt": lambda: StandIn("getopt", {}),
         # Falcon's UUID parameter and route converter (``uuid`` imports ``platform``): not in these routes
-        "uuid": lambda: StandIn("uuid", {"UUID": _forward("uuid", "UUID")}),
+        "uuid": lambda: StandIn("uuid", {"UUID": forward("uuid", "UUID")}),
         # Falcon's App() copies ``mimetypes.types_map`` (after reading /etc/mime.types) as the table of its
         # static routes; the control app mounts none, so the table it copies is an empty one
         "mimetypes": lambda: StandIn("mimetypes", {"inited": True, "types_map": {}}),
         # waitress asks ``platform.system()`` once, to know whether it runs on Windows: on a POSIX system
-        # that is ``os.uname().sysname`` (what platform.uname() reads)
-        "platform": lambda: StandIn("platform", {"system": _system}),
+        # that is ``os.uname().sysname`` (what platform.uname() reads); prometheus-client's platform
+        # collector (in the I/O worker) reads the Python version and implementation at import
+        "platform": lambda: StandIn("platform", {"system": _system, **_python_platform()}),
         "datetime": _datetime,
     }
 
@@ -144,19 +160,52 @@ def _system() -> str:
     return os.uname().sysname
 
 
-def install() -> list[str]:
-    """Register the stand-ins not already shadowed by a real import; the names registered."""
-    done = []
-    for name, make in _stand_ins().items():
-        if name in sys.modules:
-            continue
-        module = sys.modules[name] = make()
-        parent, _, child = name.rpartition(".")
-        if parent:  # ``import http.cookiejar`` then ``http.cookiejar.X`` reads the package's attribute
-            import importlib
+def _python_platform() -> dict[str, Callable[[], Any]]:
+    """``platform.python_version``, ``python_version_tuple`` and ``python_implementation`` on CPython: the
+    version at the head of ``sys.version`` (``platform`` parses the same, and makes "3.14" "3.14.0").
+    On another implementation, none: the real module answers."""
+    if sys.implementation.name != "cpython":
+        return {}
+    parts = sys.version.split(None, 1)[0].split(".")
+    version = ".".join([*parts, "0"] if len(parts) == 2 else parts)
+    return {"python_version": lambda: version, "python_version_tuple": lambda: tuple(version.split(".")),
+            "python_implementation": lambda: "CPython"}
 
-            setattr(importlib.import_module(parent), child, module)
-        done.append(name)
+
+class _Finder:
+    """On ``sys.meta_path``: the first import of a stand-in's name gets the stand-in, made then; any later
+    one (after a stand-in loaded its real module, or ``del sys.modules[name]``) the real module. A
+    stand-in nothing imports costs nothing: no parent package imported for it (the I/O worker imports
+    neither ``http`` nor ``xml``), no ``_datetime`` loaded."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, Callable[[], types.ModuleType]] = {}
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in self.pending:
+            return None
+        from importlib.machinery import ModuleSpec
+
+        return ModuleSpec(name, self)  # type: ignore[arg-type]  # a loader by protocol (importlib.abc: MiBs)
+
+    def create_module(self, spec: Any) -> types.ModuleType:
+        return self.pending.pop(spec.name)()
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        pass
+
+
+_finder = _Finder()
+
+
+def install() -> list[str]:
+    """Register the stand-ins not already shadowed by a real import (each is made at its first import, and
+    its package gets it as an attribute as for any submodule); the names registered."""
+    makers = _stand_ins()
+    done = [name for name in makers if name not in sys.modules and name not in _finder.pending]
+    _finder.pending.update({name: makers[name] for name in done})
+    if done and _finder not in sys.meta_path:
+        sys.meta_path.insert(0, _finder)
     return done
 
 
@@ -195,3 +244,49 @@ def standing_in(modules: dict[str, dict[str, Any]]) -> Iterator[list[str]]:
 def unused(*names: str) -> contextlib.AbstractContextManager[list[str]]:
     """``standing_in`` for modules whose every name is a placeholder."""
     return standing_in({name: {} for name in names})
+
+
+@contextlib.contextmanager
+def deferring(modules: dict[str, dict[str, Any]]) -> Iterator[list[str]]:
+    """Within the block, each module of ``modules`` not imported yet is a ``StandIn`` answering the names
+    given for it; taken out of ``sys.modules`` after, so a later import gets the real module, while what
+    the block's imports kept of a stand-in goes on forwarding any other name to the real one (imported
+    then). Unlike ``standing_in``'s placeholders, a use nobody foresaw is still the real thing: for
+    modules the block's libraries do call, only not at import or not in our path."""
+    placed = [name for name in modules if name not in sys.modules]
+    for name in placed:
+        sys.modules[name] = StandIn(name, modules[name])
+    try:
+        yield placed
+    finally:
+        for name in placed:
+            module = sys.modules.get(name)
+            if isinstance(module, StandIn) and module.__dict__["_real"] is None:
+                del sys.modules[name]
+
+
+class _Logger:
+    """Stands for ``logging.getLogger(name)`` until it is used: then it is that logger's every name."""
+
+    def __init__(self, name: str | None) -> None:
+        self.__dict__["_name"] = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(_real("logging").getLogger(self.__dict__["_name"]), attr)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        setattr(_real("logging").getLogger(self.__dict__["_name"]), attr, value)
+
+
+def _get_logger(name: str | None = None) -> Any:
+    real = sys.modules.get("logging")
+    if real is not None and not isinstance(real, StandIn):
+        return real.getLogger(name)
+    return _Logger(name)
+
+
+def lazy_logging() -> dict[str, Any]:
+    """``deferring``'s names for ``logging`` in a library that only takes its loggers at import
+    (``log = logging.getLogger(__name__)``): each logger is the real one once something is logged."""
+    return {"getLogger": _get_logger}
+

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from pypilot.consul import describe_error, make_client
-from pypilot.consul_http import Pool, call_timeout
+from pypilot.consul_http import Pool, ascii_host, call_timeout
 from tests.consul_standin import ConsulStandin
 
 Answer = Callable[[int, bytes], tuple[bytes, str]]  # (connection number, request) -> (bytes, then)
@@ -96,10 +96,16 @@ def test_the_worker_client_imports_neither_requests_nor_ssl_for_an_http_agent() 
                 f"c = make_client({{'address': '{standin.address}'}}); "
                 "print(c.agent.self() is not None, c.health.service('x')[1], "
                 "[m for m in ('requests', 'urllib3', 'ssl', 'http.client', 'certifi', 'importlib.metadata', "
-                "'email') if m in sys.modules])")
+                "'email', 'encodings.idna') if m in sys.modules])")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "[]", "[]"]
+
+
+def test_a_host_is_given_to_getaddrinfo_as_bytes_when_ascii_so_no_idna_codec_loads() -> None:
+    assert ascii_host("127.0.0.1") == b"127.0.0.1"
+    assert ascii_host("consul.service.local") == b"consul.service.local"
+    assert ascii_host("bücher.example") == "bücher.example"  # still the IDNA path
 
 
 def test_pyconsul_knows_its_own_version_though_importlib_metadata_was_not_loaded() -> None:

@@ -91,7 +91,7 @@ try:
 except SystemExit:
     pass
 heavy = ("consul", "pypilot.consul", "pypilot.consul_http", "prometheus_client", "waitress",
-         "pypilot.telemetry")
+         "pypilot.telemetry", "encodings.idna")  # the TCP probe's address is not encoded as IDNA
 print("loaded", sorted(m for m in heavy if m in sys.modules), flush=True)
 """
 
