@@ -306,8 +306,7 @@ class ControlPlane:
                 logs.exception(f"control: {msg.get('kind')!r} request failed", e)
                 reply(500, {"error": f"internal error: {type(e).__name__}: {e}"})
         elif op == "count":
-            key = (int(msg.get("code", 0)), str(msg.get("path", "")))
-            self.requests[key] = self.requests.get(key, 0) + 1
+            self._count(int(msg.get("code", 0)), str(msg.get("path", "")))
         elif op == "idle":
             self._retire_worker()
 
