@@ -300,7 +300,9 @@ class Telemetry:
 
 
 def _listen(ip: str, port: int) -> socket.socket:
-    family, kind, proto, _, sockaddr = socket.getaddrinfo(ip, port, type=socket.SOCK_STREAM)[0]
+    from pypilot.consul_http import ascii_host  # an ASCII address as bytes: no idna codec loaded for it
+
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(ascii_host(ip), port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -136,3 +136,15 @@ def test_a_stand_in_is_made_at_its_first_import_so_one_nothing_imports_loads_not
         print(type(again).__name__, hasattr(again, 'CookieJar'), lean_imports.install())
     """
     assert run(code) == ["True []", "StandIn True", "module True []"]
+
+
+def test_telemetry_listens_on_an_ascii_address_without_the_idna_codec() -> None:
+    """getaddrinfo given a str encodes it with ``idna`` (``encodings.idna``, ``stringprep``,
+    ``unicodedata``: 0.3 MiB of the worker's private pages) even for ``127.0.0.1``."""
+    code = """
+        import sys
+        from pypilot.telemetry import _listen
+        sock = _listen('127.0.0.1', 0)
+        print(sock.getsockname()[0], [m for m in ('encodings.idna', 'stringprep') if m in sys.modules])
+    """
+    assert run(code) == ["127.0.0.1 []"]
