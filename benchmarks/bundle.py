@@ -7,12 +7,13 @@ with apt-get when missing. Rows ``pypilot`` (pip install) and ``pypilot (bundle)
 bundle / pip.
 
 - ``bundle_launch``: launch -> first exec of the ``stamp`` payload, as ``launch.py`` measures it; one warm-up
-  each, then ``repeats`` rounds, the two interleaved.
+  each, then ``repeats`` rounds, the two interleaved with the bare ``python3 -I -S`` baseline, so that the
+  bundle (which skips ``site``, as the baseline does) is also set against issue #15's launch target.
 - ``bundle_idle_tree_rss``/``_pss``: one sleeping ``stamp`` job, 2 s after it stamped, summed over pypilot's
   tree minus the payload (``idle.py``'s method).
-- ``bundle_full_tree_rss``/``_pss``: the same with every worker running: a health-checked service job
-  (health worker), Consul at an address nothing answers (Consul worker), telemetry (its worker, /metrics
-  fetched once), the control socket pinged once (control worker).
+- ``bundle_full_tree_rss``/``_pss``: the same with the I/O worker running: a health-checked service job,
+  Consul at an address nothing answers, telemetry (/metrics fetched once), the control socket pinged once
+  (answered by PID 1 itself, as an image's ``HEALTHCHECK pypilot -ping`` is: no control worker).
 - ``bundle_*_tree_pages``: the distinct physical pages the tree maps (``pagemap``), each once: PSS falls
   for the pip install when other processes on the host map its libpython and libc (every Python here
   does, the harness included), which a container running only pypilot and its jobs would not see; this
@@ -41,7 +42,7 @@ from . import procstat
 from .common import PEERS_DIR, REPO, log
 from .harness import STAMP, Context, guarded, stamp_of, started
 from .nsrun import NsInit
-from .peers import Job, Launch, Pypilot, _env, free_port, pypilot_python
+from .peers import Job, Launch, Peer, Pypilot, _env, free_port, pypilot_python
 
 BUNDLE_PREFIX = PEERS_DIR / "bundle" / "pypilot"
 BUNDLE = "pypilot (bundle)"
@@ -160,15 +161,16 @@ def measure(ctx: Context) -> None:
     systems: list[Pypilot] = [pip, bundle]
     stamp_job = Job([ctx.p("stamp")])
 
-    def launch_once(peer: Pypilot) -> float:
+    def launch_once(peer: Peer) -> float:
         with started(peer, stamp_job, ctx.ws) as (ns, _):
             _, mono, _ = stamp_of(ns.wait_for(STAMP, timeout=20)[0])
             return (mono - ns.launch_ns) / 1e6
 
-    for peer in systems:
+    launchers: list[Peer] = [*systems, ctx.baseline]
+    for peer in launchers:
         guarded(ctx.col, "bundle_launch", peer.name, "ms", lambda peer=peer: launch_once(peer))  # warm-up
     for _ in range(ctx.s.repeats):
-        for peer in systems:
+        for peer in launchers:
             value = guarded(ctx.col, "bundle_launch", peer.name, "ms", lambda peer=peer: launch_once(peer))
             if value is not None:
                 ctx.col.add("bundle_launch", peer.name, "ms", value)

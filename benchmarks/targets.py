@@ -80,6 +80,8 @@ def check(results: dict[tuple[str, str], Result]) -> list[Verdict]:
             out.append(Verdict(target, figure, mine / theirs <= limit))
 
     bundle("self-contained build: launch -> first exec <= 1.1x pip install", "bundle_launch", 1.1)
+    ratio("  same, <= 1.5x bare python3 -I -S (issue #15, same rounds)", "bundle_launch", "python3 -I -S",
+          1.5, "pypilot (bundle)")
     for kind in ("idle", "full"):
         for mem in ("rss", "pss", "pages"):
             what = f"self-contained build: {kind} tree {mem.upper()} <= pip install"
