@@ -12,8 +12,6 @@ decides each step from the bus events and the grace timer the supervisor hands i
 from __future__ import annotations
 
 import os
-import signal
-from collections.abc import Callable, Sequence
 from time import time
 
 from pypilot import events as ev
@@ -27,7 +25,9 @@ from pypilot.process import Command, setenv
 
 TYPE_CHECKING = False  # typing's costs start-up time; mypy reads this name as True
 if TYPE_CHECKING:
+    import signal
     import socket
+    from collections.abc import Callable, Sequence
     from typing import Any, Protocol
 
     from pypilot.control.plane import ControlPlane
@@ -50,8 +50,11 @@ if TYPE_CHECKING:
         def handover(self, fds: list[int]) -> dict[str, Any]: ...
 
         def resume(self, s: dict[str, Any]) -> None: ...
+else:  # the C module's plain ints: signal.py builds IntEnums (enum, functools: ~3 M instructions)
+    import _signal as signal
 
-SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+SHUTDOWN_SIGNALS: dict[int, str] = {
+    signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT", signal.SIGQUIT: "SIGQUIT"}  # and their names, to log
 EVENT_SIGNALS: dict[int, str] = {signal.SIGHUP: "SIGHUP", signal.SIGUSR2: "SIGUSR2"}
 KILL_WAIT = 2.0  # after the final SIGKILL sweep: how long for the kernel to finish the kills
 STARTUP = Event(ev.STARTUP, ev.GLOBAL)
@@ -218,7 +221,7 @@ class Supervisor:
             if signo == signal.SIGCHLD:
                 chld = True
             elif signo in SHUTDOWN_SIGNALS:
-                logs.debug(f"received {signal.Signals(signo).name} from pid {sender}")
+                logs.debug(f"received {SHUTDOWN_SIGNALS[signo]} from pid {sender}")
                 self.shutdown()
             elif signo in EVENT_SIGNALS:
                 self.bus.publish(Event(ev.SIGNAL, EVENT_SIGNALS[signo]))

@@ -28,8 +28,6 @@ integer field given ``NaN`` or an infinity gets Go's ``int64()`` of it (the smal
 from __future__ import annotations
 
 import os
-import signal as _signal
-from collections.abc import Callable, Mapping
 
 from . import model as m
 from .durations import NS_PER_MS, NS_PER_S, DurationError, parse_cp_duration, parse_go_duration
@@ -40,6 +38,7 @@ from .weak import go_v as _v
 
 TYPE_CHECKING = False  # typing is ~2-5 ms of PID 1's start-up; mypy reads this name as True
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Any
 
     from .weak import Spec
@@ -89,7 +88,8 @@ _CONSUL: Spec = [("address", "str"), ("scheme", "str"), ("token", "str"), ("tls"
 _BUILTIN_METRICS = frozenset(("containerpilot_events", "containerpilot_control_http_requests",
                               "containerpilot_watch_instances"))
 
-Resolver = Callable[[list[str] | None], str]
+if TYPE_CHECKING:
+    Resolver = Callable[[list[str] | None], str]
 
 
 
@@ -147,8 +147,12 @@ def _signal_num(raw: Any) -> int | None:
             return _signal_num(int(raw))
         name = raw.upper()
         name = name if name.startswith("SIG") else "SIG" + name
-        sig = _signal.Signals.__members__.get(name)
-        return int(sig) if sig is not None else None
+        # signal.Signals' names, read from the C module: its members are its SIG* names but SIG_*, and
+        # signal.py would build that IntEnum (enum, functools: ~3 M instructions before the first spawn)
+        import _signal
+
+        sig = None if name.startswith("SIG_") else getattr(_signal, name, None)
+        return sig if isinstance(sig, int) else None
     return None
 
 

@@ -9,10 +9,9 @@ Type checkers see it as a frozen dataclass (``dataclass_transform``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 TYPE_CHECKING = False  # not typing's: importing typing alone costs ~2 ms of start-up
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, TypeVar, dataclass_transform
 
     T = TypeVar("T")
