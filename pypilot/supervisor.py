@@ -11,6 +11,7 @@ decides each step from the bus events and the grace timer the supervisor hands i
 
 from __future__ import annotations
 
+import gc
 import os
 from time import time
 
@@ -181,6 +182,7 @@ class Supervisor:
                 self.bus.subscribe(job)
         if not resumed:
             self._start()
+        gc.enable()  # pypilot.__main__.run keeps it off until the first spawns
         self.reaper.drain()  # after an upgrade: the exits that came during the exec, at once
         while True:
             try:
