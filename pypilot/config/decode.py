@@ -68,12 +68,13 @@ _JOB: Spec = [
     # beyond CP
     ("stopSignal", "any"), ("reloadSignal", "any"), ("backoff", "any"), ("main", "bool"),
     ("exitCodeMap", "any"),
-    # beyond CP: how the process is started (config/process.py)
+    # beyond CP: how the process is started (config/process.py, its KEYS)
     ("user", "any"), ("group", "any"), ("workdir", "str"), ("umask", "any"), ("rlimits", "any"),
     ("noNewPrivileges", "bool"), ("ppidShim", "bool"),
     # beyond CP: readiness (jobs.py, readiness.py)
     ("ready", "any"), ("watchdog", "any"),
 ]
+PROCESS_KEYS = ("user", "group", "workdir", "umask", "rlimits", "noNewPrivileges", "ppidShim")  # process.KEYS
 _WATCH: Spec = [("name", "str"), ("interval", "int"), ("tag", "str"), ("dc", "str")]
 _TELEMETRY: Spec = [("port", "int"), ("interfaces", "list"), ("tags", "strs"), ("metrics", "list")]
 _METRIC: Spec = [("namespace", "str"), ("subsystem", "str"), ("name", "str"), ("help", "str"),
@@ -107,13 +108,15 @@ def parse_exec(raw: Any) -> tuple[str, ...]:
     """CP's exec parsing (§3.3): a string is trimmed (Go's TrimSpace) and split on each single space (no
     shell, no quotes: ``"a  b"`` is ``a``, ``""``, ``b``), a list is argv. Only an empty string or an empty
     list is an error; ``"   "`` is one empty argument, as in ContainerPilot (the start then fails)."""
-    from .interfaces import InterfaceError, to_strings
-
     args: list[str] = []
     if isinstance(raw, str):
         if raw != "":
             args = raw.strip(_GO_SPACE).split(" ")
+    elif isinstance(raw, list) and all(isinstance(e, str) for e in raw):
+        args = list(raw)  # what to_strings gives, without its module (~0.6 M instructions of the start)
     else:
+        from .interfaces import InterfaceError, to_strings
+
         try:
             args = to_strings(raw) or []
         except InterfaceError:
@@ -633,9 +636,10 @@ def _job(d: dict[str, Any], errs: Collector, resolve: Resolver, loc: str = "") -
                 kw[field] = sig
     kw["backoff"] = _backoff(name, d.get("backoff"), errs, loc)
     kw["exit_code_map"] = _exit_code_map(name, d.get("exitCodeMap"), errs)
-    from .process import decode_process
+    if any(k in d for k in PROCESS_KEYS):  # config/process.py (~0.5 M instructions) only for a job with them
+        from .process import decode_process
 
-    kw["process"] = decode_process(name, d, errs)
+        kw["process"] = decode_process(name, d, errs)
     kw["log"] = _job_log(name, d.get("logging"), errs)
     kw["ready"] = _ready(name, d, errs)
     return m.JobConfig(
