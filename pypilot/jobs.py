@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
     def _enum(cls: _E) -> _E: ...
 else:
-    Protocol = object
-
     class _Enum:
         """Enum members without ``enum``, whose import (with ``functools``, ``types``, ``operator``) is
         ~3 M instructions before the first spawn: one object per name, compared with ``is``, with the
@@ -114,37 +112,39 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
-class Registry(Protocol):
-    """Service discovery as jobs see it (Consul, in the I/O worker): fire and forget."""
+# what a job needs of its surroundings, for type checkers only (a class costs ~70 K instructions to make)
+if TYPE_CHECKING:
 
-    def register(self, job: Job, status: str) -> None: ...
+    class Registry(Protocol):
+        """Service discovery as jobs see it (Consul, in the I/O worker): fire and forget."""
 
-    def heartbeat(self, job: Job) -> None: ...
+        def register(self, job: Job, status: str) -> None: ...
 
-    def unhealthy(self, job: Job, note: str) -> None: ...
+        def heartbeat(self, job: Job) -> None: ...
 
-    def deregister(self, job: Job) -> None: ...
+        def unhealthy(self, job: Job, note: str) -> None: ...
 
+        def deregister(self, job: Job) -> None: ...
 
-class Context(Protocol):
-    """What a job needs from the supervisor that owns it."""
+    class Context(Protocol):
+        """What a job needs from the supervisor that owns it."""
 
-    loop: Loop
-    reaper: reaper.Reaper
-    bus: ev.Bus
-    health: HealthChecks | None
+        loop: Loop
+        reaper: reaper.Reaper
+        bus: ev.Bus
+        health: HealthChecks | None
 
-    @property
-    def discovery(self) -> Registry | None: ...  # read-only here: the supervisor's is a wider type
-    env_generation: int  # bumped by each change of the environment jobs are spawned with
+        @property
+        def discovery(self) -> Registry | None: ...  # read-only here: the supervisor's is a wider type
+        env_generation: int  # bumped by each change of the environment jobs are spawned with
 
-    def job_completed(self, job: Job) -> None: ...
+        def job_completed(self, job: Job) -> None: ...
 
-    def main_job_ended(self, job: Job) -> None: ...
+        def main_job_ended(self, job: Job) -> None: ...
 
-    def stop_grace(self, job: Job) -> float: ...
+        def stop_grace(self, job: Job) -> float: ...
 
-    def command(self, cfg: JobConfig, timeout: float | None) -> Command: ...
+        def command(self, cfg: JobConfig, timeout: float | None) -> Command: ...
 
 
 def start_trigger(when: WhenConfig) -> tuple[Event | None, int, set[Event]]:

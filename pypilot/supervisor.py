@@ -20,7 +20,7 @@ from pypilot import joblogs, logs, reaper
 from pypilot.config.model import Config, JobConfig
 from pypilot.config.names import env_name, ip_var
 from pypilot.events import Event
-from pypilot.jobs import Job, Registry
+from pypilot.jobs import Job
 from pypilot.loop import Loop, Timer
 from pypilot.process import Command, setenv
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from pypilot.control.plane import ControlPlane
     from pypilot.health import HealthChecks
+    from pypilot.jobs import Registry
     from pypilot.reload import Progress, Step
     from pypilot.upgrade import Upgrader
     from pypilot.workers import IOWorker
