@@ -15,7 +15,6 @@ earlier process with that number and is dropped.
 
 from __future__ import annotations
 
-import errno
 import os
 
 from pypilot import logs
@@ -131,6 +130,8 @@ def spawn(
     posix_spawnp; with one, by the C clone path; a failure of either is a ``SpawnError`` for this start.
     """
     if not argv:
+        import errno  # here and below, on the paths that need it: errno's table is ~0.25 M instructions
+
         raise SpawnError(errno.EINVAL, "empty command")
     env = os.environ if env is None else env
     args = [ffi.new("char[]", os.fsencode(a)) for a in argv]
@@ -156,6 +157,8 @@ def spawn(
 
 def _cwd_unusable(cwd: str) -> int:
     """The errno a chdir into ``cwd`` would fail with (0: it would not), asked only after a failed spawn."""
+    import errno
+
     if not os.path.isdir(cwd):
         return errno.ENOTDIR if os.path.exists(cwd) else errno.ENOENT
     return 0 if os.access(cwd, os.X_OK) else errno.EACCES  # root passes: only a non-root pypilot is refused
@@ -231,6 +234,8 @@ def pidfd_open(pid: int) -> int:
 
 def kill_group(pgid: int, sig: int, pidfd: int = -1) -> bool:
     """Signal a process group; False when it no longer exists (ESRCH is not an error here)."""
+    import errno
+
     ret = lib.pp_kill_group(pgid, sig, pidfd)
     if ret == -errno.ESRCH:
         return False
@@ -239,6 +244,8 @@ def kill_group(pgid: int, sig: int, pidfd: int = -1) -> bool:
 
 
 def kill(pid: int, sig: int) -> bool:
+    import errno
+
     ret = lib.pp_kill(pid, sig)
     if ret == -errno.ESRCH:
         return False
