@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import struct
 from _socket import MSG_DONTWAIT  # the C module: ``socket`` itself costs a service config's first spawn
-from collections.abc import Callable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable
     from typing import Any
 
 Message = dict[str, "Any"]

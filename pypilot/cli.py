@@ -26,14 +26,27 @@ TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as Tru
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    GIT_HASH: str  # both made at their first read: __getattr__
+    VERSION_TEXT: str
+
 __all__ = ["GIT_HASH", "SUBCOMMANDS", "VERSION_TEXT", "Options", "UsageError", "parse_args", "usage"]
 
-try:  # written by release builds; a checkout is a dev build
-    from pypilot._build import GIT_HASH
-except ImportError:
-    GIT_HASH = "dev-build-not-for-release"
 
-VERSION_TEXT = f"Version: {__version__}\nGitHash: {GIT_HASH}\n"
+def __getattr__(name: str) -> str:
+    """``GIT_HASH`` and ``VERSION_TEXT``, made when first read (``-version``): the import of
+    ``pypilot._build``, which fails in a dev build, cost every start ~0.1 M instructions."""
+    if name == "GIT_HASH":
+        try:  # written by release builds; a checkout is a dev build
+            from pypilot._build import GIT_HASH
+        except ImportError:
+            GIT_HASH = "dev-build-not-for-release"
+        globals()["GIT_HASH"] = GIT_HASH
+        return GIT_HASH
+    if name == "VERSION_TEXT":
+        text = globals()["VERSION_TEXT"] = f"Version: {__version__}\nGitHash: {__getattr__('GIT_HASH')}\n"
+        return text
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # name -> (kind, usage). kind: "bool" | "string" | "multi". Usage text is CP's, tabs included.
 _FLAGS: dict[str, tuple[str, str]] = {

@@ -12,19 +12,19 @@ thread pool made at the first of them.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from pypilot import logs
 from pypilot.reaper import describe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from pypilot.loop import Loop
     from pypilot.workers import IOWorker, Message
 
-ResultCallback = Callable[[bool, str], None]
+    ResultCallback = Callable[[bool, str], None]
 
 
 class HealthChecks:

@@ -17,25 +17,61 @@ really runs at shutdown, and ``when.all`` (start once several triggers have all 
 
 from __future__ import annotations
 
-import enum
-
 from pypilot import events as ev
 from pypilot import logs, reaper
 from pypilot.config.model import UNLIMITED, JobConfig, WhenConfig
 from pypilot.events import Event
-from pypilot.health import request_for
 from pypilot.loop import Loop, Timer
 from pypilot.process import Command
 
 TYPE_CHECKING = False  # typing's costs start-up time; mypy reads this name as True
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, Protocol
+    from enum import Enum as _Enum
+    from typing import Any, Protocol, TypeVar
 
     from pypilot.health import HealthChecks
     from pypilot.readiness import Readiness
+    from pypilot.workers import Message
+
+    _E = TypeVar("_E", bound=type[_Enum])
+
+    def _enum(cls: _E) -> _E: ...
 else:
-    Protocol = object
+    class _Enum:
+        """Enum members without ``enum``, whose import (with ``functools``, ``types``, ``operator``) is
+        ~3 M instructions before the first spawn: one object per name, compared with ``is``, with the
+        enum's ``name``, ``value``, repr and lookup by value (``State("held")``, a ``ValueError`` for an
+        unknown one). Type checkers see a real ``Enum``."""
+
+        __slots__ = ("name", "value")
+        _by_value: dict[object, _Enum] = {}
+
+        def __new__(cls, value):
+            try:
+                return cls._by_value[value]
+            except (KeyError, TypeError):
+                raise ValueError(f"{value!r} is not a valid {cls.__qualname__}") from None
+
+        def __repr__(self):
+            return f"<{type(self).__name__}.{self.name}: {self.value!r}>"
+
+        def __str__(self):
+            return f"{type(self).__name__}.{self.name}"
+
+        def __reduce__(self):
+            return type(self), (self.value,)
+
+    def _enum(cls):
+        """Turn each public class attribute of ``cls`` (a ``_Enum``) into a member with that value."""
+        cls._by_value = {}
+        for name, value in list(vars(cls).items()):
+            if not name.startswith("_"):
+                member = object.__new__(cls)
+                member.name, member.value = name, value
+                cls._by_value.setdefault(value, member)
+                setattr(cls, name, member)
+        return cls
 
 IDLE, UNKNOWN, HEALTHY, UNHEALTHY, MAINTENANCE = "idle", "unknown", "healthy", "unhealthy", "maintenance"
 SIGNAL_SOURCES = ("SIGHUP", "SIGUSR2")
@@ -45,14 +81,16 @@ def _nothing() -> None:
     pass
 
 
-class Flow(enum.Enum):
+@_enum
+class Flow(_Enum):
     """What a ``receive`` handler tells the job's loop (CP's job loop): go on, or this job is over."""
 
     CONTINUE = "continue"
     HALT = "halt"  # completed: it takes no more events
 
 
-class State(enum.Enum):
+@_enum
+class State(_Enum):
     """Where a job is in its lifecycle; ``status`` (above) is its health, a separate axis (CP)."""
 
     ACTIVE = "active"  # started by its triggers, restarted by its policy: waiting, running or backing off
@@ -74,37 +112,39 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
-class Registry(Protocol):
-    """Service discovery as jobs see it (Consul, in the I/O worker): fire and forget."""
+# what a job needs of its surroundings, for type checkers only (a class costs ~70 K instructions to make)
+if TYPE_CHECKING:
 
-    def register(self, job: Job, status: str) -> None: ...
+    class Registry(Protocol):
+        """Service discovery as jobs see it (Consul, in the I/O worker): fire and forget."""
 
-    def heartbeat(self, job: Job) -> None: ...
+        def register(self, job: Job, status: str) -> None: ...
 
-    def unhealthy(self, job: Job, note: str) -> None: ...
+        def heartbeat(self, job: Job) -> None: ...
 
-    def deregister(self, job: Job) -> None: ...
+        def unhealthy(self, job: Job, note: str) -> None: ...
 
+        def deregister(self, job: Job) -> None: ...
 
-class Context(Protocol):
-    """What a job needs from the supervisor that owns it."""
+    class Context(Protocol):
+        """What a job needs from the supervisor that owns it."""
 
-    loop: Loop
-    reaper: reaper.Reaper
-    bus: ev.Bus
-    health: HealthChecks | None
+        loop: Loop
+        reaper: reaper.Reaper
+        bus: ev.Bus
+        health: HealthChecks | None
 
-    @property
-    def discovery(self) -> Registry | None: ...  # read-only here: the supervisor's is a wider type
-    env_generation: int  # bumped by each change of the environment jobs are spawned with
+        @property
+        def discovery(self) -> Registry | None: ...  # read-only here: the supervisor's is a wider type
+        env_generation: int  # bumped by each change of the environment jobs are spawned with
 
-    def job_completed(self, job: Job) -> None: ...
+        def job_completed(self, job: Job) -> None: ...
 
-    def main_job_ended(self, job: Job) -> None: ...
+        def main_job_ended(self, job: Job) -> None: ...
 
-    def stop_grace(self, job: Job) -> float: ...
+        def stop_grace(self, job: Job) -> float: ...
 
-    def command(self, cfg: JobConfig, timeout: float | None) -> Command: ...
+        def command(self, cfg: JobConfig, timeout: float | None) -> Command: ...
 
 
 def start_trigger(when: WhenConfig) -> tuple[Event | None, int, set[Event]]:
@@ -151,7 +191,11 @@ class Job:
         self._timers: dict[str, Timer] = {}
         # health (CP §3.7), with beyond-CP thresholds and initial delay
         self.check_source = f"check.{cfg.name}"
-        self.check_request = request_for(self)
+        self.check_request: Message | None = None
+        if cfg.health is not None:  # pypilot.health loads only for a job with a check
+            from pypilot.health import request_for
+
+            self.check_request = request_for(self)
         self.check_in_flight = False
         self.check_detail = ""  # the last check's output: the note when it turns unhealthy
         self.passes_in_a_row = self.fails_in_a_row = 0

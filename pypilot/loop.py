@@ -7,15 +7,19 @@ logged with its cause while the loop goes on. An idle loop sleeps in ``poll`` wi
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import select
 import time
-from collections.abc import Callable
 
 from pypilot import logs
 
-Callback = Callable[[], None]
+TYPE_CHECKING = False  # typing's costs start-up time; mypy reads this name as True
+if TYPE_CHECKING:
+    import heapq
+    from collections.abc import Callable
+
+    Callback = Callable[[], None]
+else:  # the C heap functions themselves: heapq.py is a pure-Python copy replaced by them at import
+    import _heapq as heapq
 _READ = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _WRITE = select.POLLOUT
 
@@ -47,7 +51,7 @@ class Loop:
         self._readers: dict[int, Callback] = {}
         self._writers: dict[int, Callback] = {}
         self._timers: list[Timer] = []
-        self._seq = itertools.count()
+        self._seq = 0  # each timer's number: equal deadlines run in the order they were set
         self._running = False
         self.max_lateness = 0.0
 
@@ -83,7 +87,8 @@ class Loop:
                 pass
 
     def call_at(self, deadline: float, callback: Callback) -> Timer:
-        timer = Timer(deadline, next(self._seq), callback)
+        timer = Timer(deadline, self._seq, callback)
+        self._seq += 1
         heapq.heappush(self._timers, timer)
         return timer
 

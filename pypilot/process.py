@@ -9,20 +9,22 @@ its timeout, and reports its exit status once. While it runs, ``CONTAINERPILOT_<
 from __future__ import annotations
 
 import os
-import signal
-from collections.abc import Callable, Sequence
 
 from pypilot import logs, reaper
 from pypilot.loop import Loop, Timer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from pypilot.config.model import ProcessConfig
     from pypilot.readiness import Readiness
 
-ExitCallback = Callable[[int | None, str | None], None]  # (wait status, or None + start error)
+    ExitCallback = Callable[[int | None, str | None], None]  # (wait status, or None + start error)
+else:  # the C module's plain ints: signal.py builds IntEnums (enum, functools: ~3 M instructions)
+    import _signal as signal
 
 _devnull = -1
 

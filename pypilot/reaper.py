@@ -15,13 +15,17 @@ earlier process with that number and is dropped.
 
 from __future__ import annotations
 
-import errno
 import os
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
 
 from pypilot import logs
 from pypilot._reaper import ffi, lib
+
+TYPE_CHECKING = False  # typing's costs start-up time; mypy reads this name as True
+if TYPE_CHECKING:
+    from collections import OrderedDict
+    from collections.abc import Callable, Mapping, Sequence
+else:  # the C OrderedDict itself: collections' own import (~2 ms) is not needed before the first spawn
+    from _collections import OrderedDict
 
 BATCH = 256
 STASH_MAX = 4096  # unclaimed statuses kept (orphans mostly); oldest dropped first
@@ -29,7 +33,8 @@ STASH_MAX = 4096  # unclaimed statuses kept (orphans mostly); oldest dropped fir
 # an orphan's that nobody will claim. Kept until STASH_MAX, they grew PID 1 by ~0.23 KiB a reload (#15).
 STASH_DRAINS = 64
 
-ExitHandler = Callable[[int, int], None]  # (pid, wait status)
+if TYPE_CHECKING:
+    ExitHandler = Callable[[int, int], None]  # (pid, wait status)
 
 
 def _check(ret: int, what: str) -> int:
@@ -125,6 +130,8 @@ def spawn(
     posix_spawnp; with one, by the C clone path; a failure of either is a ``SpawnError`` for this start.
     """
     if not argv:
+        import errno  # here and below, on the paths that need it: errno's table is ~0.25 M instructions
+
         raise SpawnError(errno.EINVAL, "empty command")
     env = os.environ if env is None else env
     args = [ffi.new("char[]", os.fsencode(a)) for a in argv]
@@ -150,6 +157,8 @@ def spawn(
 
 def _cwd_unusable(cwd: str) -> int:
     """The errno a chdir into ``cwd`` would fail with (0: it would not), asked only after a failed spawn."""
+    import errno
+
     if not os.path.isdir(cwd):
         return errno.ENOTDIR if os.path.exists(cwd) else errno.ENOENT
     return 0 if os.access(cwd, os.X_OK) else errno.EACCES  # root passes: only a non-root pypilot is refused
@@ -225,6 +234,8 @@ def pidfd_open(pid: int) -> int:
 
 def kill_group(pgid: int, sig: int, pidfd: int = -1) -> bool:
     """Signal a process group; False when it no longer exists (ESRCH is not an error here)."""
+    import errno
+
     ret = lib.pp_kill_group(pgid, sig, pidfd)
     if ret == -errno.ESRCH:
         return False
@@ -233,6 +244,8 @@ def kill_group(pgid: int, sig: int, pidfd: int = -1) -> bool:
 
 
 def kill(pid: int, sig: int) -> bool:
+    import errno
+
     ret = lib.pp_kill(pid, sig)
     if ret == -errno.ESRCH:
         return False
@@ -250,7 +263,7 @@ def exit_code(status: int) -> int:
 def describe(status: int) -> str:
     """CP's wording for an exit (``exit status 1``, ``signal: killed``)."""
     if os.WIFSIGNALED(status):
-        import signal as _signal
+        import _signal  # the C module, not signal: signal.py builds IntEnums (enum: ~3 M instructions)
 
         sig = os.WTERMSIG(status)
         try:

@@ -11,9 +11,8 @@ decides each step from the bus events and the grace timer the supervisor hands i
 
 from __future__ import annotations
 
+import gc
 import os
-import signal
-from collections.abc import Callable, Sequence
 from time import time
 
 from pypilot import events as ev
@@ -21,17 +20,20 @@ from pypilot import joblogs, logs, reaper
 from pypilot.config.model import Config, JobConfig
 from pypilot.config.names import env_name, ip_var
 from pypilot.events import Event
-from pypilot.jobs import Job, Registry
+from pypilot.jobs import Job
 from pypilot.loop import Loop, Timer
 from pypilot.process import Command, setenv
 
 TYPE_CHECKING = False  # typing's costs start-up time; mypy reads this name as True
 if TYPE_CHECKING:
+    import signal
     import socket
+    from collections.abc import Callable, Sequence
     from typing import Any, Protocol
 
     from pypilot.control.plane import ControlPlane
     from pypilot.health import HealthChecks
+    from pypilot.jobs import Registry
     from pypilot.reload import Progress, Step
     from pypilot.upgrade import Upgrader
     from pypilot.workers import IOWorker
@@ -50,8 +52,11 @@ if TYPE_CHECKING:
         def handover(self, fds: list[int]) -> dict[str, Any]: ...
 
         def resume(self, s: dict[str, Any]) -> None: ...
+else:  # the C module's plain ints: signal.py builds IntEnums (enum, functools: ~3 M instructions)
+    import _signal as signal
 
-SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+SHUTDOWN_SIGNALS: dict[int, str] = {
+    signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT", signal.SIGQUIT: "SIGQUIT"}  # and their names, to log
 EVENT_SIGNALS: dict[int, str] = {signal.SIGHUP: "SIGHUP", signal.SIGUSR2: "SIGUSR2"}
 KILL_WAIT = 2.0  # after the final SIGKILL sweep: how long for the kernel to finish the kills
 STARTUP = Event(ev.STARTUP, ev.GLOBAL)
@@ -178,6 +183,7 @@ class Supervisor:
                 self.bus.subscribe(job)
         if not resumed:
             self._start()
+        gc.enable()  # pypilot.__main__.run keeps it off until the first spawns
         self.reaper.drain()  # after an upgrade: the exits that came during the exec, at once
         while True:
             try:
@@ -218,7 +224,7 @@ class Supervisor:
             if signo == signal.SIGCHLD:
                 chld = True
             elif signo in SHUTDOWN_SIGNALS:
-                logs.debug(f"received {signal.Signals(signo).name} from pid {sender}")
+                logs.debug(f"received {SHUTDOWN_SIGNALS[signo]} from pid {sender}")
                 self.shutdown()
             elif signo in EVENT_SIGNALS:
                 self.bus.publish(Event(ev.SIGNAL, EVENT_SIGNALS[signo]))

@@ -15,9 +15,7 @@ and one replacement for both.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from collections.abc import Callable
 
 from pypilot import logs
 from pypilot.channel import Decoder, Message, encode
@@ -26,8 +24,12 @@ from pypilot.reaper import Reaper, describe
 
 TYPE_CHECKING = False  # typing is not imported at start-up
 if TYPE_CHECKING:
+    import signal
     import socket  # at run time only where a worker is started or adopted: not before the first spawn
+    from collections.abc import Callable
     from typing import Any, NoReturn
+else:  # the C module's plain ints: PID 1 builds the I/O worker's handle before the first spawn, and
+    import _signal as signal  # signal.py's IntEnums (enum, functools) cost ~3 M instructions of it
 
 __all__ = ["Channel", "IOWorker", "Message", "Worker"]
 
@@ -122,7 +124,8 @@ class Channel:
         self.on_close()
 
 
-WorkerMain = Callable[["socket.socket"], None]
+if TYPE_CHECKING:
+    WorkerMain = Callable[["socket.socket"], None]
 
 
 def _child(main: WorkerMain, sock: socket.socket, pass_fds: tuple[int, ...] = ()) -> None:

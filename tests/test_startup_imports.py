@@ -47,6 +47,14 @@ AFTER_THE_FIRST_SPAWN = ("socket", "selectors", "struct", "array", "pypilot.chan
                          "pypilot.discovery", "pypilot.upgrade", "pypilot.handover", "pypilot.reload",
                          "pypilot.gofmt", "pypilot.config.template", "pypilot.lean_imports")
 
+# what no config's first spawn needs (issue #15: ~25 M instructions before the first exec): signal.py builds
+# IntEnums (the C _signal has the numbers), collections (with keyword, reprlib, operator) is _collections'
+# classes and collections.abc's names for annotations; heapq is _heapq's functions, math two float tests
+NEVER_BEFORE_THE_FIRST_SPAWN = ("enum", "functools", "signal", "collections", "collections.abc", "types",
+                                "heapq", "itertools", "operator", "keyword", "reprlib", "math")
+# ... and what a plain config (no health check, no process keys, an exec of strings) does not need either
+NOT_FOR_A_PLAIN_CONFIG = ("pypilot.health", "pypilot.config.process", "pypilot.config.interfaces")
+
 FIRST_SPAWN = """
 import sys
 before = set(sys.modules)  # the interpreter's own (no site: -S); all the rest is pypilot's doing
@@ -94,6 +102,7 @@ def test_pid1_spawns_its_first_job_before_importing_the_control_plane_or_anythin
     imported, res = modules_at_first_spawn(tmp_path, config)
     assert {"pypilot.supervisor", "pypilot.jobs", "pypilot.reaper"} <= imported  # it did get that far
     assert sorted(imported & {*HEAVY, *AFTER_THE_FIRST_SPAWN}) == []
+    assert sorted(imported & {*NEVER_BEFORE_THE_FIRST_SPAWN, *NOT_FOR_A_PLAIN_CONFIG}) == []
     # the control plane did start, after the spawn
     assert "control: serving at" in res.stderr + res.stdout
 
@@ -111,4 +120,54 @@ def test_a_service_config_spawns_its_first_job_before_importing_socket(tmp_path)
                   "interfaces": ["static:127.0.0.1"], "health": {"exec": "true", "interval": 1, "ttl": 5}}]}))
     imported, _ = modules_at_first_spawn(tmp_path, config)
     assert {"pypilot.supervisor", "pypilot.health", "pypilot.workers"} <= imported  # it built the handle
-    assert sorted(imported & {"socket", "selectors", *HEAVY}) == []
+    # resolving the service's IP takes ipaddress, and with it functools and collections; never signal or enum
+    assert sorted(imported & {"socket", "selectors", "signal", "enum", *HEAVY}) == []
+
+
+def test_a_health_check_config_spawns_its_first_job_before_importing_signal_or_collections(tmp_path) -> None:
+    """A health check (no service: no IP to resolve) builds the I/O worker's handle before the first spawn,
+    with none of the modules no first spawn needs."""
+    import json
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({
+        "consul": "localhost:8500", "control": {"socket": str(tmp_path / "c.sock")},
+        "jobs": [{"name": "app", "exec": ["/bin/true"], "restarts": "never",
+                  "health": {"exec": "true", "interval": 1, "ttl": 5}}]}))
+    imported, _ = modules_at_first_spawn(tmp_path, config)
+    assert {"pypilot.supervisor", "pypilot.health", "pypilot.workers"} <= imported  # it built the handle
+    assert sorted(imported & {"socket", "selectors", *HEAVY, *NEVER_BEFORE_THE_FIRST_SPAWN}) == []
+
+
+def test_a_job_with_process_keys_and_a_stop_signal_spawns_before_importing_signal_or_enum(tmp_path) -> None:
+    """A job's process keys load config.process, and a stopSignal by name is read from the C ``_signal``:
+    still no ``signal`` (its IntEnums), ``enum`` or ``collections`` before the first spawn."""
+    import json
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({
+        "consul": "localhost:8500", "control": {"socket": str(tmp_path / "c.sock")},
+        "jobs": [{"name": "app", "exec": ["/bin/true"], "restarts": "never", "stopSignal": "SIGINT",
+                  "workdir": "/", "umask": "022"}]}))
+    imported, _ = modules_at_first_spawn(tmp_path, config)
+    assert {"pypilot.supervisor", "pypilot.config.process"} <= imported  # its process keys were decoded
+    assert sorted(imported & {*HEAVY, *AFTER_THE_FIRST_SPAWN, *NEVER_BEFORE_THE_FIRST_SPAWN}) == []
+
+
+def test_decode_checks_for_exactly_the_process_modules_keys() -> None:
+    """decode imports config.process only for a job with one of its keys: the two lists must agree."""
+    from pypilot.config import decode, process
+
+    assert decode.PROCESS_KEYS == process.KEYS
+    assert set(process.KEYS) <= {key for key, _ in decode._JOB}
+
+
+def test_a_stop_signal_by_name_is_what_signal_signals_gives() -> None:
+    """``stopSignal: "TERM"`` is read from the C ``_signal`` (no IntEnum): the same names and numbers."""
+    import signal
+
+    from pypilot.config.decode import _signal_num
+
+    for name, sig in signal.Signals.__members__.items():
+        assert _signal_num(name) == sig and _signal_num(name[3:].lower()) == sig
+    assert _signal_num("SIG_DFL") is None and _signal_num("NSIG") is None and _signal_num("BOGUS") is None

@@ -28,8 +28,6 @@ integer field given ``NaN`` or an infinity gets Go's ``int64()`` of it (the smal
 from __future__ import annotations
 
 import os
-import signal as _signal
-from collections.abc import Callable, Mapping
 
 from . import model as m
 from .durations import NS_PER_MS, NS_PER_S, DurationError, parse_cp_duration, parse_go_duration
@@ -40,6 +38,7 @@ from .weak import go_v as _v
 
 TYPE_CHECKING = False  # typing is ~2-5 ms of PID 1's start-up; mypy reads this name as True
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Any
 
     from .weak import Spec
@@ -69,12 +68,13 @@ _JOB: Spec = [
     # beyond CP
     ("stopSignal", "any"), ("reloadSignal", "any"), ("backoff", "any"), ("main", "bool"),
     ("exitCodeMap", "any"),
-    # beyond CP: how the process is started (config/process.py)
+    # beyond CP: how the process is started (config/process.py, its KEYS)
     ("user", "any"), ("group", "any"), ("workdir", "str"), ("umask", "any"), ("rlimits", "any"),
     ("noNewPrivileges", "bool"), ("ppidShim", "bool"),
     # beyond CP: readiness (jobs.py, readiness.py)
     ("ready", "any"), ("watchdog", "any"),
 ]
+PROCESS_KEYS = ("user", "group", "workdir", "umask", "rlimits", "noNewPrivileges", "ppidShim")  # process.KEYS
 _WATCH: Spec = [("name", "str"), ("interval", "int"), ("tag", "str"), ("dc", "str")]
 _TELEMETRY: Spec = [("port", "int"), ("interfaces", "list"), ("tags", "strs"), ("metrics", "list")]
 _METRIC: Spec = [("namespace", "str"), ("subsystem", "str"), ("name", "str"), ("help", "str"),
@@ -89,7 +89,8 @@ _CONSUL: Spec = [("address", "str"), ("scheme", "str"), ("token", "str"), ("tls"
 _BUILTIN_METRICS = frozenset(("containerpilot_events", "containerpilot_control_http_requests",
                               "containerpilot_watch_instances"))
 
-Resolver = Callable[[list[str] | None], str]
+if TYPE_CHECKING:
+    Resolver = Callable[[list[str] | None], str]
 
 
 
@@ -107,13 +108,15 @@ def parse_exec(raw: Any) -> tuple[str, ...]:
     """CP's exec parsing (§3.3): a string is trimmed (Go's TrimSpace) and split on each single space (no
     shell, no quotes: ``"a  b"`` is ``a``, ``""``, ``b``), a list is argv. Only an empty string or an empty
     list is an error; ``"   "`` is one empty argument, as in ContainerPilot (the start then fails)."""
-    from .interfaces import InterfaceError, to_strings
-
     args: list[str] = []
     if isinstance(raw, str):
         if raw != "":
             args = raw.strip(_GO_SPACE).split(" ")
+    elif isinstance(raw, list) and all(isinstance(e, str) for e in raw):
+        args = list(raw)  # what to_strings gives, without its module (~0.6 M instructions of the start)
     else:
+        from .interfaces import InterfaceError, to_strings
+
         try:
             args = to_strings(raw) or []
         except InterfaceError:
@@ -147,8 +150,12 @@ def _signal_num(raw: Any) -> int | None:
             return _signal_num(int(raw))
         name = raw.upper()
         name = name if name.startswith("SIG") else "SIG" + name
-        sig = _signal.Signals.__members__.get(name)
-        return int(sig) if sig is not None else None
+        # signal.Signals' names, read from the C module: its members are its SIG* names but SIG_*, and
+        # signal.py would build that IntEnum (enum, functools: ~3 M instructions before the first spawn)
+        import _signal
+
+        sig = None if name.startswith("SIG_") else getattr(_signal, name, None)
+        return sig if isinstance(sig, int) else None
     return None
 
 
@@ -629,9 +636,10 @@ def _job(d: dict[str, Any], errs: Collector, resolve: Resolver, loc: str = "") -
                 kw[field] = sig
     kw["backoff"] = _backoff(name, d.get("backoff"), errs, loc)
     kw["exit_code_map"] = _exit_code_map(name, d.get("exitCodeMap"), errs)
-    from .process import decode_process
+    if any(k in d for k in PROCESS_KEYS):  # config/process.py (~0.5 M instructions) only for a job with them
+        from .process import decode_process
 
-    kw["process"] = decode_process(name, d, errs)
+        kw["process"] = decode_process(name, d, errs)
     kw["log"] = _job_log(name, d.get("logging"), errs)
     kw["ready"] = _ready(name, d, errs)
     return m.JobConfig(

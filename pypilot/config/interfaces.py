@@ -17,17 +17,17 @@ actually needed (a job with a ``port``, or telemetry); tests pass an address tab
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 TYPE_CHECKING = False  # typing is ~2-5 ms of PID 1's start-up; mypy reads this name as True
 if TYPE_CHECKING:
     import ipaddress
+    from collections.abc import Iterable
     from typing import Any
 
 __all__ = ["DEFAULT_SPECS", "InterfaceError", "get_ip", "parse_specs", "system_addresses", "to_strings"]
 
 DEFAULT_SPECS = ("eth0:inet", "inet")
-Addresses = Iterable[tuple[str, str]]
+if TYPE_CHECKING:
+    Addresses = Iterable[tuple[str, str]]
 
 # CP: ^(?P<Name>\w+)(?:\[(\d+)\]|:(inet6?))?$ ; names may also hold '-' and '.'
 # (but must start like a name, so a bare IP is not taken for one)

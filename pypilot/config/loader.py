@@ -8,13 +8,13 @@ which is what CP's ``parse error at line:col [L:C]`` form needs.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
 
 from .errors import Collector, ConfigError, _Stop
 from .model import Config
 
 TYPE_CHECKING = False  # typing is ~2-5 ms of PID 1's start-up; mypy reads this name as True
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
     from typing import Any
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from .errors import Collector
 
+# decode.PROCESS_KEYS too: a job with none of them does not import this module
 KEYS = ("user", "group", "workdir", "umask", "rlimits", "noNewPrivileges", "ppidShim")
 
 _RLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",

@@ -4,15 +4,16 @@ PID 1 loads its config before the first spawn, and ``dataclasses`` (with the ``i
 and the code it ``exec``s per class) cost ~13 ms of that start-up (python -X importtime). A record has
 what the model needs of a frozen dataclass: keyword/positional ``__init__`` with defaults and
 ``field(default_factory=...)``, value ``==`` and ``hash``, ``repr``, ``_replace`` and ``_asdict``.
-Type checkers see it as a frozen dataclass (``dataclass_transform``).
+A record is a subclass of ``Record``, made one by its metaclass as its class statement runs (each class is
+built once), and marked ``@record``, for which type checkers see it as a frozen dataclass
+(``dataclass_transform``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 TYPE_CHECKING = False  # not typing's: importing typing alone costs ~2 ms of start-up
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, TypeVar, dataclass_transform
 
     T = TypeVar("T")
@@ -25,8 +26,70 @@ class _Factory:
         self.make = make
 
 
-class Record:
-    """Base of every record: declares the two helpers ``@record`` fills in."""
+def _members(name: str, ns: dict[str, Any]) -> dict[str, Any]:
+    """A record class's namespace: its class body's ``ns`` with its fields (its annotations) as slots and
+    the methods of a frozen dataclass; the defaults move out of the class into ``__init__``."""
+    names = tuple(ns.get("__annotations__", {}))
+    defaults = {n: ns[n] for n in names if n in ns}
+    ns = {k: v for k, v in ns.items() if k not in names}
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(names):
+            raise TypeError(f"{name} takes {len(names)} positional arguments")
+        values = dict(zip(names, args, strict=False))
+        for key, value in kwargs.items():
+            if key not in names:
+                raise TypeError(f"{name} got an unexpected keyword argument '{key}'")
+            if key in values:
+                raise TypeError(f"{name} got multiple values for argument '{key}'")
+            values[key] = value
+        for field_name in names:
+            if field_name not in values:
+                if field_name not in defaults:
+                    raise TypeError(f"{name} missing required argument: '{field_name}'")
+                default = defaults[field_name]
+                values[field_name] = default.make() if isinstance(default, _Factory) else default
+            object.__setattr__(self, field_name, values[field_name])
+
+    def _values(self: Any) -> tuple[Any, ...]:
+        return tuple(getattr(self, n) for n in names)
+
+    def __eq__(self: Any, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return bool(_values(self) == _values(other))
+
+    def __hash__(self: Any) -> int:
+        return hash(_values(self))
+
+    def __repr__(self: Any) -> str:
+        return f"{name}({', '.join(f'{n}={getattr(self, n)!r}' for n in names)})"
+
+    def __setattr__(self: Any, attr: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field '{attr}' of frozen {name}")
+
+    def _replace(self: Any, **changes: Any) -> Any:
+        return self.__class__(**{**{n: getattr(self, n) for n in names}, **changes})
+
+    def _asdict(self: Any) -> dict[str, Any]:
+        return {n: getattr(self, n) for n in names}
+
+    ns.update(__slots__=names, __init__=__init__, __eq__=__eq__, __hash__=__hash__, __repr__=__repr__,
+              __setattr__=__setattr__, _replace=_replace, _asdict=_asdict, _fields=names)
+    return ns
+
+
+class _RecordType(type):
+    """Makes each subclass of ``Record`` a record as its class statement runs: its slots have to be there
+    when the class is made, and a decorator that made the class again with them (as ``dataclass(slots=True)``
+    does) built every record class twice, ~1 M instructions of PID 1's start-up for the model's 16."""
+
+    def __new__(mcls, name: str, bases: tuple[type, ...], ns: dict[str, Any]) -> _RecordType:
+        return super().__new__(mcls, name, bases, _members(name, ns) if bases else ns)
+
+
+class Record(metaclass=_RecordType):
+    """Base of every record: declares the two helpers its metaclass fills in."""
 
     __slots__ = ()
 
@@ -42,54 +105,10 @@ def _field(*, default_factory: Callable[[], Any]) -> Any:
 
 
 def _record(cls: type) -> type:
-    names = tuple(cls.__dict__.get("__annotations__", {}))  # noqa: RUF063 (inspect is what we avoid)
-    defaults = {n: cls.__dict__[n] for n in names if n in cls.__dict__}
-    ns = {k: v for k, v in cls.__dict__.items() if k not in names and k not in ("__dict__", "__weakref__")}
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if len(args) > len(names):
-            raise TypeError(f"{cls.__name__} takes {len(names)} positional arguments")
-        values = dict(zip(names, args, strict=False))
-        for key, value in kwargs.items():
-            if key not in names:
-                raise TypeError(f"{cls.__name__} got an unexpected keyword argument '{key}'")
-            if key in values:
-                raise TypeError(f"{cls.__name__} got multiple values for argument '{key}'")
-            values[key] = value
-        for name in names:
-            if name not in values:
-                if name not in defaults:
-                    raise TypeError(f"{cls.__name__} missing required argument: '{name}'")
-                default = defaults[name]
-                values[name] = default.make() if isinstance(default, _Factory) else default
-            object.__setattr__(self, name, values[name])
-
-    def _values(self: Any) -> tuple[Any, ...]:
-        return tuple(getattr(self, n) for n in names)
-
-    def __eq__(self: Any, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return bool(_values(self) == _values(other))
-
-    def __hash__(self: Any) -> int:
-        return hash(_values(self))
-
-    def __repr__(self: Any) -> str:
-        return f"{cls.__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in names)})"
-
-    def __setattr__(self: Any, name: str, value: Any) -> None:
-        raise AttributeError(f"cannot assign to field '{name}' of frozen {cls.__name__}")
-
-    def _replace(self: Any, **changes: Any) -> Any:
-        return self.__class__(**{**{n: getattr(self, n) for n in names}, **changes})
-
-    def _asdict(self: Any) -> dict[str, Any]:
-        return {n: getattr(self, n) for n in names}
-
-    ns.update(__slots__=names, __init__=__init__, __eq__=__eq__, __hash__=__hash__, __repr__=__repr__,
-              __setattr__=__setattr__, _replace=_replace, _asdict=_asdict, _fields=names)
-    return type(cls.__name__, cls.__bases__, ns)
+    """``@record`` marks a record class for type checkers (a frozen dataclass); ``Record`` made it one."""
+    if not isinstance(cls, _RecordType) or cls is Record:
+        raise TypeError(f"@record: {cls.__name__} is not a subclass of Record")
+    return cls
 
 
 if TYPE_CHECKING:

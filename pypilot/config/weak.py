@@ -21,8 +21,6 @@ nested spec (a list) for a sub-object. The result maps each present, non-null ke
 
 from __future__ import annotations
 
-import math
-
 __all__ = [
     "Spec",
     "decode_list",
@@ -92,11 +90,15 @@ def go_quote(s: str) -> str:
     return quote(s)
 
 
+_INF = float("inf")
+
+
 def format_float_f(v: float) -> str:
     """Go ``strconv.FormatFloat(v, 'f', -1, 64)``: shortest digits, never an exponent."""
-    if math.isnan(v):
+    # float comparisons, not math (an extension module to load, for these two tests)
+    if v != v:  # NaN
         return "NaN"
-    if math.isinf(v):
+    if v in (_INF, -_INF):
         return "+Inf" if v > 0 else "-Inf"
     if v == int(v) and abs(v) < 1e16:
         return str(int(v))
@@ -128,7 +130,7 @@ def go_int(v: float) -> int:
     """Go's ``int64(f)`` on amd64, which mapstructure uses for a float in an int field: truncation, and
     the "integer indefinite" value (the smallest int64) for NaN, the infinities and anything out of range
     (so ``interval: NaN`` fails ``must be > 0`` and ``port: Infinity`` is a non-zero port, as in CP)."""
-    if math.isfinite(v) and -(2.0**63) <= v < 2.0**63:
+    if -(2.0**63) <= v < 2.0**63:  # False for NaN and the infinities too (no math.isfinite needed)
         return int(v)
     return _MIN_INT64
 
