@@ -53,8 +53,16 @@ def undated(answer: bytes) -> bytes:
 
 
 def workers(p: Pilot) -> list[psutil.Process]:
-    """PID 1's children that are pypilot (the control worker, or the I/O worker: none in these configs)."""
-    return [c for c in p.children() if "pypilot" in " ".join(c.cmdline())]
+    """PID 1's living children that are pypilot (the control worker, or the I/O worker: none in these
+    configs). A worker that has just exited is a zombie until PID 1 reaps it: gone, for this count."""
+    found = []
+    for c in p.children():
+        try:
+            if "pypilot" in " ".join(c.cmdline()):
+                found.append(c)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            pass
+    return found
 
 
 @contextmanager
