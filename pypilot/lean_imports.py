@@ -23,9 +23,10 @@ why that is safe:
 pure-Python implementation, then replaces every public name with the C module's; here the module is made
 of the C module's names straight away (the same objects, the same ``__all__``).
 
-Not stood in, because they are used while the app is built: ``inspect`` (with ``ast`` and ``dis``: Falcon's
-``add_error_handler`` reads each handler's ``inspect.signature``), ``concurrent.futures`` (Falcon makes an
-executor at import), ``http.cookies`` (Falcon reads ``Morsel`` at import), ``logging`` (waitress').
+Not stood in, because they are used while the app is built: ``inspect`` (with ``dis``: Falcon's
+``add_error_handler`` reads each handler's ``inspect.signature``), ``http.cookies`` (Falcon reads ``Morsel``
+at import); ``concurrent.futures`` (Falcon makes an executor at import) and ``logging`` (waitress' loggers)
+are only deferred while the control worker imports them (below).
 
 Only for a process of our own that imports a known set of libraries, before any of them is imported: the
 control worker, and the I/O worker before its first Consul or telemetry message (py-consul, prometheus-client
@@ -43,6 +44,11 @@ out of ``sys.modules`` after; what the library kept of it goes on forwarding. Th
 py-consul while ``logging`` (its loggers taken at import: ``lazy_logging``) and the endpoint modules are
 deferred (``pypilot.consul_http``), and prometheus-client while its ``decorator`` (with ``inspect``) and
 ``gzip`` are (``pypilot.consul``). Scoped, so safe in any process: a test process gets the real modules.
+The control worker imports Falcon and waitress while ``logging`` (their loggers; ``lazy_logging``'s
+``levels`` keeps waitress' at ERROR), ``traceback`` and ``concurrent.futures`` (Falcon's executor at import:
+``ThreadPoolExecutor``, made real at its first use) are deferred, and while Falcon's Cython modules are
+``absent`` (an import in the block is "not found", so Falcon takes the pure-Python twins it loads anyway;
+after it, the real module is found again): ``pypilot.control.worker.import_server``.
 """
 
 from __future__ import annotations
@@ -56,7 +62,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
-__all__ = ["StandIn", "deferring", "forward", "install", "lazy_logging", "standing_in", "unused"]
+__all__ = ["StandIn", "ThreadPoolExecutor", "absent", "deferring", "forward", "install", "lazy_logging",
+           "standing_in", "unused"]
 
 
 class StandIn(types.ModuleType):
@@ -272,21 +279,65 @@ class _Logger:
         self.__dict__["_name"] = name
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(_real("logging").getLogger(self.__dict__["_name"]), attr)
+        return getattr(_real_logger(self.__dict__["_name"]), attr)
 
     def __setattr__(self, attr: str, value: Any) -> None:
-        setattr(_real("logging").getLogger(self.__dict__["_name"]), attr, value)
+        setattr(_real_logger(self.__dict__["_name"]), attr, value)
+
+
+_levels: dict[str, int] = {}  # lazy_logging's levels, set on the real loggers when logging is first used
+
+
+def _real_logger(name: str | None) -> Any:
+    real = _real("logging")
+    while _levels:
+        logger, level = _levels.popitem()
+        real.getLogger(logger).setLevel(level)
+    return real.getLogger(name)
 
 
 def _get_logger(name: str | None = None) -> Any:
     real = sys.modules.get("logging")
     if real is not None and not isinstance(real, StandIn):
-        return real.getLogger(name)
+        return _real_logger(name)
     return _Logger(name)
 
 
-def lazy_logging() -> dict[str, Any]:
+def lazy_logging(levels: dict[str, int] | None = None) -> dict[str, Any]:
     """``deferring``'s names for ``logging`` in a library that only takes its loggers at import
-    (``log = logging.getLogger(__name__)``): each logger is the real one once something is logged."""
+    (``log = logging.getLogger(__name__)``): each logger is the real one once something is logged.
+    ``levels``: the level of each of these loggers (``logging.ERROR`` is 40), set on the real ones as
+    soon as one of the block's loggers is used, before it logs anything."""
+    _levels.update(levels or {})
     return {"getLogger": _get_logger}
 
+
+class ThreadPoolExecutor:
+    """Stands for ``concurrent.futures.ThreadPoolExecutor(...)`` made at import and never used here
+    (Falcon's sync-to-async helpers): the real one, made with the same arguments, at its first use."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.__dict__.update(_args=args, _kwargs=kwargs, _executor=None)
+
+    def __getattr__(self, attr: str) -> Any:
+        executor = self.__dict__["_executor"]
+        if executor is None:
+            real = _real("concurrent.futures").ThreadPoolExecutor
+            executor = self.__dict__["_executor"] = real(*self.__dict__["_args"], **self.__dict__["_kwargs"])
+        return getattr(executor, attr)
+
+
+@contextlib.contextmanager
+def absent(*names: str) -> Iterator[list[str]]:
+    """Within the block, importing any of ``names`` (not imported yet) raises ``ModuleNotFoundError``, as
+    for a module not installed (``sys.modules[name] = None``): for a library's optional accelerator whose
+    pure-Python twin it has loaded anyway. After the block a later import gets the real module."""
+    placed = [name for name in names if name not in sys.modules]
+    for name in placed:
+        sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not there"
+    try:
+        yield placed
+    finally:
+        for name in placed:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
