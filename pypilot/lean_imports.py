@@ -23,7 +23,7 @@ why that is safe:
 pure-Python implementation, then replaces every public name with the C module's; here the module is made
 of the C module's names straight away (the same objects, the same ``__all__``).
 
-Not stood in, because they are used while the app is built: ``inspect`` (with ``dis``: Falcon's
+Not stood in, because they are used while the app is built: ``inspect`` (with ``dis``; Falcon's
 ``add_error_handler`` reads each handler's ``inspect.signature``), ``http.cookies`` (Falcon reads ``Morsel``
 at import); ``concurrent.futures`` (Falcon makes an executor at import) and ``logging`` (waitress' loggers)
 are only deferred while the control worker imports them (below).
@@ -45,8 +45,9 @@ py-consul while ``logging`` (its loggers taken at import: ``lazy_logging``) and 
 deferred (``pypilot.consul_http``), and prometheus-client while its ``decorator`` (with ``inspect``) and
 ``gzip`` are (``pypilot.consul``). Scoped, so safe in any process: a test process gets the real modules.
 The control worker imports Falcon and waitress while ``logging`` (their loggers; ``lazy_logging``'s
-``levels`` keeps waitress' at ERROR), ``traceback`` and ``concurrent.futures`` (Falcon's executor at import:
-``ThreadPoolExecutor``, made real at its first use) are deferred, and while Falcon's Cython modules are
+``levels`` keeps waitress' at ERROR), ``traceback``, ``concurrent.futures`` (Falcon's executor at import:
+``ThreadPoolExecutor``, made real at its first use) and ``ast`` (``inspect`` subclasses its ``NodeVisitor``
+at import, for ``getsource``: ``NodeVisitor``) are deferred, and while Falcon's Cython modules are
 ``absent`` (an import in the block is "not found", so Falcon takes the pure-Python twins it loads anyway;
 after it, the real module is found again): ``pypilot.control.worker.import_server``.
 """
@@ -62,8 +63,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
-__all__ = ["StandIn", "ThreadPoolExecutor", "absent", "deferring", "forward", "install", "lazy_logging",
-           "standing_in", "unused"]
+__all__ = ["NodeVisitor", "StandIn", "ThreadPoolExecutor", "absent", "deferring", "forward", "install",
+           "lazy_logging", "standing_in", "unused"]
 
 
 class StandIn(types.ModuleType):
@@ -325,6 +326,17 @@ class ThreadPoolExecutor:
             real = _real("concurrent.futures").ThreadPoolExecutor
             executor = self.__dict__["_executor"] = real(*self.__dict__["_args"], **self.__dict__["_kwargs"])
         return getattr(executor, attr)
+
+
+class NodeVisitor:
+    """Stands for ``ast.NodeVisitor`` as the base of a class defined at import and not used here
+    (``inspect``'s ``_ClassFinder``, for ``getsource`` of a class): every name it does not define, looked
+    up on an instance, is the real class's (its methods bound to the instance), ``ast`` imported then."""
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(_real("ast").NodeVisitor, attr)
+        bind = getattr(value, "__get__", None)
+        return bind(self, type(self)) if bind is not None else value
 
 
 @contextlib.contextmanager

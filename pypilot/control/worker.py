@@ -195,10 +195,11 @@ WAITRESS_LEVEL = 40  # logging.ERROR: waitress' own warnings (a queue backlog, a
 def import_server() -> None:
     """Import the app and the server (Falcon and waitress) as the worker does: after ``lean_imports``'
     stand-ins, with what only their import reads deferred (``lean_imports.deferring``): ``logging`` (their
-    loggers, taken at import; waitress' at ERROR once one is used), ``traceback`` (an error's report) and
-    ``concurrent.futures`` (the executor of Falcon's sync-to-async helpers, made at import), and without
+    loggers, taken at import; waitress' at ERROR once one is used), ``traceback`` (an error's report),
+    ``concurrent.futures`` (the executor of Falcon's sync-to-async helpers, made at import) and ``ast``
+    (``inspect``'s, for ``getsource``; Falcon reads signatures only), and without
     Falcon's Cython speed-ups (``falcon.cyutil``: their pure-Python twins are loaded anyway, and answer
-    the same). ~0.75 MiB of the worker's private memory (issue #15)."""
+    the same). ~1.4 MiB of the worker's private memory (issue #15)."""
     from pypilot import lean_imports
 
     lean_imports.install()  # before Falcon: the stdlib it and waitress import but do not use here
@@ -206,6 +207,7 @@ def import_server() -> None:
         "logging": lean_imports.lazy_logging({"waitress": WAITRESS_LEVEL}),
         "traceback": {},
         "concurrent.futures": {"ThreadPoolExecutor": lean_imports.ThreadPoolExecutor},
+        "ast": {"NodeVisitor": lean_imports.NodeVisitor},  # inspect's, for source code (Falcon's: signatures)
     }
     with lean_imports.deferring(deferred), \
             lean_imports.absent("falcon.cyutil.reader", "falcon.cyutil.uri", "falcon.cyutil.misc"):

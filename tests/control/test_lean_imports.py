@@ -1,5 +1,5 @@
 """The control worker serves without asyncio, ssl, http.cookiejar, xml.etree (pyexpat), calendar, getopt,
-uuid, mimetypes, logging, traceback, concurrent.futures or Falcon's Cython modules loaded, and with
+uuid, mimetypes, logging, traceback, concurrent.futures, ast or Falcon's Cython modules loaded, and with
 ``datetime`` as the C module it ends up as (issue #15): Falcon and waitress import them for what this app
 never does; ``pypilot.lean_imports`` stands in for them, and a name nobody foresaw still reaches the real
 module."""
@@ -24,7 +24,7 @@ def run(code: str) -> str:
 UNUSED = ("asyncio", "ssl", "_ssl", "http.client", "http.cookiejar", "urllib.request", "email.message",
           "xml.etree.ElementTree", "pyexpat", "calendar", "locale", "getopt", "gettext", "uuid", "platform",
           "mimetypes", "logging", "traceback", "concurrent.futures", "concurrent.futures.thread",
-          "falcon.cyutil.reader", "falcon.cyutil.uri", "falcon.cyutil.misc")
+          "ast", "falcon.cyutil.reader", "falcon.cyutil.uri", "falcon.cyutil.misc")
 
 
 def test_the_control_app_and_server_import_and_build_without_the_modules_they_do_not_use() -> None:
@@ -60,6 +60,18 @@ def test_the_deferred_modules_are_the_real_ones_when_used() -> None:
     assert run(code).splitlines() == [
         "a b c [(b'a', b'b')]", "NoneType 40 40", "40 waitress", "ZeroDivisionError: division by zero", "3",
         "['logging', 'traceback', 'concurrent.futures']"]
+
+
+def test_inspect_finds_a_class_s_source_through_the_ast_stand_in() -> None:
+    code = textwrap.dedent("""
+        import sys, types; from pypilot.control import worker; worker.import_server()
+        import pypilot.control.app, inspect
+        print(type(sys.modules.get('ast')).__name__, inspect.signature(pypilot.control.app.text))
+        print(inspect.getsource(pypilot.control.app.Slots).splitlines()[0], type(sys.modules['ast']).__name__)
+    """)
+    assert run(code).splitlines() == [
+        "NoneType (resp: 'falcon.Response', status: 'int', body: 'str', why: 'str' = '') -> 'None'",
+        "class Slots: module"]
 
 
 def test_an_absent_module_is_not_found_in_the_block_and_found_after_it() -> None:
