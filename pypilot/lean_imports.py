@@ -46,8 +46,9 @@ deferred (``pypilot.consul_http``), and prometheus-client while its ``decorator`
 ``gzip`` are (``pypilot.consul``). Scoped, so safe in any process: a test process gets the real modules.
 The control worker imports Falcon and waitress while ``logging`` (their loggers; ``lazy_logging``'s
 ``levels`` keeps waitress' at ERROR), ``traceback``, ``concurrent.futures`` (Falcon's executor at import:
-``ThreadPoolExecutor``, made real at its first use) and ``ast`` (``inspect`` subclasses its ``NodeVisitor``
-at import, for ``getsource``: ``NodeVisitor``) are deferred, and while Falcon's Cython modules are
+``ThreadPoolExecutor``, made real at its first use), ``ast`` (``inspect`` subclasses its ``NodeVisitor``
+at import, for ``getsource``: ``NodeVisitor``) and ``typing`` (Falcon's annotations, aliases and protocols,
+evaluated at import: ``lazy_typing``'s ``TypeForm``s) are deferred, and while Falcon's Cython modules are
 ``absent`` (an import in the block is "not found", so Falcon takes the pure-Python twins it loads anyway;
 after it, the real module is found again): ``pypilot.control.worker.import_server``.
 """
@@ -63,8 +64,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
-__all__ = ["NodeVisitor", "StandIn", "ThreadPoolExecutor", "absent", "deferring", "forward", "install",
-           "lazy_logging", "standing_in", "unused"]
+__all__ = ["NodeVisitor", "StandIn", "ThreadPoolExecutor", "TypeForm", "absent", "deferring", "forward",
+           "install", "lazy_logging", "lazy_typing", "standing_in", "unused"]
 
 
 class StandIn(types.ModuleType):
@@ -337,6 +338,46 @@ class NodeVisitor:
         value = getattr(_real("ast").NodeVisitor, attr)
         bind = getattr(value, "__get__", None)
         return bind(self, type(self)) if bind is not None else value
+
+
+class TypeForm:
+    """Stands for a ``typing`` construct where only annotations and type aliases evaluated at import use
+    it (``typing`` deferred while a library imports): any subscript of it is itself, so is a subclass's,
+    and as a base (``Generic[T]``, ``Protocol``) it is a plain class with nothing else of its own."""
+
+    __slots__ = ()
+
+    def __class_getitem__(cls, params: Any) -> Any:
+        return cls
+
+
+def _type_form(name: str) -> type[TypeForm]:
+    return type(name, (TypeForm,), {"__slots__": (), "__module__": "typing"})
+
+
+def _cast(typ: Any, val: Any) -> Any:
+    return val  # typing.cast at run time
+
+
+def _overload(func: Any) -> Any:
+    return func  # the implementation defined after the overloads replaces it, as with typing's
+
+
+def _type_var(name: str, *constraints: Any, **kwargs: Any) -> type[TypeForm]:
+    return _type_form(name)
+
+
+def lazy_typing() -> dict[str, Any]:
+    """``deferring``'s names for ``typing`` in libraries that use it only in annotations and in aliases
+    and protocols evaluated at import (Falcon's, ``wsgiref.types``): each construct is a ``TypeForm`` of
+    its own name (``dataclasses`` tells ``ClassVar`` from the rest by identity), ``TypeVar`` makes one,
+    ``cast`` and ``overload`` do what they do at run time, ``TYPE_CHECKING`` is False. Any other name is
+    the real ``typing``'s, imported then."""
+    names: dict[str, Any] = {name: _type_form(name) for name in (
+        "Any", "BinaryIO", "Callable", "ClassVar", "Final", "Generic", "IO", "Literal", "NoReturn",
+        "Optional", "Protocol", "TextIO", "TypeAlias", "Union", "_GenericAlias")}
+    names.update(TYPE_CHECKING=False, TypeVar=_type_var, cast=_cast, overload=_overload)
+    return names
 
 
 @contextlib.contextmanager

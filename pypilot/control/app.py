@@ -15,13 +15,18 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
 
 import falcon
 import orjson
 
 from pypilot.control.routes import ROUTES, Route, classify
 from pypilot.control.validate import parse_signal, valid_env
+
+TYPE_CHECKING = False  # typing is deferred while the worker imports this (worker.import_server)
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object
 
 
 class Link(Protocol):

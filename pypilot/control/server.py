@@ -35,7 +35,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
@@ -43,6 +42,10 @@ from waitress.server import UnixWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 from pypilot.control.app import MAX_BODY, error_response
+
+TYPE_CHECKING = False  # typing is deferred while the worker imports this (worker.import_server)
+if TYPE_CHECKING:
+    from typing import Any
 
 CONNECTIONS = 4096  # open connections at most, hung ones included (capped by RLIMIT_NOFILE)
 RESERVED_FDS = 64  # fds kept for everything else the worker opens

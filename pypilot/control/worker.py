@@ -15,9 +15,12 @@ import os
 import queue
 import socket
 import threading
-from typing import Any
 
 from pypilot.channel import Message, WorkerLink
+
+TYPE_CHECKING = False  # typing is deferred while Falcon imports (import_server)
+if TYPE_CHECKING:
+    from typing import Any
 
 STREAM_QUEUE = 10_000  # events buffered per stream client before it is cut off as too slow
 
@@ -196,10 +199,11 @@ def import_server() -> None:
     """Import the app and the server (Falcon and waitress) as the worker does: after ``lean_imports``'
     stand-ins, with what only their import reads deferred (``lean_imports.deferring``): ``logging`` (their
     loggers, taken at import; waitress' at ERROR once one is used), ``traceback`` (an error's report),
-    ``concurrent.futures`` (the executor of Falcon's sync-to-async helpers, made at import) and ``ast``
-    (``inspect``'s, for ``getsource``; Falcon reads signatures only), and without
-    Falcon's Cython speed-ups (``falcon.cyutil``: their pure-Python twins are loaded anyway, and answer
-    the same). ~1.4 MiB of the worker's private memory (issue #15)."""
+    ``concurrent.futures`` (the executor of Falcon's sync-to-async helpers, made at import), ``ast``
+    (``inspect``'s, for ``getsource``; Falcon reads signatures only) and ``typing`` (Falcon's annotations,
+    aliases and protocols, evaluated at import), and without Falcon's Cython speed-ups (``falcon.cyutil``:
+    their pure-Python twins are loaded anyway, and answer the same). ~1.8 MiB of the worker's private
+    memory (issue #15)."""
     from pypilot import lean_imports
 
     lean_imports.install()  # before Falcon: the stdlib it and waitress import but do not use here
@@ -208,6 +212,7 @@ def import_server() -> None:
         "traceback": {},
         "concurrent.futures": {"ThreadPoolExecutor": lean_imports.ThreadPoolExecutor},
         "ast": {"NodeVisitor": lean_imports.NodeVisitor},  # inspect's, for source code (Falcon's: signatures)
+        "typing": lean_imports.lazy_typing(),  # Falcon's annotations, aliases and protocols
     }
     with lean_imports.deferring(deferred), \
             lean_imports.absent("falcon.cyutil.reader", "falcon.cyutil.uri", "falcon.cyutil.misc"):

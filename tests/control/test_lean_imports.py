@@ -1,5 +1,6 @@
 """The control worker serves without asyncio, ssl, http.cookiejar, xml.etree (pyexpat), calendar, getopt,
-uuid, mimetypes, logging, traceback, concurrent.futures, ast or Falcon's Cython modules loaded, and with
+uuid, mimetypes, logging, traceback, concurrent.futures, ast, typing or Falcon's Cython modules loaded, and
+with
 ``datetime`` as the C module it ends up as (issue #15): Falcon and waitress import them for what this app
 never does; ``pypilot.lean_imports`` stands in for them, and a name nobody foresaw still reaches the real
 module."""
@@ -24,7 +25,7 @@ def run(code: str) -> str:
 UNUSED = ("asyncio", "ssl", "_ssl", "http.client", "http.cookiejar", "urllib.request", "email.message",
           "xml.etree.ElementTree", "pyexpat", "calendar", "locale", "getopt", "gettext", "uuid", "platform",
           "mimetypes", "logging", "traceback", "concurrent.futures", "concurrent.futures.thread",
-          "ast", "falcon.cyutil.reader", "falcon.cyutil.uri", "falcon.cyutil.misc")
+          "ast", "typing", "falcon.cyutil.reader", "falcon.cyutil.uri", "falcon.cyutil.misc")
 
 
 def test_the_control_app_and_server_import_and_build_without_the_modules_they_do_not_use() -> None:
@@ -72,6 +73,34 @@ def test_inspect_finds_a_class_s_source_through_the_ast_stand_in() -> None:
     assert run(code).splitlines() == [
         "NoneType (resp: 'falcon.Response', status: 'int', body: 'str', why: 'str' = '') -> 'None'",
         "class Slots: module"]
+
+
+def test_typing_deferred_answers_annotations_aliases_and_protocols_and_loads_for_anything_else() -> None:
+    code = textwrap.dedent("""
+        import sys, types, dataclasses; from pypilot import lean_imports
+        with lean_imports.deferring({'typing': lean_imports.lazy_typing()}):
+            from typing import Any, Callable, ClassVar, Generic, Optional, Protocol, TypeVar, Union
+            from typing import cast, overload
+            T = TypeVar('T', bound=int)
+            Alias = Union[Callable[[str], None], Optional[dict[str, Any]]] | None
+            class P(Protocol[T]):
+                def __call__(self, x: T) -> None: ...
+            class G(Generic[T]):
+                __slots__ = ('v',)
+                def __init__(self, v: int) -> None: self.v = v
+            @dataclasses.dataclass
+            class D:
+                a: Any
+                b: ClassVar[int] = 1
+            @overload
+            def f(x: int) -> int: ...
+            def f(x): return x + 1
+            print(type(sys.modules['typing']).__name__, P[int] is P, G[int](2).v, cast(str, 3), f(1))
+            print([x.name for x in dataclasses.fields(D)], D(5).a, D.b)
+            import typing; print(typing.get_type_hints is not None, type(sys.modules['typing']).__name__)
+        import typing; print(type(typing).__name__, typing.Any is not Any)
+    """)
+    assert run(code).splitlines() == ["StandIn True 2 3 2", "['a'] 5 1", "True module", "module True"]
 
 
 def test_an_absent_module_is_not_found_in_the_block_and_found_after_it() -> None:
