@@ -23,7 +23,7 @@ why that is safe:
 pure-Python implementation, then replaces every public name with the C module's; here the module is made
 of the C module's names straight away (the same objects, the same ``__all__``).
 
-Not stood in, because they are used while the app is built: ``inspect`` (with ``dis``; Falcon's
+Not stood in, because they are used while the app is built: ``inspect`` (Falcon's
 ``add_error_handler`` reads each handler's ``inspect.signature``), ``http.cookies`` (Falcon reads ``Morsel``
 at import); ``concurrent.futures`` (Falcon makes an executor at import) and ``logging`` (waitress' loggers)
 are only deferred while the control worker imports them (below).
@@ -47,10 +47,12 @@ deferred (``pypilot.consul_http``), and prometheus-client while its ``decorator`
 The control worker imports Falcon and waitress while ``logging`` (their loggers; ``lazy_logging``'s
 ``levels`` keeps waitress' at ERROR), ``traceback``, ``concurrent.futures`` (Falcon's executor at import:
 ``ThreadPoolExecutor``, made real at its first use), ``ast`` (``inspect`` subclasses its ``NodeVisitor``
-at import, for ``getsource``: ``NodeVisitor``) and ``typing`` (Falcon's annotations, aliases and protocols,
-evaluated at import: ``lazy_typing``'s ``TypeForm``s) are deferred, and while Falcon's Cython modules are
-``absent`` (an import in the block is "not found", so Falcon takes the pure-Python twins it loads anyway;
-after it, the real module is found again): ``pypilot.control.worker.import_server``.
+at import, for ``getsource``: ``NodeVisitor``), ``typing`` (Falcon's annotations, aliases and protocols,
+evaluated at import: ``lazy_typing``'s ``TypeForm``s), ``dis`` (``inspect`` reads its table of code flags
+at import: ``lazy_dis``) and ``weakref`` (``copy`` files ``weakref.ref`` as an atomic type) are deferred,
+and while Falcon's Cython modules are ``absent`` (an import in the block is "not found", so Falcon takes
+the pure-Python twins it loads anyway; after it, the real module is found again):
+``pypilot.control.worker.import_server``.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["NodeVisitor", "StandIn", "ThreadPoolExecutor", "TypeForm", "absent", "deferring", "forward",
-           "install", "lazy_logging", "lazy_typing", "standing_in", "unused"]
+           "install", "lazy_dis", "lazy_logging", "lazy_typing", "standing_in", "unused"]
 
 
 class StandIn(types.ModuleType):
@@ -378,6 +380,17 @@ def lazy_typing() -> dict[str, Any]:
         "Optional", "Protocol", "TextIO", "TypeAlias", "Union", "_GenericAlias")}
     names.update(TYPE_CHECKING=False, TypeVar=_type_var, cast=_cast, overload=_overload)
     return names
+
+
+def lazy_dis() -> dict[str, Any] | None:
+    """``deferring``'s names for ``dis`` where ``inspect`` reads only its table of code flags at import
+    (``COMPILER_FLAG_NAMES``, for its ``CO_*`` names): the table as CPython 3.11 to 3.13 have it (the
+    flags are C's, in ``Include/cpython/code.h``). None elsewhere: ``dis`` is then not deferred."""
+    if sys.implementation.name != "cpython" or not (3, 11) <= sys.version_info[:2] <= (3, 13):
+        return None
+    flags = ("OPTIMIZED", "NEWLOCALS", "VARARGS", "VARKEYWORDS", "NESTED", "GENERATOR", "NOFREE", "COROUTINE",
+             "ITERABLE_COROUTINE", "ASYNC_GENERATOR")
+    return {"COMPILER_FLAG_NAMES": {1 << i: name for i, name in enumerate(flags)}}
 
 
 @contextlib.contextmanager

@@ -200,10 +200,13 @@ def import_server() -> None:
     stand-ins, with what only their import reads deferred (``lean_imports.deferring``): ``logging`` (their
     loggers, taken at import; waitress' at ERROR once one is used), ``traceback`` (an error's report),
     ``concurrent.futures`` (the executor of Falcon's sync-to-async helpers, made at import), ``ast``
-    (``inspect``'s, for ``getsource``; Falcon reads signatures only) and ``typing`` (Falcon's annotations,
-    aliases and protocols, evaluated at import), and without Falcon's Cython speed-ups (``falcon.cyutil``:
-    their pure-Python twins are loaded anyway, and answer the same). ~1.8 MiB of the worker's private
-    memory (issue #15)."""
+    (``inspect``'s, for ``getsource``; Falcon reads signatures only), ``typing`` (Falcon's annotations,
+    aliases and protocols, evaluated at import), ``dis`` (``inspect``'s table of code flags, read at import)
+    and ``weakref`` (``copy``'s, at import), and without Falcon's Cython speed-ups (``falcon.cyutil``: their
+    pure-Python twins are loaded anyway, and answer the same). ~2.2 MiB of the worker's private memory
+    (issue #15)."""
+    import _weakref
+
     from pypilot import lean_imports
 
     lean_imports.install()  # before Falcon: the stdlib it and waitress import but do not use here
@@ -213,7 +216,11 @@ def import_server() -> None:
         "concurrent.futures": {"ThreadPoolExecutor": lean_imports.ThreadPoolExecutor},
         "ast": {"NodeVisitor": lean_imports.NodeVisitor},  # inspect's, for source code (Falcon's: signatures)
         "typing": lean_imports.lazy_typing(),  # Falcon's annotations, aliases and protocols
+        "weakref": {"ref": _weakref.ref},  # copy's (for dataclasses) tables of atomic types, at import
     }
+    dis = lean_imports.lazy_dis()  # inspect's code flags, at import
+    if dis is not None:
+        deferred["dis"] = dis
     with lean_imports.deferring(deferred), \
             lean_imports.absent("falcon.cyutil.reader", "falcon.cyutil.uri", "falcon.cyutil.misc"):
         import pypilot.control.app

@@ -1,9 +1,8 @@
 """The control worker serves without asyncio, ssl, http.cookiejar, xml.etree (pyexpat), calendar, getopt,
-uuid, mimetypes, logging, traceback, concurrent.futures, ast, typing or Falcon's Cython modules loaded, and
-with
-``datetime`` as the C module it ends up as (issue #15): Falcon and waitress import them for what this app
-never does; ``pypilot.lean_imports`` stands in for them, and a name nobody foresaw still reaches the real
-module."""
+uuid, mimetypes, logging, traceback, concurrent.futures, ast, typing, dis, weakref or Falcon's Cython
+modules loaded, and with ``datetime`` as the C module it ends up as (issue #15): Falcon and waitress import
+them for what this app never does; ``pypilot.lean_imports`` stands in for them, and a name nobody foresaw
+still reaches the real module."""
 
 from __future__ import annotations
 
@@ -25,7 +24,8 @@ def run(code: str) -> str:
 UNUSED = ("asyncio", "ssl", "_ssl", "http.client", "http.cookiejar", "urllib.request", "email.message",
           "xml.etree.ElementTree", "pyexpat", "calendar", "locale", "getopt", "gettext", "uuid", "platform",
           "mimetypes", "logging", "traceback", "concurrent.futures", "concurrent.futures.thread",
-          "ast", "typing", "falcon.cyutil.reader", "falcon.cyutil.uri", "falcon.cyutil.misc")
+          "ast", "typing", "dis", "opcode", "weakref",
+          "falcon.cyutil.reader", "falcon.cyutil.uri", "falcon.cyutil.misc")
 
 
 def test_the_control_app_and_server_import_and_build_without_the_modules_they_do_not_use() -> None:
@@ -61,6 +61,22 @@ def test_the_deferred_modules_are_the_real_ones_when_used() -> None:
     assert run(code).splitlines() == [
         "a b c [(b'a', b'b')]", "NoneType 40 40", "40 waitress", "ZeroDivisionError: division by zero", "3",
         "['logging', 'traceback', 'concurrent.futures']"]
+
+
+def test_the_dis_stand_in_s_flags_are_the_real_ones_and_copy_still_copies_weak_references() -> None:
+    code = textwrap.dedent("""
+        import sys, types; from pypilot.control import worker; worker.import_server()
+        import copy, inspect, weakref
+        async def coroutine(): pass
+        class Referred: pass
+        referred = Referred(); ref = weakref.ref(referred)
+        print(inspect.iscoroutinefunction(coroutine), copy.copy(ref) is ref, copy.deepcopy([ref])[0] is ref)
+        import dis; from pypilot import lean_imports
+        flags = lean_imports.lazy_dis()
+        print(flags is None or flags["COMPILER_FLAG_NAMES"] == dis.COMPILER_FLAG_NAMES)
+        print(all(getattr(inspect, "CO_" + name) == flag for flag, name in dis.COMPILER_FLAG_NAMES.items()))
+    """)
+    assert run(code).splitlines() == ["True True True", "True", "True"]
 
 
 def test_inspect_finds_a_class_s_source_through_the_ast_stand_in() -> None:
