@@ -71,6 +71,14 @@ def raise_fd_limit() -> int:
     return soft
 
 
+class _Adjustments(Adjustments):
+    """Waitress' adjustments with no default ``listen`` ("0.0.0.0:8080"): waitress resolves each with
+    ``getaddrinfo`` even when it is given the socket (ours), which loaded the IDNA codec (``stringprep``,
+    ``unicodedata``) and glibc's resolver state into the worker for an answer nothing reads (~1 MiB)."""
+
+    listen: list[Any] = []
+
+
 class _Channel(HTTPChannel):
     """A connection that knows how many bytes of requests it holds (the one being received and the
     ones received but not answered yet), and since when it has been waiting."""
@@ -213,7 +221,7 @@ def make_server(app: Any, listener: socket.socket, count: Counter, idle_exit: fl
     nofile = raise_fd_limit()
     limit = max(16, min(CONNECTIONS, nofile - RESERVED_FDS))
     idle = float(os.environ.get("PYPILOT_CONTROL_IDLE_TIMEOUT") or IDLE_TIMEOUT)  # tests shorten it
-    adj = Adjustments(
+    adj = _Adjustments(
         sockets=[listener],
         threads=THREADS,
         send_bytes=1,  # flush every write at once: event-stream lines must not wait for a buffer

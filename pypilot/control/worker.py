@@ -201,10 +201,10 @@ def import_server() -> None:
     loggers, taken at import; waitress' at ERROR once one is used), ``traceback`` (an error's report),
     ``concurrent.futures`` (the executor of Falcon's sync-to-async helpers, made at import), ``ast``
     (``inspect``'s, for ``getsource``; Falcon reads signatures only), ``typing`` (Falcon's annotations,
-    aliases and protocols, evaluated at import), ``dis`` (``inspect``'s table of code flags, read at import)
-    and ``weakref`` (``copy``'s, at import), and without Falcon's Cython speed-ups (``falcon.cyutil``: their
-    pure-Python twins are loaded anyway, and answer the same). ~2.2 MiB of the worker's private memory
-    (issue #15)."""
+    aliases and protocols, evaluated at import), ``dis`` (``inspect``'s table of code flags, read at import),
+    ``weakref`` (``copy``'s, at import) and ``unicodedata`` (Falcon's, for an upload's file name), and
+    without Falcon's Cython speed-ups (``falcon.cyutil``: their pure-Python twins are loaded anyway, and
+    answer the same). ~2.2 MiB of the worker's private memory (issue #15)."""
     import _weakref
 
     from pypilot import lean_imports
@@ -217,6 +217,7 @@ def import_server() -> None:
         "ast": {"NodeVisitor": lean_imports.NodeVisitor},  # inspect's, for source code (Falcon's: signatures)
         "typing": lean_imports.lazy_typing(),  # Falcon's annotations, aliases and protocols
         "weakref": {"ref": _weakref.ref},  # copy's (for dataclasses) tables of atomic types, at import
+        "unicodedata": {},  # Falcon's secure_filename (for uploads)
     }
     dis = lean_imports.lazy_dis()  # inspect's code flags, at import
     if dis is not None:

@@ -24,7 +24,7 @@ def run(code: str) -> str:
 UNUSED = ("asyncio", "ssl", "_ssl", "http.client", "http.cookiejar", "urllib.request", "email.message",
           "xml.etree.ElementTree", "pyexpat", "calendar", "locale", "getopt", "gettext", "uuid", "platform",
           "mimetypes", "logging", "traceback", "concurrent.futures", "concurrent.futures.thread",
-          "ast", "typing", "dis", "opcode", "weakref",
+          "ast", "typing", "dis", "opcode", "weakref", "encodings.idna", "stringprep", "unicodedata",
           "falcon.cyutil.reader", "falcon.cyutil.uri", "falcon.cyutil.misc")
 
 
