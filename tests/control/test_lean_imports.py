@@ -63,6 +63,21 @@ def test_the_deferred_modules_are_the_real_ones_when_used() -> None:
         "['logging', 'traceback', 'concurrent.futures']"]
 
 
+def test_waitress_messages_under_its_level_do_not_import_logging_and_the_rest_are_logged() -> None:
+    code = textwrap.dedent("""
+        import sys; from pypilot.control import worker; worker.import_server()
+        import waitress.utilities as wu, waitress.task as wt
+        wu.queue_logger.warning('Task queue depth is %d', 1)
+        wu.logger.info('Client disconnected'); wu.logger.debug('')
+        print('logging' in sys.modules, wt.ThreadedTaskDispatcher.queue_logger.name)
+        sys.stderr = sys.stdout
+        wu.logger.error('an error: %s', 'logged')
+        wu.logger.warning('a warning, not logged: the level is ERROR')
+        print('logging' in sys.modules, wu.logger.level, wu.queue_logger.getEffectiveLevel())
+    """)
+    assert run(code).splitlines() == ["False waitress.queue", "an error: logged", "True 40 40"]
+
+
 def test_the_dis_stand_in_s_flags_are_the_real_ones_and_copy_still_copies_weak_references() -> None:
     code = textwrap.dedent("""
         import sys, types; from pypilot.control import worker; worker.import_server()
