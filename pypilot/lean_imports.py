@@ -57,6 +57,7 @@ the pure-Python twins it loads anyway; after it, the real module is found again)
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import sys
 import types
@@ -295,6 +296,7 @@ class _Logger:
 _BELOW = {"debug": 10, "info": 20, "warning": 30, "warn": 30}  # logging's levels of these methods
 _levels: dict[str, int] = {}  # lazy_logging's levels, set on the real loggers when logging is first used
 _known: dict[str, int] = {}  # the same, kept: what a lazy logger drops while logging is not imported
+_lock = _thread.allocate_lock()  # the lazy loggers' levels being set, the lazy executor being made
 
 
 def _level_of(name: str | None) -> int:
@@ -312,9 +314,11 @@ def _drop(*args: Any, **kwargs: Any) -> None:
 
 def _real_logger(name: str | None) -> Any:
     real = _real("logging")
-    while _levels:
-        logger, level = _levels.popitem()
-        real.getLogger(logger).setLevel(level)
+    if _levels:
+        with _lock:  # no thread gets a logger whose level another is still setting
+            for logger, level in _levels.items():
+                real.getLogger(logger).setLevel(level)
+            _levels.clear()
     return real.getLogger(name)
 
 
@@ -346,11 +350,12 @@ class ThreadPoolExecutor:
         self.__dict__.update(_args=args, _kwargs=kwargs, _executor=None)
 
     def __getattr__(self, attr: str) -> Any:
-        executor = self.__dict__["_executor"]
-        if executor is None:
+        if self.__dict__["_executor"] is None:
             real = _real("concurrent.futures").ThreadPoolExecutor
-            executor = self.__dict__["_executor"] = real(*self.__dict__["_args"], **self.__dict__["_kwargs"])
-        return getattr(executor, attr)
+            with _lock:  # one executor, whichever thread comes first
+                if self.__dict__["_executor"] is None:
+                    self.__dict__["_executor"] = real(*self.__dict__["_args"], **self.__dict__["_kwargs"])
+        return getattr(self.__dict__["_executor"], attr)
 
 
 class NodeVisitor:
