@@ -23,9 +23,10 @@ why that is safe:
 pure-Python implementation, then replaces every public name with the C module's; here the module is made
 of the C module's names straight away (the same objects, the same ``__all__``).
 
-Not stood in, because they are used while the app is built: ``inspect`` (with ``ast`` and ``dis``: Falcon's
-``add_error_handler`` reads each handler's ``inspect.signature``), ``concurrent.futures`` (Falcon makes an
-executor at import), ``http.cookies`` (Falcon reads ``Morsel`` at import), ``logging`` (waitress').
+Not stood in, because they are used while the app is built: ``inspect`` (Falcon's
+``add_error_handler`` reads each handler's ``inspect.signature``), ``http.cookies`` (Falcon reads ``Morsel``
+at import); ``concurrent.futures`` (Falcon makes an executor at import) and ``logging`` (waitress' loggers)
+are only deferred while the control worker imports them (below).
 
 Only for a process of our own that imports a known set of libraries, before any of them is imported: the
 control worker, and the I/O worker before its first Consul or telemetry message (py-consul, prometheus-client
@@ -43,10 +44,20 @@ out of ``sys.modules`` after; what the library kept of it goes on forwarding. Th
 py-consul while ``logging`` (its loggers taken at import: ``lazy_logging``) and the endpoint modules are
 deferred (``pypilot.consul_http``), and prometheus-client while its ``decorator`` (with ``inspect``) and
 ``gzip`` are (``pypilot.consul``). Scoped, so safe in any process: a test process gets the real modules.
+The control worker imports Falcon and waitress while ``logging`` (their loggers; ``lazy_logging``'s
+``levels`` keeps waitress' at ERROR), ``traceback``, ``concurrent.futures`` (Falcon's executor at import:
+``ThreadPoolExecutor``, made real at its first use), ``ast`` (``inspect`` subclasses its ``NodeVisitor``
+at import, for ``getsource``: ``NodeVisitor``), ``typing`` (Falcon's annotations, aliases and protocols,
+evaluated at import: ``lazy_typing``'s ``TypeForm``s), ``dis`` (``inspect`` reads its table of code flags
+at import: ``lazy_dis``) and ``weakref`` (``copy`` files ``weakref.ref`` as an atomic type) are deferred,
+and while Falcon's Cython modules are ``absent`` (an import in the block is "not found", so Falcon takes
+the pure-Python twins it loads anyway; after it, the real module is found again):
+``pypilot.control.worker.import_server``.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import sys
 import types
@@ -56,7 +67,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
-__all__ = ["StandIn", "deferring", "forward", "install", "lazy_logging", "standing_in", "unused"]
+__all__ = ["NodeVisitor", "StandIn", "ThreadPoolExecutor", "TypeForm", "absent", "deferring", "forward",
+           "install", "lazy_dis", "lazy_logging", "lazy_typing", "standing_in", "unused"]
 
 
 class StandIn(types.ModuleType):
@@ -272,21 +284,153 @@ class _Logger:
         self.__dict__["_name"] = name
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(_real("logging").getLogger(self.__dict__["_name"]), attr)
+        below = _BELOW.get(attr)
+        if below is not None and "logging" not in sys.modules and below < _level_of(self.__dict__["_name"]):
+            return _drop  # a message under the logger's level, before anything could have configured logging
+        return getattr(_real_logger(self.__dict__["_name"]), attr)
 
     def __setattr__(self, attr: str, value: Any) -> None:
-        setattr(_real("logging").getLogger(self.__dict__["_name"]), attr, value)
+        setattr(_real_logger(self.__dict__["_name"]), attr, value)
+
+
+_BELOW = {"debug": 10, "info": 20, "warning": 30, "warn": 30}  # logging's levels of these methods
+_levels: dict[str, int] = {}  # lazy_logging's levels, set on the real loggers when logging is first used
+_known: dict[str, int] = {}  # the same, kept: what a lazy logger drops while logging is not imported
+_lock = _thread.allocate_lock()  # the lazy loggers' levels being set, the lazy executor being made
+
+
+def _level_of(name: str | None) -> int:
+    """The level ``lazy_logging`` gave ``name`` or its nearest parent; 0 (log everything) for none."""
+    while name:
+        if name in _known:
+            return _known[name]
+        name = name.rpartition(".")[0]
+    return 0
+
+
+def _drop(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
+def _real_logger(name: str | None) -> Any:
+    real = _real("logging")
+    if _levels:
+        with _lock:  # no thread gets a logger whose level another is still setting
+            for logger, level in _levels.items():
+                real.getLogger(logger).setLevel(level)
+            _levels.clear()
+    return real.getLogger(name)
 
 
 def _get_logger(name: str | None = None) -> Any:
     real = sys.modules.get("logging")
     if real is not None and not isinstance(real, StandIn):
-        return real.getLogger(name)
+        return _real_logger(name)
     return _Logger(name)
 
 
-def lazy_logging() -> dict[str, Any]:
+def lazy_logging(levels: dict[str, int] | None = None) -> dict[str, Any]:
     """``deferring``'s names for ``logging`` in a library that only takes its loggers at import
-    (``log = logging.getLogger(__name__)``): each logger is the real one once something is logged."""
+    (``log = logging.getLogger(__name__)``): each logger is the real one once something is logged.
+    ``levels``: the level of each of these loggers (``logging.ERROR`` is 40), set on the real ones as
+    soon as one of the block's loggers is used, before it logs anything; until then (``logging`` not
+    imported by anyone, so configured by no one) a ``debug``/``info``/``warning`` under its level (or its
+    parent's) is dropped without importing ``logging`` (waitress' "task queue depth" and "client
+    disconnected" imported it for nothing: ~0.6 MiB of the control worker)."""
+    _levels.update(levels or {})
+    _known.update(levels or {})
     return {"getLogger": _get_logger}
 
+
+class ThreadPoolExecutor:
+    """Stands for ``concurrent.futures.ThreadPoolExecutor(...)`` made at import and never used here
+    (Falcon's sync-to-async helpers): the real one, made with the same arguments, at its first use."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.__dict__.update(_args=args, _kwargs=kwargs, _executor=None)
+
+    def __getattr__(self, attr: str) -> Any:
+        if self.__dict__["_executor"] is None:
+            real = _real("concurrent.futures").ThreadPoolExecutor
+            with _lock:  # one executor, whichever thread comes first
+                if self.__dict__["_executor"] is None:
+                    self.__dict__["_executor"] = real(*self.__dict__["_args"], **self.__dict__["_kwargs"])
+        return getattr(self.__dict__["_executor"], attr)
+
+
+class NodeVisitor:
+    """Stands for ``ast.NodeVisitor`` as the base of a class defined at import and not used here
+    (``inspect``'s ``_ClassFinder``, for ``getsource`` of a class): every name it does not define, looked
+    up on an instance, is the real class's (its methods bound to the instance), ``ast`` imported then."""
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(_real("ast").NodeVisitor, attr)
+        bind = getattr(value, "__get__", None)
+        return bind(self, type(self)) if bind is not None else value
+
+
+class TypeForm:
+    """Stands for a ``typing`` construct where only annotations and type aliases evaluated at import use
+    it (``typing`` deferred while a library imports): any subscript of it is itself, so is a subclass's,
+    and as a base (``Generic[T]``, ``Protocol``) it is a plain class with nothing else of its own."""
+
+    __slots__ = ()
+
+    def __class_getitem__(cls, params: Any) -> Any:
+        return cls
+
+
+def _type_form(name: str) -> type[TypeForm]:
+    return type(name, (TypeForm,), {"__slots__": (), "__module__": "typing"})
+
+
+def _cast(typ: Any, val: Any) -> Any:
+    return val  # typing.cast at run time
+
+
+def _overload(func: Any) -> Any:
+    return func  # the implementation defined after the overloads replaces it, as with typing's
+
+
+def _type_var(name: str, *constraints: Any, **kwargs: Any) -> type[TypeForm]:
+    return _type_form(name)
+
+
+def lazy_typing() -> dict[str, Any]:
+    """``deferring``'s names for ``typing`` in libraries that use it only in annotations and in aliases
+    and protocols evaluated at import (Falcon's, ``wsgiref.types``): each construct is a ``TypeForm`` of
+    its own name (``dataclasses`` tells ``ClassVar`` from the rest by identity), ``TypeVar`` makes one,
+    ``cast`` and ``overload`` do what they do at run time, ``TYPE_CHECKING`` is False. Any other name is
+    the real ``typing``'s, imported then."""
+    names: dict[str, Any] = {name: _type_form(name) for name in (
+        "Any", "BinaryIO", "Callable", "ClassVar", "Final", "Generic", "IO", "Literal", "NoReturn",
+        "Optional", "Protocol", "TextIO", "TypeAlias", "Union", "_GenericAlias")}
+    names.update(TYPE_CHECKING=False, TypeVar=_type_var, cast=_cast, overload=_overload)
+    return names
+
+
+def lazy_dis() -> dict[str, Any] | None:
+    """``deferring``'s names for ``dis`` where ``inspect`` reads only its table of code flags at import
+    (``COMPILER_FLAG_NAMES``, for its ``CO_*`` names): the table as CPython 3.11 to 3.13 have it (the
+    flags are C's, in ``Include/cpython/code.h``). None elsewhere: ``dis`` is then not deferred."""
+    if sys.implementation.name != "cpython" or not (3, 11) <= sys.version_info[:2] <= (3, 13):
+        return None
+    flags = ("OPTIMIZED", "NEWLOCALS", "VARARGS", "VARKEYWORDS", "NESTED", "GENERATOR", "NOFREE", "COROUTINE",
+             "ITERABLE_COROUTINE", "ASYNC_GENERATOR")
+    return {"COMPILER_FLAG_NAMES": {1 << i: name for i, name in enumerate(flags)}}
+
+
+@contextlib.contextmanager
+def absent(*names: str) -> Iterator[list[str]]:
+    """Within the block, importing any of ``names`` (not imported yet) raises ``ModuleNotFoundError``, as
+    for a module not installed (``sys.modules[name] = None``): for a library's optional accelerator whose
+    pure-Python twin it has loaded anyway. After the block a later import gets the real module."""
+    placed = [name for name in names if name not in sys.modules]
+    for name in placed:
+        sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not there"
+    try:
+        yield placed
+    finally:
+        for name in placed:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]

@@ -15,14 +15,18 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
 
 import falcon
 import orjson
 
 from pypilot.control.routes import ROUTES, Route, classify
 from pypilot.control.validate import parse_signal, valid_env
-from pypilot.gofmt import go_float
+
+TYPE_CHECKING = False  # typing is deferred while the worker imports this (worker.import_server)
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object
 
 
 class Link(Protocol):
@@ -142,6 +146,8 @@ def go_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float):
+        from pypilot.gofmt import go_float  # at the first metric: 0.1 MiB the worker need not hold before
+
         return go_float(float(v))
     if isinstance(v, str):
         return v
@@ -509,12 +515,16 @@ def _log_stream(link: Link, name: str, first: list[dict[str, Any]], q: queue.Que
 
 
 class OpenAPI:
-    def __init__(self) -> None:
-        from pypilot.control.openapi import DOCUMENT
+    """``GET /v3/openapi.json``: the document, built at its first request (the worker need not hold it
+    before: most never serve it)."""
 
-        self.data = orjson.dumps(DOCUMENT)
+    data: bytes | None = None
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.data is None:
+            from pypilot.control.openapi import DOCUMENT
+
+            self.data = orjson.dumps(DOCUMENT)
         resp.content_type = falcon.MEDIA_JSON
         resp.data = self.data
 

@@ -35,7 +35,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
@@ -43,6 +42,10 @@ from waitress.server import UnixWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 from pypilot.control.app import MAX_BODY, error_response
+
+TYPE_CHECKING = False  # typing is deferred while the worker imports this (worker.import_server)
+if TYPE_CHECKING:
+    from typing import Any
 
 CONNECTIONS = 4096  # open connections at most, hung ones included (capped by RLIMIT_NOFILE)
 RESERVED_FDS = 64  # fds kept for everything else the worker opens
@@ -66,6 +69,14 @@ def raise_fd_limit() -> int:
         except (OSError, ValueError):
             pass
     return soft
+
+
+class _Adjustments(Adjustments):
+    """Waitress' adjustments with no default ``listen`` ("0.0.0.0:8080"): waitress resolves each with
+    ``getaddrinfo`` even when it is given the socket (ours), which loaded the IDNA codec (``stringprep``,
+    ``unicodedata``) and glibc's resolver state into the worker for an answer nothing reads (~1 MiB)."""
+
+    listen: list[Any] = []
 
 
 class _Channel(HTTPChannel):
@@ -210,7 +221,7 @@ def make_server(app: Any, listener: socket.socket, count: Counter, idle_exit: fl
     nofile = raise_fd_limit()
     limit = max(16, min(CONNECTIONS, nofile - RESERVED_FDS))
     idle = float(os.environ.get("PYPILOT_CONTROL_IDLE_TIMEOUT") or IDLE_TIMEOUT)  # tests shorten it
-    adj = Adjustments(
+    adj = _Adjustments(
         sockets=[listener],
         threads=THREADS,
         send_bytes=1,  # flush every write at once: event-stream lines must not wait for a buffer

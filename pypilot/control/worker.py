@@ -15,9 +15,12 @@ import os
 import queue
 import socket
 import threading
-from typing import Any
 
 from pypilot.channel import Message, WorkerLink
+
+TYPE_CHECKING = False  # typing is deferred while Falcon imports (import_server)
+if TYPE_CHECKING:
+    from typing import Any
 
 STREAM_QUEUE = 10_000  # events buffered per stream client before it is cut off as too slow
 
@@ -189,13 +192,48 @@ MMAP_THRESHOLD = 128 << 10
 ARENAS = 2
 
 
-def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
-    import logging
-    import signal
+WAITRESS_LEVEL = 40  # logging.ERROR: waitress' own warnings (a queue backlog, a client gone) are not logged
 
-    from pypilot import lean_imports, reaper
+
+def import_server() -> None:
+    """Import the app and the server (Falcon and waitress) as the worker does: after ``lean_imports``'
+    stand-ins, with what only their import reads deferred (``lean_imports.deferring``): ``logging`` (their
+    loggers, taken at import; waitress' at ERROR once one is used), ``traceback`` (an error's report),
+    ``concurrent.futures`` (the executor of Falcon's sync-to-async helpers, made at import), ``ast``
+    (``inspect``'s, for ``getsource``; Falcon reads signatures only), ``typing`` (Falcon's annotations,
+    aliases and protocols, evaluated at import), ``dis`` (``inspect``'s table of code flags, read at import),
+    ``weakref`` (``copy``'s, at import) and ``unicodedata`` (Falcon's, for an upload's file name), and
+    without Falcon's Cython speed-ups (``falcon.cyutil``: their pure-Python twins are loaded anyway, and
+    answer the same). ~2.2 MiB of the worker's private memory (issue #15)."""
+    import _weakref
+
+    from pypilot import lean_imports
 
     lean_imports.install()  # before Falcon: the stdlib it and waitress import but do not use here
+    deferred = {
+        "logging": lean_imports.lazy_logging({"waitress": WAITRESS_LEVEL}),
+        "traceback": {},
+        "concurrent.futures": {"ThreadPoolExecutor": lean_imports.ThreadPoolExecutor},
+        "ast": {"NodeVisitor": lean_imports.NodeVisitor},  # inspect's, for source code (Falcon's: signatures)
+        "typing": lean_imports.lazy_typing(),  # Falcon's annotations, aliases and protocols
+        "weakref": {"ref": _weakref.ref},  # copy's (for dataclasses) tables of atomic types, at import
+        "unicodedata": {},  # Falcon's secure_filename (for uploads)
+    }
+    dis = lean_imports.lazy_dis()  # inspect's code flags, at import
+    if dis is not None:
+        deferred["dis"] = dis
+    with lean_imports.deferring(deferred), \
+            lean_imports.absent("falcon.cyutil.reader", "falcon.cyutil.uri", "falcon.cyutil.misc"):
+        import pypilot.control.app
+        import pypilot.control.server  # noqa: F401
+
+
+def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
+    import signal
+
+    from pypilot import reaper
+
+    import_server()
     from pypilot.control.app import make_app
     from pypilot.control.server import THREADS, make_server
 
@@ -213,7 +251,6 @@ def worker_main(chan: socket.socket, settings: dict[str, Any]) -> None:
         listener = checked
     link = Link(chan)
     link.link.forward_logs()
-    logging.getLogger("waitress").setLevel(logging.ERROR)
     link.start()
     app = make_app(link, {"max_streams": THREADS - 4, **settings})
     count = lambda code, path: link.send({"op": "count", "code": code, "path": path})  # noqa: E731
