@@ -658,3 +658,12 @@ int pp_malloc_tune(int mmap_threshold, int arena_max)
     return -ENOSYS;
 #endif
 }
+
+int pp_malloc_trim(void)
+{
+#ifdef __GLIBC__
+    return malloc_trim(0);
+#else
+    return -ENOSYS;
+#endif
+}

@@ -38,5 +38,8 @@ int pp_has_children(void);
 /* glibc's mallopt for a threaded worker: big buffers straight from mmap (returned when freed), at most
  * `arena_max` arenas. -ENOSYS where the libc has no mallopt. */
 int pp_malloc_tune(int mmap_threshold, int arena_max);
+/* glibc's malloc_trim(0): free pages inside the heap go back to the kernel. 1 if any did, 0 if none,
+ * -ENOSYS where the libc has no malloc_trim. */
+int pp_malloc_trim(void);
 
 #endif

@@ -71,6 +71,11 @@ def malloc_tune(mmap_threshold: int, arena_max: int) -> bool:
     return bool(lib.pp_malloc_tune(mmap_threshold, arena_max) == 0)
 
 
+def malloc_trim() -> bool:
+    """Hand the heap's free pages back to the kernel (glibc's ``malloc_trim(0)``): True if some went."""
+    return bool(lib.pp_malloc_trim() > 0)
+
+
 class SpawnError(OSError):
     """The command could not be started; the message names it. ``stage`` says which step before the
     exec failed (``setuid 1000``, ``chdir /srv``, ``setrlimit nofile``); "" for the exec itself."""
