@@ -4,15 +4,23 @@ Launch breakdown: the same launch -> first exec measure as ``launch.py`` for a l
 pypilot's venv, each exec'ing the ``stamp`` payload: bare ``-I -S``; with ``site`` (the venv's .pth files,
 including an editable install's finder); + ``import pypilot.__main__``; + ``import pyjson5``; then pypilot
 itself. Memory ladder: VmRSS of a Python that has imported the same things, plus the control plane.
-Imports: ``python -X importtime`` of a real pypilot start with a ``raw`` logging job (its output is not
-relayed, so the payload's STAMP line marks the first exec in the stream); the slowest top-level imports
-before that line, by cumulative time (importtime inflates them; compare them with each other).
+Instructions (callgrind, when valgrind is installed and not ``--quick``): the same kind of ladder counted
+in instructions, which the machine's load does not change: each rung a ``python -c`` that imports one more
+group of what PID 1 loads before its first spawn (the plain config's path), then ``os._exit(0)`` (PID 1 never
+pays a shutdown before its first exec); garbage collection off, as pypilot's own start has it;
+``PYTHONHASHSEED=0`` so that the counts repeat exactly. ``launch.py``'s ``launch_instructions`` is the whole
+start to the first exec. Imports: ``python -X importtime`` of a real pypilot start with a ``raw`` logging
+job (its output is not relayed, so the payload's STAMP line marks the first exec in the stream); the
+slowest top-level imports before that line, by cumulative time (importtime inflates them; compare them with
+each other).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import statistics
 import subprocess
 
@@ -80,6 +88,44 @@ def measure(ctx: Context) -> None:
         else:
             ctx.col.fail("profile_rss", label, "MiB", res.stderr.strip()[-200:] or "failed")
     guarded(ctx.col, "profile_imports", "pypilot", "ms", lambda: _imports(ctx, cfg, py, pypilot))
+    if not ctx.s.quick and shutil.which("valgrind"):
+        _instructions(ctx, py, str(cfg))
+
+
+# each rung adds one group of what PID 1 imports before its first spawn, in its order (a plain config)
+RUNGS = (
+    ("python -I -S (no shutdown)", None),
+    ("+ site (the venv's .pth files)", ""),
+    ("+ environ, cli, logs", "import pypilot.environ, pypilot.cli, pypilot.logs"),
+    ("+ the reaper (cffi)", "import pypilot.reaper"),
+    ("+ the config package", "import pypilot.config"),
+    ("+ the config's load", "pypilot.config.load(CFG, dict(os.environ))"),
+    ("+ events, loop, process, jobs", "import pypilot.events, pypilot.loop, pypilot.process, pypilot.jobs"),
+    ("+ supervisor, __main__", "import pypilot.supervisor, pypilot.__main__"),
+)
+
+
+def _instructions(ctx: Context, py: str, cfg: str) -> None:
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    done: list[str] = []
+    for label, code in RUNGS:
+        if code:
+            done.append(code)
+        flags = ["-I", "-S"] if code is None else []
+        body = f"import gc, os; gc.disable(); CFG = {cfg!r}\n" + "\n".join(done) + "\nos._exit(0)\n"
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", py, *flags, "-c", body]
+
+        def count(argv: list[str] = argv) -> float:
+            # cwd "/": the checkout (the ``-c`` sys.path[0]) would shadow the install measured
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd="/", env=env)
+            m = re.search(r"Collected\s*:\s*(\d+)", res.stderr)
+            if res.returncode != 0 or not m:
+                raise OSError(f"no callgrind total: {res.stderr[-300:]}")
+            return int(m.group(1)) / 1e6
+
+        value = guarded(ctx.col, "profile_instructions", label, "M instr", count)
+        if value is not None:
+            ctx.col.add("profile_instructions", label, "M instr", value, note="cumulative")
 
 
 def _launch(argv: list[str]) -> float:

@@ -54,6 +54,7 @@ TITLES = {
     "profile_launch": "Profile: pypilot's launch -> first exec, step by step (python in pypilot's venv)",
     "profile_rss": "Profile: RSS of a Python that imported pypilot's parts",
     "profile_imports": "Profile: slowest top-level imports before pypilot's first exec (-X importtime)",
+    "profile_instructions": "Profile: instructions to each step of PID 1's start-up (callgrind, cumulative)",
     "bundle_launch": "Self-contained build vs pip install and bare python3 -I -S: launch -> first child exec",
     "bundle_idle_tree_rss": "Self-contained build vs pip install: idle tree RSS (one sleeping job)",
     "bundle_idle_tree_pss": "Self-contained build vs pip install: idle tree PSS (one sleeping job)",
