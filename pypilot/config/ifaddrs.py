@@ -62,6 +62,7 @@ def ipv4_netlink() -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     sock = socket.socket(AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
     try:
+        sock.settimeout(2.0)  # the kernel answers at once; were it not to, the ioctl (PID 1 never blocks)
         sock.send(request)
         while True:
             data = sock.recv(1 << 16)  # a dump's datagrams are at most 32 KiB
