@@ -10,16 +10,21 @@ Differences from ContainerPilot, on purpose: interface names may contain ``-`` a
 ``eth0.100``; CP's ``\\w+`` rejected them), and the no-match error lists the specs as written
 (``Specifications: [eth0:inet inet]``) instead of Go's struct dump.
 
-The system's addresses are read (``ifaddrs``: an ioctl and ``/proc/net/if_inet6``) only when they are
+The system's addresses are read (``ifaddrs``: netlink and ``/proc/net/if_inet6``) only when they are
 actually needed (a job with a ``port``, or telemetry); tests pass an address table instead: an iterable of
 ``(interface, address)`` pairs.
+
+Addresses are read with libc's ``inet_pton`` (the C ``_socket``) and written here, in Go's (and
+``ipaddress``') form: ``ipaddress`` (with functools and collections, ~20 M instructions before the first
+spawn of a service config, issue #15) is imported only for what libc does not read but ``ipaddress`` did
+(an IPv6 zone ``fe80::1%eth0``, a CIDR with a netmask ``10.0.0.0/255.0.0.0``) and to reject what neither
+reads.
 """
 
 from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is ~2-5 ms of PID 1's start-up; mypy reads this name as True
 if TYPE_CHECKING:
-    import ipaddress
     from collections.abc import Iterable
     from typing import Any
 
@@ -64,9 +69,9 @@ class _Spec:
     __slots__ = ("index", "ip", "kind", "name", "net", "spec", "v6")
 
     def __init__(self, spec: str, kind: str, name: str = "", v6: bool = False, index: int = 0,
-                 net: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None, ip: str = "") -> None:
+                 net: tuple[int, int, int] | None = None, ip: str = "") -> None:
         self.spec, self.kind, self.name, self.v6 = spec, kind, name, v6
-        self.index, self.net, self.ip = index, net, ip
+        self.index, self.net, self.ip = index, net, ip  # net: (version, network, netmask) as integers
 
 
 def _atoi(s: str) -> bool:
@@ -75,8 +80,6 @@ def _atoi(s: str) -> bool:
 
 
 def _parse_one(spec: str) -> _Spec:
-    import ipaddress
-
     if spec == "inet":
         return _Spec(spec, "inet", "*")
     if spec == "inet6":
@@ -84,26 +87,120 @@ def _parse_one(spec: str) -> _Spec:
     if spec.startswith("static:"):
         rest = spec[len("static:"):]
         if not _atoi(rest):  # CP: a numeric suffix falls through to the generic "Unable to parse" error
-            try:
-                ip = ipaddress.ip_address(rest)
-            except ValueError:
-                raise InterfaceError(f"Unable to parse static ip static: in {spec}") from None
-            return _Spec(spec, "static", "static", ip=_ip_str(ip))
-    import re  # here, not at import: every exec is decoded with this module, few configs have specs
-
-    m = re.match(_SPEC, spec)
-    if m:
-        name, index, inet = m.groups()
+            ip = _address(rest)
+            if ip is None:
+                raise InterfaceError(f"Unable to parse static ip static: in {spec}")
+            return _Spec(spec, "static", "static", ip=_text(ip))
+    named = _named(spec)
+    if named is not None:
+        name, index, inet = named
         if index is not None:
             return _Spec(spec, "index", name, index=int(index))
         return _Spec(spec, "inet", name, v6=inet == "inet6")
-    try:
-        net = ipaddress.ip_network(spec, strict=False) if "/" in spec else None
-    except ValueError:
-        net = None
+    net = _network(spec) if "/" in spec else None
     if net is not None:
         return _Spec(spec, "cidr", net=net)
     raise InterfaceError(f"Unable to parse interface spec: {spec}")
+
+
+def _named(spec: str) -> tuple[str, str | None, str | None] | None:
+    """``re.match(_SPEC, spec).groups()`` (or None), without ``re`` (imported by no first spawn): a name of
+    ``[A-Za-z_][\\w.\\-]*``, then nothing, ``[digits]``, ``:inet`` or ``:inet6``; ``$`` also matches before
+    a final newline."""
+    s = spec[:-1] if spec.endswith("\n") else spec
+    if not s or not (s[0] == "_" or (s[0].isascii() and s[0].isalpha())):
+        return None
+    end = 1
+    while end < len(s) and (s[end].isalnum() or s[end] in "_.-"):  # \w: str.isalnum() or "_"
+        end += 1
+    name, rest = s[:end], s[end:]
+    if not rest:
+        return name, None, None
+    if rest in (":inet", ":inet6"):
+        return name, None, rest[1:]
+    digits = rest[1:-1]
+    if rest[0] == "[" and rest[-1] == "]" and digits and digits.isdecimal():  # \d: Unicode category Nd
+        return name, digits, None
+    return None
+
+
+# an address: (version, the packed bytes, the text ipaddress gave it or None: the text is _text's)
+if TYPE_CHECKING:
+    IP = tuple[int, bytes, str | None]
+
+
+def _address(text: str) -> IP | None:
+    """``text`` read as ``ipaddress.ip_address`` reads it; None if it is not an address."""
+    from _socket import AF_INET, AF_INET6, inet_pton
+
+    try:
+        return 4, inet_pton(AF_INET, text), None
+    except (OSError, ValueError):
+        pass
+    try:
+        return 6, inet_pton(AF_INET6, text), None
+    except (OSError, ValueError):
+        pass
+    import ipaddress  # what libc does not read but ipaddress does (a zone), or an error
+
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return ip.version, ip.packed, _ip_str(ip)
+
+
+def _network(spec: str) -> tuple[int, int, int] | None:
+    """``ipaddress.ip_network(spec, strict=False)`` as (version, network, netmask); None if not one."""
+    addr, _, prefix = spec.partition("/")
+    if prefix.isascii() and prefix.isdigit():
+        ip = _address(addr)
+        if ip is not None and ip[2] is None and int(prefix) <= (32 if ip[0] == 4 else 128):
+            bits = 32 if ip[0] == 4 else 128
+            mask = ((1 << bits) - 1) ^ ((1 << (bits - int(prefix))) - 1)
+            return ip[0], int.from_bytes(ip[1], "big") & mask, mask
+    import ipaddress  # a netmask (10.0.0.0/255.0.0.0), a zone, or an error
+
+    try:
+        net = ipaddress.ip_network(spec, strict=False)
+    except ValueError:
+        return None
+    return net.version, int(net.network_address), int(net.netmask)
+
+
+def _ip_str(ip: Any) -> str:
+    """An ``ipaddress`` address as CP writes it: an IPv4-mapped IPv6 address as its IPv4 address."""
+    mapped = getattr(ip, "ipv4_mapped", None)
+    if mapped is not None:
+        return str(mapped)
+    return str(ip)
+
+
+_MAPPED = b"\0" * 10 + b"\xff\xff"
+
+
+def _text(ip: IP) -> str:
+    """An address as Go's ``net.IP.String`` (and ``_ip_str``) writes it: dotted IPv4, also for an IPv4-mapped
+    IPv6 address; otherwise RFC 5952: lowercase hex without leading zeros, the first longest run of two or
+    more zero groups as ``::``. Not libc's ``inet_ntop``: glibc writes ``::1.2.3.4``, musl breaks ties
+    differently."""
+    version, packed, text = ip
+    if text is not None:
+        return text
+    if version == 6 and packed[:12] == _MAPPED:
+        packed = packed[12:]
+    if len(packed) == 4:
+        return f"{packed[0]}.{packed[1]}.{packed[2]}.{packed[3]}"
+    groups = [packed[i] << 8 | packed[i + 1] for i in range(0, 16, 2)]
+    best = length = run = 0
+    for i, g in enumerate(groups):
+        run = run + 1 if g == 0 else 0
+        if run > length:
+            best, length = i - run + 1, run
+    hexes = [f"{g:x}" for g in groups]
+    if length < 2:
+        return ":".join(hexes)
+    return ":".join(hexes[:best]) + "::" + ":".join(hexes[best + length:])
 
 
 def parse_specs(specs: Iterable[str]) -> list[_Spec]:
@@ -119,13 +216,6 @@ def parse_specs(specs: Iterable[str]) -> list[_Spec]:
     return out
 
 
-def _ip_str(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    mapped = getattr(ip, "ipv4_mapped", None)
-    if mapped is not None:
-        return str(mapped)
-    return str(ip)
-
-
 def system_addresses() -> list[tuple[str, str]]:
     """Every (interface, address) pair on this host, IPv4 and IPv6 (IPv6 without a zone)."""
     from .ifaddrs import addresses
@@ -135,19 +225,16 @@ def system_addresses() -> list[tuple[str, str]]:
 
 def get_ip(spec_list: Iterable[str] | None, addresses: Addresses | None = None) -> str:
     """The address the first matching spec selects (CP ``services.GetIP``)."""
-    import ipaddress
-
     specs = parse_specs(list(spec_list or ()) or DEFAULT_SPECS)
     table = system_addresses() if addresses is None else list(addresses)
     if not table:
         raise InterfaceError("no network interfaces found")
     cands = []
     for name, addr in table:
-        try:
-            ip = ipaddress.ip_address(addr.split("%", 1)[0].split("/", 1)[0])
-        except ValueError:
+        ip = _address(addr.split("%", 1)[0].split("/", 1)[0])
+        if ip is None:
             continue
-        key16 = ip.packed if ip.version == 6 else b"\0" * 10 + b"\xff\xff" + ip.packed
+        key16 = ip[1] if ip[0] == 6 else _MAPPED + ip[1]
         cands.append((name, key16, ip))
     cands.sort(key=lambda c: (c[0], c[1]))
     for s in specs:
@@ -160,23 +247,27 @@ def get_ip(spec_list: Iterable[str] | None, addresses: Addresses | None = None) 
             else:
                 index += 1
             if _match(s, index, name, ip):
-                return _ip_str(ip)
-    ips = " ".join(f"{n}:{_ip_str(ip)}" for n, _k, ip in cands)
+                return _text(ip)
+    ips = " ".join(f"{n}:{_text(ip)}" for n, _k, ip in cands)
     return _no_match(specs, ips)
 
 
-def _match(s: _Spec, index: int, name: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+_LOOPBACK6 = b"\0" * 15 + b"\1"
+
+
+def _match(s: _Spec, index: int, name: str, ip: IP) -> bool:
     if s.kind == "inet":
         if s.name != "*" and s.name != name:
             return False
-        if s.name == "*" and ip.is_loopback:
+        if s.name == "*" and (ip[1][0] == 127 if ip[0] == 4 else ip[1] == _LOOPBACK6):  # is_loopback
             return False
-        return s.v6 == (ip.version == 6)
+        return s.v6 == (ip[0] == 6)
     if s.kind == "index":
         return s.name == name and s.index == index
     if s.kind == "cidr":
         assert s.net is not None
-        return ip.version == s.net.version and ip in s.net
+        version, network, netmask = s.net
+        return ip[0] == version and int.from_bytes(ip[1], "big") & netmask == network
     return False
 
 

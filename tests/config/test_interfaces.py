@@ -132,9 +132,11 @@ def test_system_addresses_are_getifaddrs_ones_down_links_labels_and_more_than_a_
     psutil = pytest.importorskip("psutil")
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
         pytest.skip("needs root, unshare and ip(8) for a network namespace")
-    code = ("import json, socket, psutil; from pypilot.config.ifaddrs import addresses; "
+    code = ("import json, socket, psutil; "
+            "from pypilot.config.ifaddrs import addresses, ipv4_ioctl, ipv4_netlink; "
             "ref = [(n, a.address.split('%')[0]) for n, l in psutil.net_if_addrs().items() for a in l "
-            "if a.family in (socket.AF_INET, socket.AF_INET6)]; print(json.dumps([addresses(), ref]))")
+            "if a.family in (socket.AF_INET, socket.AF_INET6)]; "
+            "print(json.dumps([addresses(), ref, ipv4_netlink(), ipv4_ioctl()]))")
     script = tmp_path / "setup.sh"
     script.write_text(NETNS_SETUP)
     out = subprocess.run(["unshare", "-n", "sh", str(script), sys.executable, "-c", code],
@@ -142,8 +144,9 @@ def test_system_addresses_are_getifaddrs_ones_down_links_labels_and_more_than_a_
     if out.returncode != 0 and "veth" in out.stderr:
         pytest.skip(f"no veth links here: {out.stderr.strip()[:200]}")
     assert out.returncode == 0, out.stderr
-    ours, ref = (sorted(map(tuple, x)) for x in json.loads(out.stdout))
+    ours, ref, netlink, ioctl = (sorted(map(tuple, x)) for x in json.loads(out.stdout))
     assert ours == ref
+    assert netlink == ioctl and len(netlink) == 74  # the netlink dump (3 datagrams here) and the ioctl agree
     assert {("d0", "10.9.9.9"), ("d0:1", "10.9.9.10"), ("d0", "fd01::5"), ("br-1a2b", "172.18.0.2"),
             ("lo", "10.5.70.1"), ("lo", "::1")} <= set(ours)
     assert len(ours) == 76
@@ -160,3 +163,31 @@ def test_ipv6_table_lines_are_parsed_and_bad_ones_skipped(tmp_path) -> None:
                      "zz000000000000000000000000000001 01 80 10 80       lo\n")
     assert ipv6_addresses(str(table)) == [("lo", "::1"), ("eth0", "fe80::fc:ff:fe00:1")]
     assert ipv6_addresses(str(tmp_path / "absent")) == []  # IPv6 disabled: no addresses, no error
+
+
+def test_ipv4_from_netlink_is_what_the_ioctl_gives_and_the_ioctl_is_the_fallback(monkeypatch) -> None:
+    """Netlink (only the C _socket) is read first; where it is refused (a seccomp profile), SIOCGIFCONF."""
+    from pypilot.config import ifaddrs
+
+    netlink = ifaddrs.ipv4_netlink()
+    assert sorted(netlink) == sorted(ifaddrs.ipv4_ioctl())
+    assert sorted(ifaddrs.ipv4_addresses()) == sorted(netlink)
+    monkeypatch.setattr(ifaddrs, "AF_NETLINK", -1)  # socket() fails: as if netlink were refused
+    with pytest.raises(OSError):
+        ifaddrs.ipv4_netlink()
+    assert sorted(ifaddrs.ipv4_addresses()) == sorted(netlink)
+
+
+def test_a_netlink_message_without_a_label_is_named_after_its_interface() -> None:
+    """The kernel labels every IPv4 address; were one not labelled, its interface's name would do."""
+    import sys
+
+    from pypilot.config.ifaddrs import _ipv4_message
+
+    order = sys.byteorder
+    local = (8).to_bytes(2, order) + (2).to_bytes(2, order) + bytes((10, 1, 2, 3))
+    peer = (8).to_bytes(2, order) + (1).to_bytes(2, order) + bytes((10, 9, 9, 9))
+    label = (11).to_bytes(2, order) + (3).to_bytes(2, order) + b"lo:7\0" + b"\0"
+    assert _ipv4_message(peer + local + label, 1, order) == ("lo:7", "10.1.2.3")
+    assert _ipv4_message(local, 1, order) == ("lo", "10.1.2.3")  # ifindex 1: lo
+    assert _ipv4_message(peer, 1, order) == ("lo", "0.0.0.0")  # no IFA_LOCAL: ifa_local is 0 (SIOCGIFCONF)
