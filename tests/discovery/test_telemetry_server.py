@@ -280,7 +280,9 @@ with socket.socket() as s:
     port = s.getsockname()[1]
 t = Telemetry({"ip": "127.0.0.1", "port": port}, "9.9.9", lambda: {})
 t.start()
+deadline = time.monotonic() + 10
 while t._server is None:  # listening: the server exists once its socket is bound
+    assert time.monotonic() < deadline, "telemetry never listened"
     time.sleep(0.01)
 import urllib.request
 assert b"process_resident_memory_bytes" in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read()
