@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.pid1 import wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 REQUEST_LINE = re.compile(r"\[DEBUG\] http: Request (\w+) (\S+) \(")
 
@@ -95,13 +97,17 @@ class RealConsul:
                  "-hcl", hcl],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
-        deadline = began + timeout
-        while not self._ready():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"consul exited with {self.proc.returncode}:\n{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"consul not ready after {timeout}s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.02)
+        proc = self.proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"consul exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            return self._ready()
+
+        try:
+            wait_for(ready, timeout, "the consul agent's leader and its node in the catalog")
+        except AssertionError as e:
+            raise RuntimeError(f"{e}:\n{log.read_text()[-3000:]}") from None
         return time.monotonic() - began
 
     def _ready(self) -> bool:
