@@ -2,8 +2,8 @@
 job, runs health checks (one passing, one failing), a periodic job, and takes control calls through
 the real CLI in a loop: ``-ping``, ``status --json``, ``-putenv`` and ``-reload`` with two alternating
 configs (a job changed each time). PID 1's RSS, open fds and thread count are sampled every round;
-their least-squares slopes after a minute of the same traffic (RSS rises to a plateau in it) must be
-about flat, and zombies must not grow.
+their least-squares slopes, once a minute of the same traffic has filled the churning job's bounded line
+buffer (RSS rises to a plateau in it), must be about flat, and zombies must not grow.
 Nothing is lost: every control call succeeds, every reload applies, the churning job's exits in the
 log match the runs the status API counts, and the last putenv value reaches the jobs."""
 
